@@ -1,0 +1,16 @@
+"""Command-line interface: a thin layer over the library API.
+
+Each command lives in its own module and registers itself on :data:`app`.
+"""
+
+from __future__ import annotations
+
+from thoughtscope.cli.app import app
+
+# Command modules register on import.
+from thoughtscope.cli import data  # noqa: E402,F401  # isort: skip
+
+
+def main() -> None:
+    """Entry point of the ``thoughtscope`` console script."""
+    app()

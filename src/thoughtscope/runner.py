@@ -1,0 +1,552 @@
+"""Batched latent reasoning with the published CODI protocol, and per-row edits.
+
+Protocol (per problem): the question's token ids (with the tokenizer's own special
+tokens) [+ ``<eos>`` unless ``remove_eos``] are encoded once; then ``<bot>``; then N
+times the last layer's (normed) hidden state at the last position goes through the
+projection and is fed back as the next input embedding; then ``<eot>`` [+ ``<eos>``];
+then greedy decoding over every id except ``<eot>``, each row stopping at ``<eos>`` or
+``max_new_tokens``. The KV cache is kept throughout.
+
+Batching: problems are left-padded; every step passes the full attention mask and
+explicit position ids, so a row's answer does not depend on what else is in the batch
+(the published batched code passes no mask during the latent steps). Each question is
+encoded once and its KV cache is shared by all of that problem's *conditions* (rows);
+rows that reach ``<eos>`` are retired from the batch.
+
+Conditions: a :class:`Condition` maps ``(site, position)`` to an :class:`Edit`, a
+function that receives the activations of the rows it applies to and returns their
+replacement. The runner knows nothing about ablation kinds; see
+:mod:`thoughtscope.interventions`. Sites and positions are defined in
+:mod:`thoughtscope.sites`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+
+from thoughtscope.model.codi import CodiModel
+from thoughtscope.sites import BOT, EOT, LATENT, Position, Site
+
+
+@dataclass(frozen=True)
+class EditContext:
+    """What an :class:`Edit` may need to know about the rows it edits.
+
+    Attributes:
+        site: Where the activation was read.
+        position: ``BOT`` or the thought index.
+        problems: ``(rows,)`` index of each edited row's problem in the runner's input.
+        condition: Name of the condition being applied.
+    """
+
+    site: Site
+    position: Position
+    problems: Tensor
+    condition: str
+
+
+class Edit(Protocol):
+    """Replaces activations: ``hidden (rows, d) -> (rows, d)``, same dtype and device."""
+
+    def __call__(self, hidden: Tensor, context: EditContext) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One way to run the latents: a name, edits and, optionally, an early exit.
+
+    Attributes:
+        name: Unique within a run; says exactly what changes (e.g. ``zero@L8:{0,1,2}``).
+        edits: ``(site, position) -> edit``. Empty for the baseline.
+        num_latent: Feed ``<eot>`` after this many thoughts (``None``: the model's N).
+        meta: Free-form description carried into results (kind, site, positions...).
+    """
+
+    name: str
+    edits: Mapping[tuple[Site, Position], Edit] = field(default_factory=dict)
+    num_latent: int | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+BASELINE = Condition("baseline")
+
+
+@dataclass
+class Generation:
+    """The result of one problem under one condition.
+
+    Attributes:
+        problem: Index of the problem in the runner's input.
+        condition: The condition's name.
+        answer_ids: Generated ids, without the final ``<eos>``.
+        text: Decoded answer, special tokens skipped.
+        finished: Whether the row stopped at ``<eos>`` (else at ``max_new_tokens``).
+        thoughts: ``(n_latent, d)`` the vectors fed back (after any ``latent`` edit).
+        hidden: ``(positions, layers + 1, d)`` on request: the input embedding and every
+            block's output (after edits) at positions ``[bot, 0, …, n_latent-1, eot]``.
+        answer_logits: ``(len(answer_ids) + finished, V+3)`` on request: the logits
+            that chose each generated token.
+        target_logprobs: ``(len(target),)`` when targets were given: log-probability of
+            each target token, teacher-forced after ``<eot>``.
+        target_logits: ``(len(target), V+3)`` on request: the logits along the target.
+    """
+
+    problem: int
+    condition: str
+    answer_ids: list[int]
+    text: str
+    finished: bool
+    thoughts: Tensor
+    hidden: Tensor | None = None
+    answer_logits: Tensor | None = None
+    target_logprobs: Tensor | None = None
+    target_logits: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a batch.
+
+    Attributes:
+        max_new_tokens: Decoding stops after this many tokens.
+        batch_size: Rows (problem × condition) per forward pass.
+        record_hidden: Return every layer's hidden state at every latent position.
+        record_answer_logits: Return the logits along the generated answer.
+        record_target_logits: Return the logits along the teacher-forced target.
+        progress: Show a progress bar.
+    """
+
+    max_new_tokens: int = 64
+    batch_size: int = 32
+    record_hidden: bool = False
+    record_answer_logits: bool = False
+    record_target_logits: bool = False
+    progress: bool = False
+
+
+# ----------------------------------------------------------------------------- state
+@dataclass
+class _Rows:
+    """The mutable state of a batch of rows sharing one KV cache."""
+
+    cache: DynamicCache
+    mask: Tensor  # (rows, length) 1 for real tokens
+    next_position: Tensor  # (rows,) position id of the next input
+    problems: Tensor  # (rows,) index into the runner's input
+
+    def step_inputs(self) -> tuple[Tensor, Tensor]:
+        """Attention mask and position ids for one more single-token step."""
+        ones = torch.ones_like(self.mask[:, :1])
+        self.mask = torch.cat([self.mask, ones], dim=1)
+        position_ids = self.next_position[:, None]
+        self.next_position = self.next_position + 1
+        return self.mask, position_ids
+
+    def select(self, keep: Tensor) -> None:
+        """Keeps only the rows at indices ``keep``."""
+        self.cache.batch_select_indices(keep)
+        self.mask = self.mask[keep]
+        self.next_position = self.next_position[keep]
+        self.problems = self.problems[keep]
+
+
+def _expand_cache(cache: DynamicCache, index: Tensor) -> DynamicCache:
+    """A new cache whose row ``i`` is row ``index[i]`` of ``cache``."""
+    out = DynamicCache()
+    for layer_idx, layer in enumerate(cache.layers):
+        out.update(layer.keys[index], layer.values[index], layer_idx)  # type: ignore[attr-defined]
+    return out
+
+
+# ----------------------------------------------------------------------------- hooks
+class _BlockHooks:
+    """Forward hooks on every decoder block that apply edits and record outputs.
+
+    ``plan`` for the current step maps a layer to ``[(edit, rows, context), ...]``;
+    ``recorder`` (when set) receives each block's output at the current step.
+    """
+
+    def __init__(self, model: CodiModel):
+        self.model = model
+        self.plan: dict[int, list[tuple[Edit, Tensor, EditContext]]] = {}
+        self.recorder: list[Tensor] | None = None
+        self.record_index = -1
+        self._handles: list[Any] = []
+
+    def _hook(self, layer: int) -> Callable[..., Any]:
+        def hook(_module: Any, _inputs: Any, output: Any) -> Any:
+            hidden = output[0] if isinstance(output, tuple) else output
+            edits = self.plan.get(layer)
+            if edits:
+                last = hidden[:, -1, :].clone()
+                for edit, rows, context in edits:
+                    last[rows] = edit(last[rows], context).to(last.dtype)
+                hidden = torch.cat([hidden[:, :-1, :], last[:, None, :]], dim=1)
+            if self.recorder is not None:
+                self.recorder.append(hidden[:, self.record_index, :])
+            if not edits:
+                return output
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        return hook
+
+    @contextmanager
+    def installed(self) -> Iterator[_BlockHooks]:
+        """Registers the hooks for the duration of the ``with`` block."""
+        try:
+            for layer, module in enumerate(self.model.blocks):
+                self._handles.append(module.register_forward_hook(self._hook(layer)))
+            yield self
+        finally:
+            for handle in self._handles:
+                handle.remove()
+            self._handles.clear()
+            self.plan = {}
+            self.recorder = None
+            self.record_index = -1
+
+
+# ---------------------------------------------------------------------------- runner
+class Runner:
+    """Runs CODI latent reasoning for many problems and conditions at once.
+
+    Example::
+
+        runner = Runner(model)
+        results = runner.run(["What is 2+3?"], [BASELINE])
+        results[0][0].text
+    """
+
+    def __init__(self, model: CodiModel):
+        self.model = model
+        self.config = model.config
+        self.decoder = model.base_lm.base_model  # the transformer stack, final norm included
+        self.head = model.base_lm.get_output_embeddings()
+        self._hooks = _BlockHooks(model)
+
+    # -- low-level steps ------------------------------------------------------------
+    def _forward(
+        self, embeds: Tensor, mask: Tensor, position_ids: Tensor, cache: DynamicCache
+    ) -> Tensor:
+        """One forward pass; returns the normed last-layer states ``(rows, seq, d)``."""
+        out = self.decoder(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return out.last_hidden_state
+
+    def encode_prefixes(self, questions: Sequence[str]) -> _Rows:
+        """Encodes each question once (left-padded): the cache before ``<bot>``."""
+        ids = [self.model.question_ids(q) for q in questions]
+        width = max(len(x) for x in ids)
+        device = self.model.device
+        input_ids = torch.full((len(ids), width), self.config.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq) :] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        self._forward(self.model.embed(input_ids), mask, position_ids, cache)
+        return _Rows(
+            cache=cache,
+            mask=mask,
+            next_position=mask.sum(dim=1),
+            problems=torch.arange(len(ids), device=device),
+        )
+
+    def _latents(
+        self,
+        rows: _Rows,
+        conditions: Sequence[Condition],
+        condition_of_row: Tensor,
+        num_latent: int,
+        record_hidden: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Runs ``<bot>`` and ``num_latent`` thought steps for every row.
+
+        Returns the fed-back thoughts ``(rows, num_latent, d)`` and, on request, the
+        recorded states ``(rows, num_latent + 1, layers + 1, d)`` (bot, thoughts).
+        """
+        n_rows = len(condition_of_row)
+        device = self.model.device
+        bot = self.model.embed(torch.full((n_rows, 1), self.config.bot_id, device=device))
+        # (site, position) -> [(edit, rows, context)]
+        plan: dict[tuple[Site, Position], list[tuple[Edit, Tensor, EditContext]]] = {}
+        for c_index, condition in enumerate(conditions):
+            members = (condition_of_row == c_index).nonzero().flatten()
+            if len(members) == 0:
+                continue
+            for (site, position), edit in condition.edits.items():
+                context = EditContext(site, position, rows.problems[members], condition.name)
+                plan.setdefault((site, position), []).append((edit, members, context))
+        thoughts: list[Tensor] = []
+        recorded: list[Tensor] = []
+        inputs = bot
+        hooks = self._hooks
+        with hooks.installed():
+            for position in [BOT, *range(num_latent)]:
+                if position != BOT:
+                    for edit, members, context in plan.get((LATENT, position), []):
+                        inputs = inputs.clone()
+                        inputs[members, 0] = edit(inputs[members, 0], context).to(inputs.dtype)
+                    thoughts.append(inputs[:, 0])
+                hooks.plan = {
+                    site.layer: edits
+                    for (site, pos), edits in plan.items()
+                    if pos == position and site.layer is not None
+                }
+                hooks.recorder = [] if record_hidden else None
+                mask, position_ids = rows.step_inputs()
+                last = self._forward(inputs, mask, position_ids, rows.cache)[:, -1:]
+                if hooks.recorder is not None:
+                    recorded.append(torch.stack([inputs[:, 0], *hooks.recorder], dim=1))
+                inputs = self.model.projection(last)
+        d_model = bot.shape[-1]
+        stacked = torch.stack(thoughts, dim=1) if thoughts else bot.new_zeros(n_rows, 0, d_model)
+        return stacked, (torch.stack(recorded, dim=1) if record_hidden else None)
+
+    def _eot(self, rows: _Rows, record_hidden: bool) -> tuple[Tensor, Tensor | None]:
+        """Feeds ``<eot>`` [+ ``<eos>``]; returns logits for the first answer token."""
+        ids = [self.config.eot_id] if self.config.remove_eos else [
+            self.config.eot_id,
+            self.config.eos_id,
+        ]
+        n_rows = len(rows.problems)
+        embeds = self.model.embed(torch.tensor(ids, device=self.model.device)).expand(
+            n_rows, -1, -1
+        )
+        masks, positions = zip(*(rows.step_inputs() for _ in ids), strict=True)
+        recorder: list[Tensor] | None = None
+        if record_hidden:
+            recorder = []
+            with self._hooks.installed():
+                self._hooks.recorder, self._hooks.record_index = recorder, 0
+                hidden = self._forward(embeds, masks[-1], torch.cat(positions, 1), rows.cache)
+        else:
+            hidden = self._forward(embeds, masks[-1], torch.cat(positions, 1), rows.cache)
+        eot_states = None
+        if recorder is not None:
+            # The hooks recorded each block's output at the eot input (index 0).
+            eot_states = torch.stack([embeds[:, 0], *recorder], dim=1)
+        return self.head(hidden[:, -1]), eot_states
+
+    def _teacher_force(
+        self, rows: _Rows, first_logits: Tensor, targets: Sequence[Sequence[int]], keep: bool
+    ) -> tuple[list[Tensor], list[Tensor] | None]:
+        """Log-probabilities of each row's target after ``<eot>``; the cache is restored."""
+        n_rows = len(rows.problems)
+        lengths = [len(t) for t in targets]
+        width = max(lengths, default=0)
+        logits = first_logits[:, None, :]
+        if width > 1:
+            device = self.model.device
+            ids = torch.full((n_rows, width - 1), self.config.pad_id, dtype=torch.long)
+            for row, target in enumerate(targets):
+                ids[row, : len(target) - 1] = torch.tensor(list(target[:-1]), dtype=torch.long)
+            ones = torch.ones((n_rows, width - 1), dtype=rows.mask.dtype, device=device)
+            mask = torch.cat([rows.mask, ones], dim=1)
+            offsets = torch.arange(width - 1, device=device)
+            position_ids = rows.next_position[:, None] + offsets[None, :]
+            hidden = self._forward(self.model.embed(ids.to(device)), mask, position_ids, rows.cache)
+            rows.cache.crop(-(width - 1))  # drop the teacher-forced tokens again
+            logits = torch.cat([logits, self.head(hidden)], dim=1)
+        logprobs = logits.float().log_softmax(dim=-1)
+        out: list[Tensor] = []
+        kept: list[Tensor] | None = [] if keep else None
+        for row, target in enumerate(targets):
+            index = torch.tensor(list(target), dtype=torch.long, device=logits.device)
+            out.append(logprobs[row, : len(target)].gather(1, index[:, None])[:, 0].cpu())
+            if kept is not None:
+                kept.append(logits[row, : len(target)].float().cpu())
+        return out, kept
+
+    def _decode(
+        self, rows: _Rows, first_logits: Tensor, max_new_tokens: int, keep_logits: bool
+    ) -> tuple[list[list[int]], list[bool], list[Tensor] | None]:
+        """Greedy decoding; each row stops at ``<eos>`` or ``max_new_tokens``."""
+        n_rows = len(rows.problems)
+        eos, eot = self.config.eos_id, self.config.eot_id
+        tokens = torch.full((n_rows, max_new_tokens), eos, dtype=torch.long)
+        n_tokens = torch.full((n_rows,), max_new_tokens, dtype=torch.long)
+        finished = torch.zeros(n_rows, dtype=torch.bool)
+        logit_steps: list[tuple[Tensor, Tensor]] = []
+        alive = torch.arange(n_rows)  # original row index of each live row
+        logits = first_logits
+        for step in range(max_new_tokens):
+            logits = logits.clone()
+            logits[:, eot] = -math.inf
+            chosen = logits.argmax(dim=-1)
+            chosen_cpu = chosen.cpu()
+            tokens[alive, step] = chosen_cpu
+            if keep_logits:
+                logit_steps.append((alive, logits.float().cpu()))
+            done = chosen_cpu == eos
+            if done.any():
+                n_tokens[alive[done]] = step
+                finished[alive[done]] = True
+                keep = (~done).nonzero().flatten()
+                if len(keep) == 0:
+                    break
+                alive = alive[keep]
+                keep_dev = keep.to(chosen.device)
+                rows.select(keep_dev)
+                chosen = chosen[keep_dev]
+            if step == max_new_tokens - 1:
+                break
+            mask, position_ids = rows.step_inputs()
+            hidden = self._forward(
+                self.model.embed(chosen[:, None]), mask, position_ids, rows.cache
+            )
+            logits = self.head(hidden[:, -1])
+        answers = [tokens[r, : n_tokens[r]].tolist() for r in range(n_rows)]
+        per_row_logits: list[Tensor] | None = None
+        if keep_logits:
+            buckets: list[list[Tensor]] = [[] for _ in range(n_rows)]
+            for alive_rows, step_logits in logit_steps:
+                for i, r in enumerate(alive_rows.tolist()):
+                    buckets[r].append(step_logits[i])
+            per_row_logits = [torch.stack(b) for b in buckets]
+        return answers, finished.tolist(), per_row_logits
+
+    # -- public API ----------------------------------------------------------------
+    @torch.inference_mode()
+    def run(
+        self,
+        questions: Sequence[str],
+        conditions: Sequence[Condition] = (BASELINE,),
+        options: RunOptions | None = None,
+        *,
+        targets: Sequence[Sequence[int]] | None = None,
+    ) -> list[list[Generation]]:
+        """Runs every question under every condition.
+
+        Args:
+            questions: Question texts.
+            conditions: Conditions to apply; names must be unique.
+            options: Batch size, decoding length, what to record.
+            targets: Optional token ids per question to teacher-force after ``<eot>``
+                (e.g. the expected answer): fills ``target_logprobs``.
+
+        Returns:
+            ``results[i][j]``: question ``i`` under condition ``j``.
+        """
+        options = options or RunOptions()
+        names = [c.name for c in conditions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"condition names must be unique, got {names}")
+        self._check_conditions(conditions)
+        if targets is not None and len(targets) != len(questions):
+            raise ValueError("targets must have one entry per question")
+        results: list[list[Generation | None]] = [[None] * len(conditions) for _ in questions]
+        per_batch = max(1, options.batch_size // max(1, len(conditions)))
+        # Group similar lengths together: less padding, same results.
+        order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
+        batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
+        bar = tqdm(
+            total=len(questions) * len(conditions),
+            disable=not options.progress,
+            desc="latent reasoning",
+            unit="row",
+        )
+        for batch in batches:
+            for gen in self._run_batch(questions, batch, conditions, options, targets):
+                results[gen.problem][names.index(gen.condition)] = gen
+            bar.update(len(batch) * len(conditions))
+        bar.close()
+        return [[g for g in row if g is not None] for row in results]
+
+    def _check_conditions(self, conditions: Sequence[Condition]) -> None:
+        n_latent = self.config.num_latent
+        n_layers = self.model.num_layers
+        for condition in conditions:
+            steps = n_latent if condition.num_latent is None else condition.num_latent
+            if not 0 <= steps <= n_latent:
+                raise ValueError(
+                    f"condition {condition.name}: num_latent {steps} is outside 0…{n_latent}"
+                )
+            for site, position in condition.edits:
+                if site.kind == "block" and not 0 <= (site.layer or 0) < n_layers:
+                    raise ValueError(
+                        f"condition {condition.name}: block {site.layer} does not exist "
+                        f"(blocks 0…{n_layers - 1})"
+                    )
+                if position == EOT or (position != BOT and not 0 <= position < steps):
+                    raise ValueError(
+                        f"condition {condition.name}: position {position} is outside "
+                        f"bot, 0…{steps - 1}"
+                    )
+                if site == LATENT and position == BOT:
+                    raise ValueError(
+                        f"condition {condition.name}: the latent site has no bot position"
+                    )
+
+    def _run_batch(
+        self,
+        questions: Sequence[str],
+        batch: list[int],
+        conditions: Sequence[Condition],
+        options: RunOptions,
+        targets: Sequence[Sequence[int]] | None,
+    ) -> Iterator[Generation]:
+        prefix = self.encode_prefixes([questions[i] for i in batch])
+        device = self.model.device
+        # Conditions with the same number of latent steps share one set of rows.
+        groups: dict[int, list[int]] = {}
+        for c_index, condition in enumerate(conditions):
+            steps = self.config.num_latent if condition.num_latent is None else condition.num_latent
+            groups.setdefault(steps, []).append(c_index)
+        for steps, members in groups.items():
+            group = [conditions[c] for c in members]
+            n_problems, n_cond = len(batch), len(group)
+            # Problem-major rows: row = problem * n_cond + condition.
+            index = torch.arange(n_problems, device=device).repeat_interleave(n_cond)
+            condition_of_row = torch.arange(n_cond, device=device).repeat(n_problems)
+            rows = _Rows(
+                cache=_expand_cache(prefix.cache, index),
+                mask=prefix.mask[index],
+                next_position=prefix.next_position[index],
+                problems=torch.tensor(batch, device=device)[index],  # caller's numbering
+            )
+            thoughts, hidden = self._latents(
+                rows, group, condition_of_row, steps, options.record_hidden
+            )
+            first_logits, eot_states = self._eot(rows, options.record_hidden)
+            target_lp: list[Tensor] | None = None
+            target_logits: list[Tensor] | None = None
+            if targets is not None:
+                row_targets = [targets[batch[p]] for p in index.tolist()]
+                target_lp, target_logits = self._teacher_force(
+                    rows, first_logits, row_targets, options.record_target_logits
+                )
+            answers, finished, answer_logits = self._decode(
+                rows, first_logits, options.max_new_tokens, options.record_answer_logits
+            )
+            if hidden is not None and eot_states is not None:
+                hidden = torch.cat([hidden, eot_states[:, None]], dim=1)
+            for r in range(len(answers)):
+                yield Generation(
+                    problem=batch[r // n_cond],
+                    condition=group[r % n_cond].name,
+                    answer_ids=answers[r],
+                    text=self.model.decode(answers[r]),
+                    finished=finished[r],
+                    thoughts=thoughts[r].float().cpu(),
+                    hidden=None if hidden is None else hidden[r].float().cpu(),
+                    answer_logits=None if answer_logits is None else answer_logits[r],
+                    target_logprobs=None if target_lp is None else target_lp[r],
+                    target_logits=None if target_logits is None else target_logits[r],
+                )
