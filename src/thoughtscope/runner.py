@@ -22,6 +22,7 @@ replacement. The runner knows nothing about ablation kinds; see
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -232,6 +233,10 @@ class Runner:
         self.decoder = model.base_lm.base_model  # the transformer stack, final norm included
         self.head = model.base_lm.get_output_embeddings()
         self._hooks = _BlockHooks(model)
+        # transformers >= 5.x names the KV-cache argument ``cache``; older ones
+        # ``past_key_values``.
+        parameters = inspect.signature(self.decoder.forward).parameters
+        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
 
     # -- low-level steps ------------------------------------------------------------
     def _forward(
@@ -242,8 +247,8 @@ class Runner:
             inputs_embeds=embeds,
             attention_mask=mask,
             position_ids=position_ids,
-            past_key_values=cache,
             use_cache=True,
+            **{self._cache_arg: cache},
         )
         return out.last_hidden_state
 

@@ -21,10 +21,9 @@ Two surface styles render the same kind of chain:
 
 Why the generator looks the way it does:
 
-- **Same arguments, same problems, everywhere.** The random stream is seeded from a
-  SHA-256 of the arguments (never ``hash()``, which is salted per process) and only
-  ``random.Random.random()`` is used, the one method whose output Python guarantees to
-  keep across versions; integers and shuffles are derived from it here.
+- **Same arguments, same problems, everywhere.** Draws come from a
+  :class:`~thoughtscope.problems.seeded.SeededStream` keyed by the arguments, which is
+  stable across machines and Python versions.
 - **Prefix-stable.** ``n=1000`` starts with exactly the ``n=500`` problems, so growing a
   run never changes the problems already seen.
 - **Splits never share a problem.** A chain belongs to exactly one split, decided by a
@@ -42,16 +41,13 @@ Why the generator looks the way it does:
 from __future__ import annotations
 
 import hashlib
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from thoughtscope.problems.record import Problem
+from thoughtscope.problems.seeded import SeededStream
 
 __all__ = ["DEFAULT_STYLE", "MAX_STEPS", "SPLITS", "STYLES", "generate", "split_of"]
-
-T = TypeVar("T")
 
 DEFAULT_STYLE = "compact"
 """Style of plain ``synthetic``: the toy model is trained on it."""
@@ -65,39 +61,6 @@ SPLITS: dict[str, tuple[int, int]] = {"test": (0, 20), "val": (20, 30), "train":
 _GENERATOR_VERSION = "v1"  # bump when generation changes on purpose; tests pin problems
 _MAX_FRESH_ATTEMPTS = 30  # draws to look for an unused chain before accepting a repeat
 _MAX_SPLIT_ATTEMPTS = 10_000  # draws to find a chain of the requested split at all
-
-
-# ---------------------------------------------------------------------------------------
-# Random stream
-# ---------------------------------------------------------------------------------------
-
-
-class _Stream:
-    """Reproducible draws built only on ``random.Random.random()``.
-
-    Python guarantees ``random()`` for a given integer seed across versions, but not
-    ``randrange``/``choice``/``shuffle``; so those are derived here.
-    """
-
-    def __init__(self, key: str) -> None:
-        seed = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
-        self._random = random.Random(seed)
-
-    def below(self, n: int) -> int:
-        """A uniform integer in ``0..n-1``."""
-        return min(int(self._random.random() * n), n - 1)
-
-    def choice(self, items: Sequence[T]) -> T:
-        """A uniformly chosen element of a non-empty sequence."""
-        return items[self.below(len(items))]
-
-    def shuffled(self, items: Sequence[T]) -> list[T]:
-        """A Fisher-Yates shuffled copy of ``items``."""
-        out = list(items)
-        for i in range(len(out) - 1, 0, -1):
-            j = self.below(i + 1)
-            out[i], out[j] = out[j], out[i]
-        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,7 +132,7 @@ def _apply(op: str, a: int, b: int) -> int:
     return a // b  # only exact divisions are ever drawn
 
 
-def _draw_chain(stream: _Stream, n_steps: int, rules: _Rules) -> _Chain:
+def _draw_chain(stream: SeededStream, n_steps: int, rules: _Rules) -> _Chain:
     """A random chain of ``n_steps`` operations that respects ``rules``."""
     value = rules.start[0] + stream.below(rules.start[1] - rules.start[0] + 1)
     start = value
@@ -212,7 +175,7 @@ COMPACT_RULES = _Rules(
 _COMPACT_VARIABLES = "abcdefghijklmnopqrstuvwxyz"
 
 
-def _render_compact(chain: _Chain, stream: _Stream) -> tuple[str, str]:
+def _render_compact(chain: _Chain, stream: SeededStream) -> tuple[str, str]:
     """Question ``a=7;b=a+5;b=?`` and solution ``<<7+5=12>>\\n#### 12``."""
     names = _COMPACT_VARIABLES
     parts = [f"{names[0]}={chain.start}"]
@@ -315,7 +278,7 @@ _WORDS_SOLUTION_LINE = {
 }
 
 
-def _render_words(chain: _Chain, stream: _Stream) -> tuple[str, str]:
+def _render_words(chain: _Chain, stream: SeededStream) -> tuple[str, str]:
     """An English question with one sentence per operation and a GSM8K-style solution."""
     name, he, him, his = stream.choice(_PEOPLE)
     things, thing = stream.choice(_THINGS)
@@ -350,7 +313,7 @@ def _render_words(chain: _Chain, stream: _Stream) -> tuple[str, str]:
 @dataclass(frozen=True)
 class _Style:
     rules: _Rules
-    render: Callable[[_Chain, _Stream], tuple[str, str]]
+    render: Callable[[_Chain, SeededStream], tuple[str, str]]
 
 
 STYLES: dict[str, _Style] = {
@@ -399,7 +362,7 @@ def generate(
             f"got min_steps={min_steps}, max_steps={max_steps}"
         )
     chosen = STYLES[style]
-    stream = _Stream(
+    stream = SeededStream(
         f"thoughtscope.synthetic|{_GENERATOR_VERSION}|{style}|{split}|{seed}"
         f"|{min_steps}|{max_steps}"
     )
@@ -433,7 +396,7 @@ def generate(
 
 
 def _draw_for_split(
-    stream: _Stream, n_steps: int, rules: _Rules, split: str, used: set[str]
+    stream: SeededStream, n_steps: int, rules: _Rules, split: str, used: set[str]
 ) -> _Chain:
     """A chain of ``split``, fresh if one turns up within a few tries, else a repeat."""
     repeat: _Chain | None = None

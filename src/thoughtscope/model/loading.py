@@ -1,0 +1,68 @@
+"""One entry point that turns a ``--model`` value into a :class:`CodiModel`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from thoughtscope.model.codi import CONFIG_FILE, CodiModel
+
+TOY = "toy"
+
+
+def toy_model_path() -> Path:
+    """Folder of the toy CODI model shipped inside the package."""
+    return Path(str(resources.files("thoughtscope") / "toy" / "model"))
+
+
+@dataclass(frozen=True)
+class OfficialOptions:
+    """Settings for an official CODI checkpoint that its state dict does not hold.
+
+    ``None`` fields come from the preset (see :data:`thoughtscope.model.official.PRESETS`).
+    """
+
+    base_model: str | None = None
+    preset: str | None = None
+    lora_alpha: float | None = None
+    num_latent: int | None = None
+    remove_eos: bool | None = None
+    merge_lora: bool = True
+    allow_hub: bool = False
+
+
+def load_model(
+    spec: str | Path,
+    *,
+    official: OfficialOptions | None = None,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+) -> CodiModel:
+    """Loads ``toy``, a thoughtscope model folder, or an official CODI checkpoint folder.
+
+    An official checkpoint (a folder with ``model.safetensors`` or ``pytorch_model.bin``
+    in the published layout) also needs ``official.base_model``: a local folder, or a
+    hub id when ``official.allow_hub`` is set.
+    """
+    if str(spec) == TOY:
+        folder = toy_model_path()
+        if not (folder / CONFIG_FILE).is_file():
+            raise FileNotFoundError(
+                f"the toy model is not in this installation ({folder}); reinstall "
+                "thoughtscope or rebuild it with `thoughtscope train-toy --out DIR`"
+            )
+        return CodiModel.from_pretrained(folder, dtype=dtype, device=device)
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"--model {spec}: no such folder. Give `toy`, a thoughtscope model folder, or "
+            "an official CODI checkpoint folder with --base-model."
+        )
+    if (folder / CONFIG_FILE).is_file():
+        return CodiModel.from_pretrained(folder, dtype=dtype, device=device)
+    from thoughtscope.model.official import load_official
+
+    return load_official(folder, official or OfficialOptions(), dtype=dtype, device=device)
