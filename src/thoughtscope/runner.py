@@ -96,9 +96,11 @@ class Generation:
             block's output (after edits) at positions ``[bot, 0, …, n_latent-1, eot]``.
         answer_logits: ``(len(answer_ids) + finished, V+3)`` on request: the logits
             that chose each generated token.
-        target_logprobs: ``(len(target),)`` when targets were given: log-probability of
-            each target token, teacher-forced after ``<eot>``.
-        target_logits: ``(len(target), V+3)`` on request: the logits along the target.
+        target_logprobs: For each named target given to :meth:`Runner.run`,
+            ``(len(target),)`` log-probabilities of its tokens, teacher-forced after
+            ``<eot>`` [+ ``<eos>``].
+        target_logits: On request, for each named target, ``(len(target), V+3)`` logits
+            along it (float32).
     """
 
     problem: int
@@ -109,8 +111,8 @@ class Generation:
     thoughts: Tensor
     hidden: Tensor | None = None
     answer_logits: Tensor | None = None
-    target_logprobs: Tensor | None = None
-    target_logits: Tensor | None = None
+    target_logprobs: dict[str, Tensor] = field(default_factory=dict)
+    target_logits: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -435,7 +437,7 @@ class Runner:
         conditions: Sequence[Condition] = (BASELINE,),
         options: RunOptions | None = None,
         *,
-        targets: Sequence[Sequence[int]] | None = None,
+        targets: Mapping[str, Sequence[Sequence[int]]] | None = None,
     ) -> list[list[Generation]]:
         """Runs every question under every condition.
 
@@ -443,8 +445,10 @@ class Runner:
             questions: Question texts.
             conditions: Conditions to apply; names must be unique.
             options: Batch size, decoding length, what to record.
-            targets: Optional token ids per question to teacher-force after ``<eot>``
-                (e.g. the expected answer): fills ``target_logprobs``.
+            targets: Named token sequences, one per question, to teacher-force after
+                ``<eot>`` (e.g. ``{"gold": model.answer_ids(expected)}``): fills
+                ``target_logprobs`` (and ``target_logits`` on request). Each sequence
+                needs at least one token.
 
         Returns:
             ``results[i][j]``: question ``i`` under condition ``j``.
@@ -454,8 +458,11 @@ class Runner:
         if len(set(names)) != len(names):
             raise ValueError(f"condition names must be unique, got {names}")
         self._check_conditions(conditions)
-        if targets is not None and len(targets) != len(questions):
-            raise ValueError("targets must have one entry per question")
+        for target_name, sequences in (targets or {}).items():
+            if len(sequences) != len(questions):
+                raise ValueError(f"target {target_name!r} must have one entry per question")
+            if any(len(seq) == 0 for seq in sequences):
+                raise ValueError(f"target {target_name!r} has an empty sequence")
         results: list[list[Generation | None]] = [[None] * len(conditions) for _ in questions]
         per_batch = max(1, options.batch_size // max(1, len(conditions)))
         # Group similar lengths together: less padding, same results.
@@ -505,7 +512,7 @@ class Runner:
         batch: list[int],
         conditions: Sequence[Condition],
         options: RunOptions,
-        targets: Sequence[Sequence[int]] | None,
+        targets: Mapping[str, Sequence[Sequence[int]]] | None,
     ) -> Iterator[Generation]:
         prefix = self.encode_prefixes([questions[i] for i in batch])
         device = self.model.device
@@ -530,13 +537,16 @@ class Runner:
                 rows, group, condition_of_row, steps, options.record_hidden
             )
             first_logits, eot_states = self._eot(rows, options.record_hidden)
-            target_lp: list[Tensor] | None = None
-            target_logits: list[Tensor] | None = None
-            if targets is not None:
-                row_targets = [targets[batch[p]] for p in index.tolist()]
-                target_lp, target_logits = self._teacher_force(
+            target_lp: dict[str, list[Tensor]] = {}
+            target_logits: dict[str, list[Tensor]] = {}
+            for target_name, sequences in (targets or {}).items():
+                row_targets = [sequences[batch[p]] for p in index.tolist()]
+                lp, lg = self._teacher_force(
                     rows, first_logits, row_targets, options.record_target_logits
                 )
+                target_lp[target_name] = lp
+                if lg is not None:
+                    target_logits[target_name] = lg
             answers, finished, answer_logits = self._decode(
                 rows, first_logits, options.max_new_tokens, options.record_answer_logits
             )
@@ -552,6 +562,6 @@ class Runner:
                     thoughts=thoughts[r].float().cpu(),
                     hidden=None if hidden is None else hidden[r].float().cpu(),
                     answer_logits=None if answer_logits is None else answer_logits[r],
-                    target_logprobs=None if target_lp is None else target_lp[r],
-                    target_logits=None if target_logits is None else target_logits[r],
+                    target_logprobs={k: v[r] for k, v in target_lp.items()},
+                    target_logits={k: v[r] for k, v in target_logits.items()},
                 )

@@ -134,6 +134,13 @@ class CodiModel(nn.Module):
             ids.append(self.config.eos_id)
         return ids
 
+    def answer_ids(self, answer: float) -> list[int]:
+        """Token ids of ``answer`` written as the model writes answers, then ``<eos>``."""
+        number = str(int(answer)) if float(answer).is_integer() else repr(float(answer))
+        text = self.config.answer_format.format(answer=number)
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return [*ids, self.config.eos_id]
+
     def decode(self, ids: list[int]) -> str:
         """Answer text with special tokens skipped (CODI ids included)."""
         keep = [i for i in ids if i < self.config.base_vocab_size]
@@ -244,6 +251,7 @@ def new_codi_model(
     remove_eos: bool = True,
     projection_width: int | None = None,
     projection_layer_norm: bool = True,
+    answer_format: str = "The answer is: {answer}",
     name: str = "",
 ) -> CodiModel:
     """A freshly initialised CODI model around an HF config (for training from scratch).
@@ -266,6 +274,7 @@ def new_codi_model(
         eos_id=int(tokenizer.eos_token_id),
         projection_width=width,
         projection_layer_norm=projection_layer_norm,
+        answer_format=answer_format,
     )
     projection = Projection(d_model, width, layer_norm=projection_layer_norm)
     return CodiModel(lm, projection, tokenizer, config, name=name)

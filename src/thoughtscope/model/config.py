@@ -17,6 +17,8 @@ class CodiConfig:
         eos_id: The tokenizer's end-of-sequence id; decoding stops there.
         projection_width: Hidden width of the projection (``prj_dim``).
         projection_layer_norm: Whether the projection ends with a LayerNorm.
+        answer_format: How the model writes its final answer; ``{answer}`` stands for the
+            number. Used to teacher-force the expected answer (``gold_logprob``).
     """
 
     base_vocab_size: int
@@ -25,6 +27,7 @@ class CodiConfig:
     eos_id: int = 0
     projection_width: int = 2048
     projection_layer_norm: bool = True
+    answer_format: str = "The answer is: {answer}"
 
     @property
     def pad_id(self) -> int:
