@@ -19,7 +19,7 @@ def evaluate(a: int, op: str, b: int) -> int:
     return {"+": a + b, "-": a - b, "*": a * b}[op]
 
 
-def annotations(solution: str) -> list[tuple[int, str, int, int]]:
+def annotations_of(solution: str) -> list[tuple[int, str, int, int]]:
     return [(int(a), op, int(b), int(c)) for a, op, b, c in ANNOTATION.findall(solution)]
 
 
@@ -91,7 +91,7 @@ def test_split_of_is_the_same_for_every_seed_and_style() -> None:
 def test_annotations_form_a_correct_chain_ending_in_the_answer(style: str) -> None:
     for problem in generate("val", 11, 300, style=style):
         assert problem.solution is not None
-        steps = annotations(problem.solution)
+        steps = annotations_of(problem.solution)
         assert len(steps) == problem.steps
         assert problem.steps_source == "annotations"
         first_number = int(re.search(r"\d+", problem.question).group())  # type: ignore[union-attr]
@@ -107,7 +107,7 @@ def test_annotations_form_a_correct_chain_ending_in_the_answer(style: str) -> No
 def test_compact_numbers_stay_small() -> None:
     for problem in generate("train", 5, 500):
         assert problem.solution is not None
-        for a, op, b, c in annotations(problem.solution):
+        for a, op, b, c in annotations_of(problem.solution):
             assert 1 <= b <= 9
             assert 0 <= a <= 99 and 0 <= c <= 99
             assert op in "+-*"
@@ -117,7 +117,7 @@ def test_compact_numbers_stay_small() -> None:
 def test_words_numbers_stay_modest() -> None:
     for problem in generate("train", 5, 500, style="words"):
         assert problem.solution is not None
-        for a, op, b, c in annotations(problem.solution):
+        for a, op, b, c in annotations_of(problem.solution):
             assert 2 <= a <= 100 and 2 <= c <= 100
             assert b <= 20 if op in "+-" else 2 <= b <= 9
 
