@@ -1,0 +1,671 @@
+"""The step-importance sweep: problems → batches → runner → records → result store.
+
+For each batch of problems, two runner calls:
+
+1. **Baseline** (and, for ``patch``, the donors' baseline activations): the answer, its
+   number and correctness, and the log-probability of the expected answer.
+2. **Conditions**: the empty condition plus every ablation / early-exit condition, all
+   in one batch sharing each question's prefix. Each row teacher-forces the expected
+   answer (``gold_logprob``) and the *baseline's* answer (for the KL). The empty
+   condition gives the baseline's distributions along its own answer under exactly the
+   same teacher forcing, and checks that an empty intervention reproduces the baseline.
+
+Each finished batch is appended to ``RUN/results.jsonl`` (flushed and fsynced) before the
+next starts; re-running the same command skips finished problems, and a different
+configuration in the same folder is refused. Batches are cut from the full selection, not
+from what is left, so a resumed run batches the same problems together.
+
+Selection: by default every condition runs on every problem. With
+``only_baseline_correct`` the problems the baseline gets wrong are still written, with
+their baseline outcome and no conditions, so baseline accuracy stays honest; the manifest
+says ``selection: "baseline-correct"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from thoughtscope.interventions import (
+    ABLATIONS,
+    EARLY_EXIT,
+    AblationResources,
+    ConditionSpec,
+    DonorActivations,
+    MeanActivations,
+    donor_indices,
+    load_or_compute_means,
+    parse_ablations,
+    parse_schedules,
+    plan_conditions,
+)
+from thoughtscope.model.codi import CodiModel
+from thoughtscope.problems.difficulty import Strata
+from thoughtscope.problems.errors import ProblemDataError
+from thoughtscope.problems.record import Problem
+from thoughtscope.problems.sampling import Sample, sample_stratified
+from thoughtscope.problems.scoring import (
+    DEFAULT_REL_TOLERANCE,
+    DEFAULT_TOLERANCE,
+    extract_number,
+    is_correct,
+)
+from thoughtscope.problems.seeded import SeededStream
+from thoughtscope.problems.sources import load_problems
+from thoughtscope.records import ConditionOutcome, Outcome, ProblemRecord
+from thoughtscope.runner import BASELINE, Condition, Generation, Runner, RunOptions
+from thoughtscope.sites import BOT, LATENT, parse_sites
+from thoughtscope.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, read_manifest
+
+__all__ = [
+    "IDENTITY_KEYS",
+    "POSITIONS_NOTE",
+    "ImportanceConfig",
+    "ImportanceInputError",
+    "RunPlan",
+    "SweepResult",
+    "data_fingerprint",
+    "model_fingerprint",
+    "plan_run",
+    "run_importance",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "thoughtscope-importance"
+FORMAT_VERSION = 1
+EMPTY_CONDITION = "baseline"
+"""Name of the empty condition run beside the ablations in every batch."""
+
+POSITIONS_NOTE = (
+    "thought k is the k-th vector fed back; position 0 is the first continuous thought, "
+    "not the <bot> step (the original study's position 0 was the <bot> step). Block sites "
+    "at position k edit block L's output at the step whose input is thought k; the latent "
+    "site replaces thought k itself. -1 stands for the <bot> step."
+)
+
+IDENTITY_KEYS = (
+    "selection",
+    "strata",
+    "seed",
+    "num_latent",
+    "schedules",
+    "sites",
+    "ablations",
+    "layers",
+    "validate",
+    "limit",
+    "max_new_tokens",
+    "dtype",
+    "mean_reference.n",
+    "model.fingerprint",
+    "data.fingerprint",
+)
+"""Manifest keys that must match to resume a run (dotted: nested keys)."""
+
+
+class ImportanceInputError(ValueError):
+    """Bad input: the message names the option and what to do.
+
+    Attributes:
+        option: The command-line option at fault (``--sites``, ``--data``, …).
+    """
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class ImportanceConfig:
+    """Everything that defines an importance run besides the model.
+
+    Attributes:
+        data: Problem source (see :func:`thoughtscope.problems.sources.load_problems`).
+        sites: ``latent``, ``block:8``, ``block:4,8,14``, ``block:all``, joined with ``+``.
+        schedules: Comma-separated schedules (``prefix,single``, ``{0,2}``, ``early-exit``).
+        ablations: Comma-separated ablation kinds (``zero,mean``).
+        validate: Stratified validation sample of this many problems (in total).
+        all_problems: Use every problem (the default when ``validate`` is not given).
+        limit: Use only the first ``limit`` problems of the source.
+        only_baseline_correct: Run conditions only where the baseline is correct.
+        batch_size: Rows (problems × conditions) per forward pass.
+        max_new_tokens: Decoding length.
+        seed: Sampling, noise and mean-reference seed.
+        strata: Difficulty strata by step count.
+        mean_reference: Problems averaged over for ``mean`` ablations.
+    """
+
+    data: str
+    sites: str = "latent+block:all"
+    schedules: str = "prefix,single"
+    ablations: str = "zero"
+    validate: int | None = None
+    all_problems: bool = False
+    limit: int | None = None
+    only_baseline_correct: bool = False
+    batch_size: int = 128
+    max_new_tokens: int = 32
+    seed: int = 0
+    strata: str = "1,2,3,4,5+"
+    mean_reference: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A validated run: the problems, the conditions and the manifest to write."""
+
+    config: ImportanceConfig
+    problems: list[Problem]
+    strata: Strata
+    conditions: list[ConditionSpec]
+    manifest: dict[str, Any]
+
+    @property
+    def needs_means(self) -> bool:
+        """Whether some condition uses mean activations."""
+        return any(
+            c.ablation in ABLATIONS and ABLATIONS[c.ablation].needs_means for c in self.conditions
+        )
+
+    @property
+    def needs_donors(self) -> bool:
+        """Whether some condition patches from donors."""
+        return any(
+            c.ablation in ABLATIONS and ABLATIONS[c.ablation].needs_donors for c in self.conditions
+        )
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a call to :func:`run_importance` did.
+
+    Attributes:
+        run_dir: The run folder.
+        n_problems: Problems in the selection.
+        n_skipped: Problems already finished before this call (resume).
+        n_written: Problems written by this call.
+        n_conditions: Conditions per problem.
+        seconds: Wall time of the sweep (means included).
+        baseline_mismatches: Problems whose empty condition did not reproduce the
+            baseline answer (should be 0; non-zero means numerics differ with batching).
+    """
+
+    run_dir: Path
+    n_problems: int
+    n_skipped: int
+    n_written: int
+    n_conditions: int
+    seconds: float
+    baseline_mismatches: int
+
+
+# ------------------------------------------------------------------------ fingerprints
+def model_fingerprint(model: CodiModel) -> str:
+    """SHA-256 of the model's weights (names, dtypes, shapes, bytes) and CODI config."""
+    hasher = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        hasher.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
+        hasher.update(memoryview(flat.view(torch.uint8).numpy()))
+    return hasher.hexdigest()
+
+
+def data_fingerprint(problems: Sequence[Problem]) -> str:
+    """SHA-256 of the problems (every field, in order)."""
+    text = json.dumps([p.to_dict() for p in problems], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    try:
+        own = metadata.version("thoughtscope")
+    except metadata.PackageNotFoundError:
+        own = "unknown"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "thoughtscope": own,
+    }
+
+
+# ---------------------------------------------------------------------------- planning
+def _select(config: ImportanceConfig, problems: list[Problem], strata: Strata) -> Sample:
+    return sample_stratified(
+        problems,
+        config.validate,
+        strata=strata,
+        per_stratum=False,
+        seed=config.seed,
+        limit=config.limit,
+    )
+
+
+def _check_numbers(config: ImportanceConfig) -> None:
+    if config.validate is not None and config.all_problems:
+        raise ImportanceInputError(
+            "--validate", "--validate and --all exclude each other; give one of them"
+        )
+    if config.validate is not None and config.validate < 1:
+        raise ImportanceInputError("--validate", "--validate needs a sample size of 1 or more")
+    if config.limit is not None and config.limit < 1:
+        raise ImportanceInputError("--limit", "--limit must be 1 or more (or left out)")
+    if config.batch_size < 1:
+        raise ImportanceInputError("--batch-size", "--batch-size must be 1 or more")
+    if config.max_new_tokens < 1:
+        raise ImportanceInputError("--max-new-tokens", "--max-new-tokens must be 1 or more")
+    if config.mean_reference < 1:
+        raise ImportanceInputError("--mean-reference", "--mean-reference must be 1 or more")
+
+
+def plan_run(model: CodiModel, config: ImportanceConfig, *, model_spec: str = "") -> RunPlan:
+    """Validates the configuration against the model and data; builds the manifest.
+
+    Raises:
+        ImportanceInputError: naming the option at fault and what to do.
+    """
+    _check_numbers(config)
+    n_latent = model.config.num_latent
+    try:
+        strata = Strata.parse(config.strata)
+    except ValueError as error:
+        raise ImportanceInputError("--strata", f"--strata: {error}") from None
+    try:
+        sites = parse_sites(config.sites, model.num_layers)
+    except ValueError as error:
+        raise ImportanceInputError("--sites", str(error)) from None
+    try:
+        schedules = parse_schedules(config.schedules, n_latent)
+    except ValueError as error:
+        raise ImportanceInputError("--schedule", str(error)) from None
+    try:
+        ablations = parse_ablations(config.ablations)
+    except ValueError as error:
+        raise ImportanceInputError("--ablation", str(error)) from None
+    for schedule in schedules:
+        if (
+            not schedule.is_early_exit
+            and LATENT in sites
+            and any(BOT in s for s in schedule.position_sets)
+        ):
+            raise ImportanceInputError(
+                "--schedule",
+                f"--schedule {schedule.text}: the latent site has no bot position (no "
+                "vector is fed back there); drop bot or use block sites only",
+            )
+    conditions = plan_conditions(sites, schedules, ablations)
+    if not conditions:
+        raise ImportanceInputError("--schedule", "--schedule: no conditions to run")
+    try:
+        loaded = load_problems(config.data)
+    except ProblemDataError as error:
+        raise ImportanceInputError("--data", f"--data: {error}") from None
+    if not loaded.problems:
+        raise ImportanceInputError(
+            "--data", f"--data {config.data}: no problems in it; give a source with problems"
+        )
+    sample = _select(config, loaded.problems, strata)
+    if not sample.problems:
+        raise ImportanceInputError(
+            "--data",
+            f"--data {config.data}: no problem is left after --limit/--validate; "
+            "check those options",
+        )
+    if any(ABLATIONS[a].needs_donors for a in ablations):
+        try:
+            donor_indices([p.answer for p in sample.problems])
+        except ValueError as error:
+            raise ImportanceInputError("--ablation", str(error)) from None
+
+    ablating = [s for s in schedules if not s.is_early_exit]
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "selection": "baseline-correct" if config.only_baseline_correct else "all",
+        "strata": str(strata),
+        "seed": config.seed,
+        "num_latent": n_latent,
+        "schedules": [s.text for s in schedules],
+        "sites": [str(s) for s in sites] if ablating else [],
+        "ablations": ablations if ablating else [],
+        "layers": sorted({c.site.layer for c in conditions if c.site and c.site.layer is not None}),
+        "model": {
+            "name": model.name,
+            "spec": model_spec,
+            "fingerprint": model_fingerprint(model),
+            "family": type(model.base_lm).__name__,
+            "num_layers": model.num_layers,
+            "d_model": model.d_model,
+            "num_latent": n_latent,
+            "remove_eos": model.config.remove_eos,
+            "answer_format": model.config.answer_format,
+        },
+        "data": {
+            "spec": config.data,
+            "source": loaded.source,
+            "layout": loaded.layout,
+            "fingerprint": data_fingerprint(loaded.problems),
+            "n_loaded": len(loaded.problems),
+            "n_problems": len(sample.problems),
+            "sampling": sample.report.to_dict(),
+        },
+        "versions": _versions(),
+        "positions": POSITIONS_NOTE,
+        "validate": config.validate,
+        "limit": config.limit,
+        "max_new_tokens": config.max_new_tokens,
+        "batch_size": config.batch_size,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "device": str(model.device),
+        "mean_reference": {"n": min(config.mean_reference, len(sample.problems))}
+        if any(ABLATIONS[a].needs_means for a in ablations) and ablating
+        else None,
+        "ablation_kinds": {a: ABLATIONS[a].description for a in ablations},
+        "early_exit": any(s.name == EARLY_EXIT for s in schedules),
+        "conditions": [c.to_dict() for c in conditions],
+        "metrics": {
+            "correct": f"|predicted - expected| within abs {DEFAULT_TOLERANCE} or rel "
+            f"{DEFAULT_REL_TOLERANCE}",
+            "changed": "the predicted number differs from the baseline's",
+            "gold_logprob": "sum of log-probabilities of the expected answer's tokens "
+            "(answer format + eos), teacher-forced after <eot>",
+            "kl": "mean over the baseline answer's tokens (+ eos if it finished) of "
+            "KL(baseline || condition) between next-token distributions, both teacher-forced "
+            "along the baseline answer",
+        },
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return RunPlan(config, sample.problems, strata, conditions, manifest)
+
+
+def _dotted(data: dict[str, Any], key: str) -> Any:
+    value: Any = data
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def check_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Refuses a folder that holds a different run; writes the manifest for a new one.
+
+    Raises:
+        ImportanceInputError: (``--out``) naming the differing keys.
+    """
+    store = ResultStore(run_dir)
+    if (run_dir / MANIFEST_FILE).is_file():
+        old = read_manifest(run_dir)
+        differ = [k for k in IDENTITY_KEYS if _dotted(old, k) != _dotted(manifest, k)]
+        if differ:
+            shown = "; ".join(
+                f"{k}: {json.dumps(_dotted(old, k))} here, {json.dumps(_dotted(manifest, k))} now"
+                for k in differ
+            )
+            raise ImportanceInputError(
+                "--out",
+                f"--out {run_dir} holds a run with a different configuration ({shown}). "
+                "Repeat the original options to resume, or choose another --out folder.",
+            )
+        return
+    if (run_dir / RESULTS_FILE).is_file():
+        raise ImportanceInputError(
+            "--out",
+            f"--out {run_dir} has {RESULTS_FILE} but no {MANIFEST_FILE}, so it cannot be "
+            "resumed safely; choose another --out folder",
+        )
+    store.write_manifest(manifest)
+
+
+# ------------------------------------------------------------------------------ sweep
+def _changed(predicted: float | None, baseline: float | None) -> bool:
+    if predicted is None or baseline is None:
+        return (predicted is None) != (baseline is None)
+    return not is_correct(predicted, baseline)
+
+
+def _kl(baseline_logits: Tensor, condition_logits: Tensor) -> float:
+    """Mean over tokens of KL(baseline ‖ condition): ``(T, V), (T, V) -> float``."""
+    base = baseline_logits.float().log_softmax(dim=-1)
+    cond = condition_logits.float().log_softmax(dim=-1)
+    per_token = (base.exp() * (base - cond)).sum(dim=-1)
+    return float(per_token.mean())
+
+
+def _outcome_of(gen: Generation, expected: float) -> tuple[str, float | None, bool, float | None]:
+    predicted = extract_number(gen.text)
+    gold = gen.target_logprobs.get("gold")
+    return (
+        gen.text,
+        predicted,
+        is_correct(predicted, expected),
+        None if gold is None else float(gold.sum()),
+    )
+
+
+class _Sweep:
+    """One run's sweep state: model, plan, store and the run-wide references."""
+
+    def __init__(self, model: CodiModel, plan: RunPlan, run_dir: Path):
+        self.model = model
+        self.plan = plan
+        self.config = plan.config
+        self.runner = Runner(model)
+        self.store = ResultStore(run_dir)
+        self.run_dir = run_dir
+        self.means: MeanActivations | None = None
+        problems = plan.problems
+        self.donor_of: dict[str, Problem] = {}
+        if plan.needs_donors:
+            donors = donor_indices([p.answer for p in problems])
+            self.donor_of = {p.id: problems[d] for p, d in zip(problems, donors, strict=True)}
+        self.mismatches = 0
+
+    def options(self, record_hidden: bool = False, target_logits: bool = False) -> RunOptions:
+        return RunOptions(
+            max_new_tokens=self.config.max_new_tokens,
+            batch_size=self.config.batch_size,
+            record_hidden=record_hidden,
+            record_target_logits=target_logits,
+        )
+
+    def prepare_means(self) -> None:
+        if not self.plan.needs_means:
+            return
+        n = int(self.plan.manifest["mean_reference"]["n"])
+        stream = SeededStream(f"thoughtscope.mean-reference|{self.config.seed}")
+        reference = stream.shuffled(self.plan.problems)[:n]
+        self.means = load_or_compute_means(
+            self.run_dir,
+            self.model,
+            [p.question for p in reference],
+            [p.id for p in reference],
+            batch_size=self.config.batch_size,
+        )
+
+    def run_batch(self, batch: list[Problem]) -> list[ProblemRecord]:
+        """Baseline, then every condition, for one batch; one record per problem."""
+        # Pass 1: baselines of the batch (and of its donors, with their activations).
+        pass1 = list(batch)
+        if self.donor_of:
+            seen = {p.id for p in batch}
+            for p in batch:
+                donor = self.donor_of[p.id]
+                if donor.id not in seen:
+                    seen.add(donor.id)
+                    pass1.append(donor)
+        gold = {p.id: self.model.answer_ids(p.answer) for p in pass1}
+        results = self.runner.run(
+            [p.question for p in pass1],
+            [BASELINE],
+            self.options(record_hidden=bool(self.donor_of)),
+            targets={"gold": [gold[p.id] for p in pass1]},
+        )
+        base_gen = {p.id: row[0] for p, row in zip(pass1, results, strict=True)}
+        baselines = {p.id: Outcome(*_outcome_of(base_gen[p.id], p.answer)) for p in batch}
+
+        # Pass 2: the empty condition and every condition, on the problems that get them.
+        todo = [
+            p for p in batch if not self.config.only_baseline_correct or baselines[p.id].correct
+        ]
+        outcomes: dict[str, list[ConditionOutcome]] = {p.id: [] for p in batch}
+        if todo:
+            outcomes.update(self._conditions(todo, base_gen, baselines, gold))
+        return [
+            ProblemRecord(
+                id=p.id,
+                question=p.question,
+                steps=p.steps,
+                steps_source=p.steps_source,
+                stratum=self.plan.strata.label_for(p.steps),
+                expected=p.answer,
+                baseline=baselines[p.id],
+                conditions=outcomes[p.id],
+            )
+            for p in batch
+        ]
+
+    def _conditions(
+        self,
+        todo: list[Problem],
+        base_gen: dict[str, Generation],
+        baselines: dict[str, Outcome],
+        gold: dict[str, list[int]],
+    ) -> dict[str, list[ConditionOutcome]]:
+        eos = self.model.config.eos_id
+        donors = None
+        if self.donor_of:
+            hidden = [base_gen[self.donor_of[p.id].id].hidden for p in todo]
+            donors = DonorActivations(torch.stack([h for h in hidden if h is not None]))
+        resources = AblationResources(
+            problem_ids=[p.id for p in todo],
+            seed=self.config.seed,
+            means=self.means,
+            donors=donors,
+        )
+        conditions = [Condition(EMPTY_CONDITION)] + [
+            c.bind(resources) for c in self.plan.conditions
+        ]
+        along_baseline = [
+            base_gen[p.id].answer_ids + ([eos] if base_gen[p.id].finished else []) for p in todo
+        ]
+        results = self.runner.run(
+            [p.question for p in todo],
+            conditions,
+            self.options(target_logits=True),
+            targets={"gold": [gold[p.id] for p in todo], "baseline": along_baseline},
+        )
+        out: dict[str, list[ConditionOutcome]] = {}
+        for p, row in zip(todo, results, strict=True):
+            empty, rest = row[0], row[1:]
+            if empty.answer_ids != base_gen[p.id].answer_ids:
+                self.mismatches += 1
+                log.warning(
+                    "problem %s: the empty condition answered %r, the baseline %r",
+                    p.id,
+                    empty.text,
+                    base_gen[p.id].text,
+                )
+            reference = empty.target_logits["baseline"]
+            baseline_predicted = baselines[p.id].predicted
+            items: list[ConditionOutcome] = []
+            for spec, gen in zip(self.plan.conditions, rest, strict=True):
+                text, predicted, correct, gold_lp = _outcome_of(gen, p.answer)
+                kl = _kl(reference, gen.target_logits["baseline"])
+                for schedule in spec.schedules:
+                    items.append(
+                        ConditionOutcome(
+                            name=spec.name,
+                            schedule=schedule,
+                            site=spec.site_name,
+                            layers=spec.layers,
+                            positions=list(spec.positions),
+                            ablation=spec.ablation,
+                            output=text,
+                            predicted=predicted,
+                            correct=correct,
+                            changed=_changed(predicted, baseline_predicted),
+                            gold_logprob=gold_lp,
+                            kl=kl,
+                            num_latent=spec.num_latent,
+                        )
+                    )
+            out[p.id] = items
+        return out
+
+
+def _batches(problems: list[Problem], per_batch: int) -> list[list[Problem]]:
+    return [problems[i : i + per_batch] for i in range(0, len(problems), per_batch)]
+
+
+def run_importance(
+    model: CodiModel,
+    config: ImportanceConfig,
+    run_dir: str | Path,
+    *,
+    model_spec: str = "",
+    progress: bool = True,
+) -> SweepResult:
+    """Runs (or resumes) an importance sweep into ``run_dir``.
+
+    Writes ``RUN/manifest.json`` first, then appends one record per problem to
+    ``RUN/results.jsonl`` batch by batch (flushed and fsynced); ``mean`` ablations cache
+    their reference means in ``RUN/means.safetensors``. Statistics are a separate step
+    (:func:`thoughtscope.statistics.write_run_statistics`).
+
+    Raises:
+        ImportanceInputError: Bad configuration, or ``run_dir`` holds a different run.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    plan = plan_run(model, config, model_spec=model_spec)
+    check_manifest(run_dir, plan.manifest)
+    sweep = _Sweep(model, plan, run_dir)
+    done = sweep.store.done_ids()
+    selected = plan.problems
+    n_skipped = sum(p.id in done for p in selected)
+    rows_per_problem = len(plan.conditions) + 1
+    per_batch = max(1, config.batch_size // rows_per_problem)
+    batches = [[p for p in batch if p.id not in done] for batch in _batches(selected, per_batch)]
+    batches = [b for b in batches if b]
+    written = 0
+    if batches:
+        sweep.prepare_means()
+    bar = tqdm(
+        total=len(selected),
+        initial=n_skipped,
+        disable=not progress,
+        desc="importance",
+        unit="problem",
+    )
+    for batch in batches:
+        written += sweep.store.append(sweep.run_batch(batch))
+        bar.update(len(batch))
+    bar.close()
+    return SweepResult(
+        run_dir=run_dir,
+        n_problems=len(selected),
+        n_skipped=n_skipped,
+        n_written=written,
+        n_conditions=len(plan.conditions),
+        seconds=time.perf_counter() - started,
+        baseline_mismatches=sweep.mismatches,
+    )
