@@ -166,7 +166,7 @@ def _expand_cache(cache: DynamicCache, index: Tensor) -> DynamicCache:
     """A new cache whose row ``i`` is row ``index[i]`` of ``cache``."""
     out = DynamicCache()
     for layer_idx, layer in enumerate(cache.layers):
-        out.update(layer.keys[index], layer.values[index], layer_idx)  # type: ignore[attr-defined]
+        out.update(layer.keys[index], layer.values[index], layer_idx)  # type: ignore[union-attr,index]
     return out
 
 
@@ -328,10 +328,14 @@ class Runner:
 
     def _eot(self, rows: _Rows, record_hidden: bool) -> tuple[Tensor, Tensor | None]:
         """Feeds ``<eot>`` [+ ``<eos>``]; returns logits for the first answer token."""
-        ids = [self.config.eot_id] if self.config.remove_eos else [
-            self.config.eot_id,
-            self.config.eos_id,
-        ]
+        ids = (
+            [self.config.eot_id]
+            if self.config.remove_eos
+            else [
+                self.config.eot_id,
+                self.config.eos_id,
+            ]
+        )
         n_rows = len(rows.problems)
         embeds = self.model.embed(torch.tensor(ids, device=self.model.device)).expand(
             n_rows, -1, -1
@@ -394,9 +398,9 @@ class Runner:
         alive = torch.arange(n_rows)  # original row index of each live row
         logits = first_logits
         for step in range(max_new_tokens):
-            logits = logits.clone()
-            logits[:, eot] = -math.inf
-            chosen = logits.argmax(dim=-1)
+            masked = logits.clone()
+            masked[:, eot] = -math.inf  # never choose <eot>, as in the published decoder
+            chosen = masked.argmax(dim=-1)
             chosen_cpu = chosen.cpu()
             tokens[alive, step] = chosen_cpu
             if keep_logits:

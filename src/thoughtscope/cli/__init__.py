@@ -9,6 +9,10 @@ from thoughtscope.cli.app import app
 
 # Command modules register on import.
 from thoughtscope.cli import data  # noqa: E402,F401  # isort: skip
+from thoughtscope.cli import importance  # noqa: E402,F401  # isort: skip
+from thoughtscope.cli import inference  # noqa: E402,F401  # isort: skip
+from thoughtscope.cli import stats  # noqa: E402,F401  # isort: skip
+from thoughtscope.cli import train  # noqa: E402,F401  # isort: skip
 
 
 def main() -> None:

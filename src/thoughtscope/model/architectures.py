@@ -8,6 +8,7 @@ and fail with a clear error when the decoder blocks cannot be found.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 from dataclasses import dataclass
 
 from torch import nn
@@ -80,7 +81,7 @@ def _search(lm: nn.Module, names: tuple[str, ...], kind: type) -> nn.Module | No
     """Finds the first submodule of ``lm`` whose attribute name is in ``names``."""
     for path, module in lm.named_modules():
         if path.rsplit(".", 1)[-1] in names and isinstance(module, kind):
-            return module
+            return cast(nn.Module, module)
     return None
 
 
@@ -103,11 +104,11 @@ def family_for(lm: nn.Module) -> Family:
             f"{model_type!r}. Known types: {known}. Register a Family for it in "
             f"thoughtscope.model.architectures."
         )
-    found_blocks, found_norm = blocks, norm
+    found_blocks, found_norm = cast(nn.ModuleList, blocks), norm
     return Family(
         name=str(model_type),
         model_types=(str(model_type),),
-        blocks=lambda _lm: found_blocks,  # type: ignore[return-value]
+        blocks=lambda _lm: found_blocks,
         final_norm=lambda _lm: found_norm,
         lora_targets=(),
     )

@@ -100,7 +100,9 @@ class CodiModel(nn.Module):
     @property
     def d_model(self) -> int:
         """Width of the residual stream."""
-        return int(self.base_lm.get_input_embeddings().weight.shape[1])
+        embedding = self.base_lm.get_input_embeddings()
+        assert isinstance(embedding, nn.Embedding)
+        return int(embedding.embedding_dim)
 
     @property
     def device(self) -> torch.device:

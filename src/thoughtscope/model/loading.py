@@ -27,7 +27,7 @@ class OfficialOptions:
 
     base_model: str | None = None
     preset: str | None = None
-    lora_alpha: float | None = None
+    lora_alpha: int | None = None
     num_latent: int | None = None
     remove_eos: bool | None = None
     merge_lora: bool = True

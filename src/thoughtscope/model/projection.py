@@ -27,7 +27,9 @@ class Projection(nn.Sequential):
     @property
     def width(self) -> int:
         """Hidden width of the projection (``prj_dim`` in the CODI code)."""
-        return int(self[1].out_features)
+        linear = self[1]
+        assert isinstance(linear, nn.Linear)
+        return int(linear.out_features)
 
     @property
     def has_layer_norm(self) -> bool:

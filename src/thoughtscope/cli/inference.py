@@ -1,0 +1,159 @@
+"""``thoughtscope answer`` and ``thoughtscope thoughts``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thoughtscope.answers import answer_problems
+from thoughtscope.cli.app import UsageError, app
+from thoughtscope.cli.options import (
+    AllowDownloadOpt,
+    BaseModelOpt,
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LimitOpt,
+    LoraAlphaOpt,
+    MaxNewTokensOpt,
+    ModelChoice,
+    ModelOpt,
+    NumLatentOpt,
+    PresetOpt,
+    RemoveEosOpt,
+    SkipBadOpt,
+    UnmergedOpt,
+    read_problems,
+)
+from thoughtscope.thoughts import extract_thoughts
+
+
+@app.command("answer")
+def answer_command(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Answers as JSON lines.")],
+    model: ModelOpt = "toy",
+    base_model: BaseModelOpt = None,
+    preset: PresetOpt = None,
+    lora_alpha: LoraAlphaOpt = None,
+    num_latent: NumLatentOpt = None,
+    remove_eos: RemoveEosOpt = None,
+    unmerged_lora: UnmergedOpt = False,
+    allow_download: AllowDownloadOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    batch_size: BatchSizeOpt = 32,
+    max_new_tokens: MaxNewTokensOpt = 64,
+    limit: LimitOpt = None,
+    skip_bad: SkipBadOpt = False,
+) -> None:
+    """Answer every problem through the continuous thoughts and score the answers.
+
+    Writes one JSON line per problem: id, question, expected, steps, output, predicted,
+    correct, finished, n_tokens.
+    """
+    problems = read_problems(data, skip_bad=skip_bad, limit=limit)
+    codi = ModelChoice(
+        model,
+        base_model,
+        preset,
+        lora_alpha,
+        num_latent,
+        remove_eos,
+        unmerged_lora,
+        allow_download,
+        dtype,
+        device,
+    ).load()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n_correct = 0
+    with out.open("w") as handle:
+        for row in answer_problems(
+            codi, problems, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=True
+        ):
+            handle.write(json.dumps(row) + "\n")
+            n_correct += row["correct"]
+    typer.echo(
+        f"accuracy {n_correct}/{len(problems)} = {100 * n_correct / len(problems):.1f}%  -> {out}"
+    )
+
+
+@app.command("thoughts")
+def thoughts_command(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="safetensors file for thoughts and states.")],
+    model: ModelOpt = "toy",
+    base_model: BaseModelOpt = None,
+    preset: PresetOpt = None,
+    lora_alpha: LoraAlphaOpt = None,
+    num_latent: NumLatentOpt = None,
+    remove_eos: RemoveEosOpt = None,
+    unmerged_lora: UnmergedOpt = False,
+    allow_download: AllowDownloadOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    layers: Annotated[
+        str, typer.Option("--layers", help="Blocks to keep: all, or e.g. 4,8,14 (0-based).")
+    ] = "all",
+    top_k: Annotated[int, typer.Option("--top-k", help="Tokens per decoded state.", min=1)] = 5,
+    decoded: Annotated[
+        Path | None,
+        typer.Option("--decoded", help="Also write top-k decoded tokens as JSON lines here."),
+    ] = None,
+    batch_size: BatchSizeOpt = 32,
+    max_new_tokens: MaxNewTokensOpt = 64,
+    limit: LimitOpt = None,
+    skip_bad: SkipBadOpt = False,
+) -> None:
+    """Extract the continuous thoughts and every chosen block's hidden state at every
+    latent position (bot, thoughts 0…N-1, eot); optionally decode them (logit lens)."""
+    problems = read_problems(data, skip_bad=skip_bad, limit=limit)
+    codi = ModelChoice(
+        model,
+        base_model,
+        preset,
+        lora_alpha,
+        num_latent,
+        remove_eos,
+        unmerged_lora,
+        allow_download,
+        dtype,
+        device,
+    ).load()
+    if layers == "all":
+        chosen = None
+    else:
+        try:
+            chosen = [int(x) for x in layers.split(",")]
+        except ValueError:
+            raise UsageError(
+                f"cannot read {layers!r}; use all or e.g. 4,8,14", param_hint="--layers"
+            ) from None
+    try:
+        dump = extract_thoughts(
+            codi,
+            problems,
+            layers=chosen,
+            top_k=top_k if decoded else 0,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            progress=True,
+        )
+    except ValueError as error:
+        raise UsageError(str(error), param_hint="--layers") from None
+    dump.save(out)
+    typer.echo(f"thoughts {tuple(dump.thoughts.shape)}, hidden {tuple(dump.hidden.shape)} -> {out}")
+    if decoded:
+        decoded.parent.mkdir(parents=True, exist_ok=True)
+        with decoded.open("w") as handle:
+            for problem_id, answer, states in zip(
+                dump.ids, dump.answers, dump.decoded, strict=True
+            ):
+                row = {"id": problem_id, "answer": answer, "states": [asdict(s) for s in states]}
+                handle.write(json.dumps(row) + "\n")
+        typer.echo(f"decoded top-{top_k} tokens -> {decoded}")

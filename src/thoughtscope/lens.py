@@ -1,0 +1,90 @@
+"""Decoding continuous thoughts into vocabulary tokens (the "logit lens").
+
+For a recorded hidden state at some position and layer, apply the model's final norm
+and unembedding and read the top-k tokens with their probabilities. As in the official
+CODI probe, this shows what each thought "says" in token space; it is a reading aid,
+not a causal claim. Layer index 0 is the step's input embedding, which at thought
+positions is the thought itself (the ``latent`` site); index ``L + 1`` is the output of
+block ``L`` (``block:L``). The last block's output is normed once, here, exactly as the
+model does before its head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from thoughtscope.model.codi import CodiModel
+from thoughtscope.sites import BOT, EOT, position_name
+
+
+@dataclass(frozen=True)
+class DecodedState:
+    """Top-k tokens of one hidden state.
+
+    Attributes:
+        position: ``bot``, a thought index, or ``eot``.
+        site: ``latent`` (the step's input; the thought itself at thought positions;
+            ``input`` at bot/eot) or ``block:L``.
+        tokens: Decoded token strings, most probable first.
+        ids: Their token ids.
+        probs: Their probabilities under the softmax over the full vocabulary.
+    """
+
+    position: str
+    site: str
+    tokens: list[str]
+    ids: list[int]
+    probs: list[float]
+
+
+def recorded_positions(num_latent: int) -> list[int]:
+    """Positions of ``Generation.hidden``'s first axis: bot, 0…N-1, eot."""
+    return [BOT, *range(num_latent), EOT]
+
+
+def decode_states(
+    model: CodiModel,
+    hidden: Tensor,
+    *,
+    layers: Sequence[int] | None = None,
+    top_k: int = 5,
+) -> list[DecodedState]:
+    """Top-k tokens for every recorded position and the chosen layers.
+
+    Args:
+        model: The model whose norm and unembedding decode the states.
+        hidden: ``(positions, layers + 1, d)`` as in ``Generation.hidden``.
+        layers: Block indices to decode (``None``: all); the input (index 0) is always
+            decoded.
+        top_k: Tokens per state.
+    """
+    n_positions, n_layers_plus_one, _ = hidden.shape
+    positions = recorded_positions(n_positions - 2)
+    chosen = list(range(n_layers_plus_one - 1)) if layers is None else list(layers)
+    indices = [0, *(layer + 1 for layer in chosen)]
+    with torch.inference_mode():
+        states = hidden[:, indices].to(device=model.device, dtype=model.dtype)
+        probs = model.unembed(states).float().softmax(dim=-1)
+        top = probs.topk(top_k, dim=-1)
+    out: list[DecodedState] = []
+    for p, position in enumerate(positions):
+        for j, index in enumerate(indices):
+            if index == 0:
+                site = "latent" if position >= 0 else "input"
+            else:
+                site = f"block:{index - 1}"
+            ids = top.indices[p, j].tolist()
+            out.append(
+                DecodedState(
+                    position=position_name(position),
+                    site=site,
+                    tokens=[model.tokenizer.decode([i]) for i in ids],
+                    ids=ids,
+                    probs=[round(float(x), 6) for x in top.values[p, j]],
+                )
+            )
+    return out

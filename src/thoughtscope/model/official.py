@@ -1,0 +1,294 @@
+"""Loading checkpoints in the published CODI layout (``zhenyi4/codi``).
+
+A published checkpoint is one state dict (``model.safetensors`` or
+``pytorch_model.bin``) holding the PEFT-wrapped LM under ``codi.`` (LoRA weights as
+``…lora_A.default.weight`` / ``…lora_B.default.weight``, base weights as
+``…base_layer.weight``) and the projection under ``prj.`` (``prj.1``, ``prj.3``,
+optional ``prj.ln``). The base LM's config and tokenizer come from a separate folder.
+
+What the state dict determines is read from it: LoRA rank and target modules, the
+projection's width and whether it has a LayerNorm, and the vocabulary size (embedding
+rows R = V + 3). The rest (LoRA alpha, number of latents, ``remove_eos``) comes from a
+preset or from explicit options.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from thoughtscope.model.architectures import family_for
+from thoughtscope.model.codi import CodiModel, resolve_device, resolve_dtype
+from thoughtscope.model.config import CodiConfig
+from thoughtscope.model.loading import OfficialOptions
+from thoughtscope.model.projection import Projection
+
+log = logging.getLogger(__name__)
+
+LM_PREFIX = "codi."
+PRJ_PREFIX = "prj."
+PEFT_PREFIX = "base_model.model."
+_LORA_A = re.compile(r"^(?P<module>.+)\.lora_A\.default\.weight$")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Published settings of an official CODI checkpoint family."""
+
+    lora_alpha: int
+    num_latent: int
+    remove_eos: bool
+    answer_format: str = "The answer is: {answer}"
+
+
+PRESETS: dict[str, Preset] = {
+    "codi-gpt2": Preset(lora_alpha=32, num_latent=6, remove_eos=True),
+    "codi-llama3.2-1b": Preset(lora_alpha=32, num_latent=6, remove_eos=True),
+}
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's keys or shapes do not fit the base model."""
+
+
+def read_state_dict(folder: Path) -> tuple[dict[str, Tensor], Path]:
+    """Reads ``model.safetensors`` or ``pytorch_model.bin`` (tensors only, no pickle code)."""
+    safetensors_path = folder / "model.safetensors"
+    if safetensors_path.is_file():
+        return load_file(str(safetensors_path)), safetensors_path
+    bin_path = folder / "pytorch_model.bin"
+    if bin_path.is_file():
+        # weights_only refuses arbitrary pickled objects: a downloaded checkpoint cannot
+        # run code on this machine.
+        state = torch.load(bin_path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise CheckpointMismatchError(f"{bin_path} does not hold a state dict")
+        return state, bin_path
+    raise FileNotFoundError(
+        f"{folder} holds neither model.safetensors nor pytorch_model.bin; point --model at "
+        "the folder of an official CODI checkpoint"
+    )
+
+
+@dataclass(frozen=True)
+class CheckpointShape:
+    """What the state dict says about the model it was saved from."""
+
+    lora_rank: int
+    lora_targets: tuple[str, ...]
+    projection_width: int
+    projection_d_model: int
+    projection_layer_norm: bool
+    vocab_rows: int | None
+
+
+def inspect_state_dict(
+    state: dict[str, Tensor], embedding_key: str, source: Path
+) -> CheckpointShape:
+    """Reads LoRA rank and targets, projection shape and embedding rows from the keys."""
+    lm_keys = [k for k in state if k.startswith(LM_PREFIX)]
+    if not lm_keys or f"{PRJ_PREFIX}1.weight" not in state:
+        sample = ", ".join(sorted(state)[:5])
+        raise CheckpointMismatchError(
+            f"{source} is not in the published CODI layout: expected keys under "
+            f"'{LM_PREFIX}' and '{PRJ_PREFIX}1.weight', found e.g. {sample}"
+        )
+    ranks: set[int] = set()
+    targets: set[str] = set()
+    for key in lm_keys:
+        match = _LORA_A.match(key)
+        if match:
+            ranks.add(int(state[key].shape[0]))
+            targets.add(match.group("module").rsplit(".", 1)[-1])
+    if not ranks:
+        raise CheckpointMismatchError(f"{source} holds no LoRA weights (…lora_A.default.weight)")
+    if len(ranks) > 1:
+        raise CheckpointMismatchError(f"{source} mixes LoRA ranks {sorted(ranks)}")
+    prj_in = state[f"{PRJ_PREFIX}1.weight"]
+    embedding = state.get(LM_PREFIX + PEFT_PREFIX + embedding_key)
+    return CheckpointShape(
+        lora_rank=ranks.pop(),
+        lora_targets=tuple(sorted(targets)),
+        projection_width=int(prj_in.shape[0]),
+        projection_d_model=int(prj_in.shape[1]),
+        projection_layer_norm=f"{PRJ_PREFIX}ln.weight" in state,
+        vocab_rows=None if embedding is None else int(embedding.shape[0]),
+    )
+
+
+def _settings(options: OfficialOptions) -> Preset:
+    base = None
+    if options.preset is not None:
+        if options.preset not in PRESETS:
+            raise ValueError(
+                f"--preset {options.preset!r} is unknown; choose one of {', '.join(PRESETS)}"
+            )
+        base = PRESETS[options.preset]
+
+    def pick(given: Any, name: str) -> Any:
+        return given if given is not None else (getattr(base, name) if base else None)
+
+    alpha = pick(options.lora_alpha, "lora_alpha")
+    n_latent = pick(options.num_latent, "num_latent")
+    remove_eos = pick(options.remove_eos, "remove_eos")
+    if alpha is None or n_latent is None or remove_eos is None:
+        raise ValueError(
+            "an official CODI checkpoint needs --preset (one of "
+            f"{', '.join(PRESETS)}) or all of --lora-alpha, --num-latent and "
+            "--remove-eos/--keep-eos"
+        )
+    return Preset(lora_alpha=int(alpha), num_latent=int(n_latent), remove_eos=bool(remove_eos))
+
+
+def _is_hub_id(text: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", text) is not None
+
+
+def _load_base(base_model: str | None, allow_hub: bool) -> tuple[Any, Any]:
+    if not base_model:
+        raise ValueError(
+            "an official CODI checkpoint holds no base model: pass --base-model with the "
+            "local folder of the base LM (e.g. a saved gpt2 or Llama-3.2-1B-Instruct)"
+        )
+    path = Path(base_model)
+    if path.is_dir():
+        kwargs = {"local_files_only": True}
+        source = str(path)
+    elif allow_hub and _is_hub_id(base_model):
+        log.warning("downloading base model %s from the hub (asked for)", base_model)
+        kwargs = {}
+        source = base_model
+    else:
+        raise FileNotFoundError(
+            f"--base-model {base_model}: no such folder. thoughtscope works offline; give the "
+            "local folder of the base LM, or add --allow-download to fetch a hub id"
+        )
+    lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    return lm, tokenizer
+
+
+def _check_keys(
+    expected: dict[str, Tensor],
+    given: dict[str, Tensor],
+    *,
+    ignorable: tuple[str, ...],
+    optional: set[str],
+    source: Path,
+) -> None:
+    """Refuses unexpected keys, shape mismatches and missing keys that are not optional."""
+    unexpected = [k for k in given if k not in expected and not k.endswith(ignorable)]
+    mismatched = [
+        f"{k} {tuple(given[k].shape)} (expected {tuple(expected[k].shape)})"
+        for k in given
+        if k in expected and tuple(given[k].shape) != tuple(expected[k].shape)
+    ]
+    missing = [k for k in expected if k not in given and k not in optional]
+    problems = []
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys, first: {unexpected[:3]}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches, first: {mismatched[:3]}")
+    if missing:
+        problems.append(f"{len(missing)} missing keys, first: {missing[:3]}")
+    if problems:
+        raise CheckpointMismatchError(
+            f"{source} does not fit the base model: " + "; ".join(problems) + ". Check that "
+            "--base-model is the model this checkpoint was trained from."
+        )
+
+
+def load_official(
+    folder: Path,
+    options: OfficialOptions,
+    *,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+) -> CodiModel:
+    """Loads an official CODI checkpoint folder onto its base model.
+
+    Raises:
+        CheckpointMismatchError: keys or shapes that do not fit, naming the first ones.
+        ValueError / FileNotFoundError: missing settings or files, naming the option.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    settings = _settings(options)
+    state, source = read_state_dict(folder)
+    lm, tokenizer = _load_base(options.base_model, options.allow_hub)
+    family = family_for(lm)
+    embedding_key = next(
+        name for name, param in lm.named_parameters() if param is lm.get_input_embeddings().weight
+    )
+    shape = inspect_state_dict(state, embedding_key, source)
+    # Without the embedding in the checkpoint, the key check below names it as missing:
+    # its <bot>/<eot> rows exist nowhere else.
+    vocab_rows = shape.vocab_rows or lm.config.vocab_size + 3
+    base_vocab = vocab_rows - 3
+    if base_vocab != lm.config.vocab_size:
+        log.warning(
+            "checkpoint vocabulary V=%d differs from the base model's %d; using V from the "
+            "checkpoint (pad=V, bot=V+1, eot=V+2)",
+            base_vocab,
+            lm.config.vocab_size,
+        )
+    lm.resize_token_embeddings(vocab_rows, mean_resizing=False)
+    lora = LoraConfig(
+        r=shape.lora_rank,
+        lora_alpha=settings.lora_alpha,
+        target_modules=list(shape.lora_targets),
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    try:
+        peft_lm = get_peft_model(lm, lora)
+    except ValueError as error:  # peft: no module matches the targets
+        raise CheckpointMismatchError(
+            f"{source} does not fit the base model: its LoRA targets {list(shape.lora_targets)} "
+            f"are not modules of the base model (model type {lm.config.model_type!r}). Check "
+            "that --base-model is the model this checkpoint was trained from."
+        ) from error
+    expected = peft_lm.state_dict()
+    given = {k[len(LM_PREFIX) :]: v for k, v in state.items() if k.startswith(LM_PREFIX)}
+    tied = (
+        {k for k in expected if k.endswith("lm_head.weight")}
+        if lm.config.tie_word_embeddings
+        else set()
+    )
+    # Base weights may be absent (they come from --base-model); LoRA weights and the
+    # resized input embedding may not.
+    optional = {k for k in expected if "lora_" not in k and not k.endswith(embedding_key)} | tied
+    _check_keys(expected, given, ignorable=family.ignorable_keys, optional=optional, source=source)
+    peft_lm.load_state_dict({k: v for k, v in given.items() if k in expected}, strict=False)
+    lm.tie_weights()  # peft wraps lm in place; tie the head to the loaded embedding
+
+    projection = Projection(
+        shape.projection_d_model,
+        shape.projection_width,
+        layer_norm=shape.projection_layer_norm,
+    )
+    prj_state = {k[len(PRJ_PREFIX) :]: v for k, v in state.items() if k.startswith(PRJ_PREFIX)}
+    _check_keys(projection.state_dict(), prj_state, ignorable=(), optional=set(), source=source)
+    projection.load_state_dict(prj_state)
+    config = CodiConfig(
+        base_vocab_size=base_vocab,
+        num_latent=settings.num_latent,
+        remove_eos=settings.remove_eos,
+        eos_id=int(tokenizer.eos_token_id),  # type: ignore[attr-defined]
+        projection_width=shape.projection_width,
+        projection_layer_norm=shape.projection_layer_norm,
+        answer_format=settings.answer_format,
+    )
+    model = CodiModel(peft_lm, projection, tokenizer, config, name=folder.name)  # type: ignore[arg-type]
+    if options.merge_lora:
+        model = model.merged()
+    return model.to(device=resolve_device(device), dtype=resolve_dtype(dtype)).eval()

@@ -1,0 +1,107 @@
+"""Shared fixtures: tiny real models (GPT-2 and Llama) built in the test, never mocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+from thoughtscope.model import CodiModel, Projection, byte_level_tokenizer, new_codi_model
+
+FAMILIES = ("gpt2", "llama")
+GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
+
+
+def tiny_lm_config(family: str, vocab_size: int) -> GPT2Config | LlamaConfig:
+    """A 2-block model small enough for a unit test."""
+    if family == "gpt2":
+        return GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=512)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+    )
+
+
+def tiny_codi(family: str, *, remove_eos: bool = True, seed: int = 0) -> CodiModel:
+    """A random CODI model (plain LM, no LoRA) of the given family."""
+    torch.manual_seed(seed)
+    tokenizer = byte_level_tokenizer(bos=family == "llama")
+    config = tiny_lm_config(family, len(tokenizer))
+    model = new_codi_model(config, tokenizer, num_latent=6, remove_eos=remove_eos, name=family)
+    return model.eval()
+
+
+def write_official_checkpoint(
+    root: Path, family: str, *, fmt: str = "safetensors", seed: int = 0
+) -> tuple[Path, Path]:
+    """Builds a base LM and wraps it the published way; returns (checkpoint, base) folders.
+
+    Published recipe: resize embeddings to V+3, PEFT LoRA on the family's targets, a
+    projection with LayerNorm; one state dict with ``codi.`` and ``prj.`` prefixes. LoRA B
+    is made non-zero so that merging matters.
+    """
+    torch.manual_seed(seed)
+    tokenizer = byte_level_tokenizer(bos=family == "llama")
+    base_dir, ckpt_dir = root / f"{family}-base", root / f"{family}-codi"
+    lm = AutoModelForCausalLM.from_config(tiny_lm_config(family, len(tokenizer)))
+    lm.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    lm.resize_token_embeddings(len(tokenizer) + 3, mean_resizing=False)
+    targets = ["c_attn", "c_proj", "c_fc"] if family == "gpt2" else ["q_proj", "v_proj", "up_proj"]
+    peft_lm = get_peft_model(
+        lm, LoraConfig(r=4, lora_alpha=32, target_modules=targets, lora_dropout=0.0)
+    )
+    with torch.no_grad():
+        for name, param in peft_lm.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    projection = Projection(32, 48, layer_norm=True)
+    state = {f"codi.{k}": v for k, v in peft_lm.state_dict().items()}
+    state.update({f"prj.{k}": v for k, v in projection.state_dict().items()})
+    ckpt_dir.mkdir(parents=True)
+    if fmt == "safetensors":
+        # safetensors refuses shared tensors: drop the tied head as the published files do.
+        unique: dict[int, str] = {}
+        kept = {}
+        for key, value in state.items():
+            if value.data_ptr() in unique:
+                continue
+            unique[value.data_ptr()] = key
+            kept[key] = value.contiguous()
+        save_file(kept, str(ckpt_dir / "model.safetensors"))
+    else:
+        torch.save(state, ckpt_dir / "pytorch_model.bin")
+    return ckpt_dir, base_dir
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    """Runs a test once per supported architecture."""
+    return str(request.param)
+
+
+@pytest.fixture
+def questions() -> list[str]:
+    """Sixteen questions of very different lengths."""
+    base = [
+        "1+1?",
+        "a=3;b=a*2;b=?",
+        "Tom has 3 apples and buys 4 more. How many apples does he have?",
+        "x",
+        "A farmer has 12 cows, sells 5, buys twice as many as he sold, then loses 2. "
+        "How many cows remain on the farm at the end of the long year?",
+        "a=9;b=a-3;c=b*2;d=c+1;e=d-4;e=?",
+        "What is 7 times 8?",
+        "Sum 2, 3 and 4.",
+    ]
+    return base + [q[::-1] + " ok" for q in base]
