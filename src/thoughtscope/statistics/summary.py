@@ -1,0 +1,799 @@
+"""A run's statistics as one JSON-ready dict: the content of ``RUN/summary.json``.
+
+:func:`summary_from_records` is pure: records and the run's manifest in, a dict out.
+Every figure is a ratio over problems with a seeded percentile bootstrap interval
+(:mod:`~thoughtscope.statistics.bootstrap`); correctness changes get an exact McNemar
+test (:mod:`~thoughtscope.statistics.significance`).
+
+**Views.** Each figure is given for two populations, always labelled:
+
+* ``unconditional``: every problem with a result for the condition, whatever its
+  baseline outcome;
+* ``conditional``: only the baseline-correct ones among them (what the original study
+  reported, without saying so).
+
+Under the ``baseline-correct`` selection, conditions were only run on baseline-correct
+problems, so both views hold the same problems (each view says so in its ``note``).
+
+**Schema** (``schema`` = ``thoughtscope.summary/1``). A *metric* is
+``{"estimate": float|null, "ci": [low, high]|null, "n": int, "reason": str|null}``
+(``n``: problems that count towards it; ``reason``: why the estimate or interval is null
+or missing). A *view* is ``{"population": str, "n": int, "note": str|null, "metrics":
+{name: metric}, "mcnemar": {...}}``. Top-level keys:
+
+* ``schema``, ``source`` (``run`` or ``original-file``), ``selection``,
+  ``selection_rule``, ``n_problems``, ``n_with_conditions``, ``n_baseline_correct``,
+  ``strata`` (labels in order), ``bootstrap`` ``{n_boot, seed, level, method}``;
+* ``baseline``: ``{accuracy, ci, n, n_correct, reason, population, by_stratum: {label:
+  {accuracy, ci, n, n_correct, reason}}}``;
+* ``conditions``: list of ``{name, schedule, site, layers, positions, ablation,
+  num_latent, overall: {unconditional: view, conditional: view}, by_stratum: {label:
+  {unconditional: view, conditional: view}}}``; view metrics: ``accuracy``,
+  ``baseline_accuracy``, ``accuracy_change``, ``importance``, ``flip_right_to_wrong``,
+  ``flip_wrong_to_right``, ``changed``, ``delta_gold_logprob``, ``kl``; ``mcnemar``:
+  ``{b, c, discordant, p_value, p_value_holm, note}`` (``p_value_holm`` only in
+  ``overall``);
+* ``prefix_marginals``: list of ``{family, label, steps: [{from, to, from_positions,
+  to_positions, added_positions, overall: {view: step_view}, by_stratum: {label: {view:
+  step_view}}}]}``; a step view has metrics ``importance``, ``accuracy``, ``changed``,
+  ``gold_logprob``, ``kl`` (each ``to`` minus ``from``, paired);
+* ``early_late``: list of ``{family, label, semantics, early: {indices, members}, late:
+  {indices, members}, overall: {view: ...}, by_stratum: {...}}`` with metrics ``early``,
+  ``late``, ``late_minus_early`` (importance);
+* ``original_layout``: which family fills the original study's files and why, its
+  position mapping, and ``figures`` (the original's own statistics, recomputed);
+* ``definitions``: plain-words definitions of every metric, view and of positions;
+* ``caveats``: plain-English caveats that apply to this run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from thoughtscope.records import ProblemRecord
+from thoughtscope.statistics.bootstrap import (
+    DEFAULT_LEVEL,
+    DEFAULT_N_BOOT,
+    RatioIntervals,
+    bootstrap_ratios,
+    group_seed,
+)
+from thoughtscope.statistics.conditions import (
+    ConditionInfo,
+    Family,
+    condition_infos,
+    prefix_families,
+    single_families,
+)
+from thoughtscope.statistics.original import (
+    choose_original_family,
+    original_scores,
+    original_statistics,
+)
+from thoughtscope.statistics.significance import holm_adjust, mcnemar_exact
+
+__all__ = [
+    "CONDITION_METRICS",
+    "SCHEMA",
+    "STEP_METRICS",
+    "VIEWS",
+    "summary_from_records",
+]
+
+SCHEMA = "thoughtscope.summary/1"
+VIEWS = ("unconditional", "conditional")
+EARLY = (0, 1, 2)
+LATE = (3, 4, 5)
+SMALL_STRATUM = 30
+"""Strata with fewer problems than this get a caveat about wide, unreliable intervals."""
+
+Bool = NDArray[np.bool_]
+Float = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Per-problem arrays: ``n`` problems, ``m`` conditions."""
+
+    ids: list[str]
+    strata: list[str]
+    base_correct: Bool  # (n,)
+    base_gold: Float  # (n,), NaN where missing
+    has: Bool  # (n, m)
+    correct: Bool  # (n, m)
+    changed: Bool  # (n, m)
+    gold: Float  # (n, m)
+    kl: Float  # (n, m)
+
+    @classmethod
+    def build(cls, records: Sequence[ProblemRecord], infos: Sequence[ConditionInfo]) -> _Table:
+        n, m = len(records), len(infos)
+        column = {info.name: j for j, info in enumerate(infos)}
+        has = np.zeros((n, m), dtype=bool)
+        correct = np.zeros((n, m), dtype=bool)
+        changed = np.zeros((n, m), dtype=bool)
+        gold = np.full((n, m), np.nan)
+        kl = np.full((n, m), np.nan)
+        base_gold = np.full(n, np.nan)
+        for i, record in enumerate(records):
+            if record.baseline.gold_logprob is not None:
+                base_gold[i] = record.baseline.gold_logprob
+            for c in record.conditions:
+                j = column[c.name]
+                if has[i, j]:
+                    continue  # a repeated condition on one problem: keep the first
+                has[i, j] = True
+                correct[i, j] = c.correct
+                changed[i, j] = c.changed
+                if c.gold_logprob is not None:
+                    gold[i, j] = c.gold_logprob
+                if c.kl is not None:
+                    kl[i, j] = c.kl
+        return cls(
+            ids=[r.id for r in records],
+            strata=[r.stratum for r in records],
+            base_correct=np.array([r.baseline.correct for r in records], dtype=bool),
+            base_gold=base_gold,
+            has=has,
+            correct=correct,
+            changed=changed,
+            gold=gold,
+            kl=kl,
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+class _Columns:
+    """Ratio figures to bootstrap together: per-problem numerator and denominator."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.num: list[Float] = []
+        self.den: list[Float] = []
+        self.empty_reason: list[str] = []
+
+    def add(self, num: Float, den: Bool | Float, empty_reason: str) -> int:
+        weight = np.asarray(den, dtype=np.float64)
+        self.num.append(np.where(weight != 0, np.nan_to_num(np.asarray(num, float)), 0.0))
+        self.den.append(weight)
+        self.empty_reason.append(empty_reason)
+        return len(self.num) - 1
+
+    def matrices(self) -> tuple[Float, Float]:
+        if not self.num:
+            return np.zeros((self.n, 0)), np.zeros((self.n, 0))
+        return np.stack(self.num, axis=1), np.stack(self.den, axis=1)
+
+
+# --- condition metrics -------------------------------------------------------------
+
+_NO_RESULTS = "no problems with a result for this condition in this group"
+
+MetricBuilder = Callable[[_Table, int], tuple[Float, Bool, str]]
+
+
+def _accuracy(t: _Table, j: int) -> tuple[Float, Bool, str]:
+    return t.correct[:, j].astype(float), t.has[:, j], _NO_RESULTS
+
+
+def _baseline_accuracy(t: _Table, j: int) -> tuple[Float, Bool, str]:
+    return t.base_correct.astype(float), t.has[:, j], _NO_RESULTS
+
+
+def _accuracy_change(t: _Table, j: int) -> tuple[Float, Bool, str]:
+    diff = t.correct[:, j].astype(float) - t.base_correct.astype(float)
+    return diff, t.has[:, j], _NO_RESULTS
+
+
+def _importance(t: _Table, j: int) -> tuple[Float, Bool, str]:
+    broke = t.base_correct & ~t.correct[:, j]
+    return broke.astype(float), t.has[:, j], _NO_RESULTS
+
+
+def _flip_right_to_wrong(t: _Table, j: int) -> tuple[Float, Bool, str]:
+    broke = t.base_correct & ~t.correct[:, j]
+    return (
+        broke.astype(float),
+        t.has[:, j] & t.base_correct,
+        ("no baseline-correct problems with a result for this condition in this group"),
+    )
+
+
+def _flip_wrong_to_right(t: _Table, j: int) -> tuple[Float, Bool, str]:
+    fixed = ~t.base_correct & t.correct[:, j]
+    return (
+        fixed.astype(float),
+        t.has[:, j] & ~t.base_correct,
+        ("no baseline-wrong problems with a result for this condition in this group"),
+    )
+
+
+def _changed(t: _Table, j: int) -> tuple[Float, Bool, str]:
+    return t.changed[:, j].astype(float), t.has[:, j], _NO_RESULTS
+
+
+def _delta_gold(t: _Table, j: int) -> tuple[Float, Bool, str]:
+    valid = t.has[:, j] & np.isfinite(t.gold[:, j]) & np.isfinite(t.base_gold)
+    return (
+        t.gold[:, j] - t.base_gold,
+        valid,
+        ("no gold log-probabilities recorded for both baseline and condition in this group"),
+    )
+
+
+def _kl(t: _Table, j: int) -> tuple[Float, Bool, str]:
+    valid = t.has[:, j] & np.isfinite(t.kl[:, j])
+    return t.kl[:, j], valid, "no KL values recorded in this group"
+
+
+CONDITION_METRICS: dict[str, MetricBuilder] = {
+    "accuracy": _accuracy,
+    "baseline_accuracy": _baseline_accuracy,
+    "accuracy_change": _accuracy_change,
+    "importance": _importance,
+    "flip_right_to_wrong": _flip_right_to_wrong,
+    "flip_wrong_to_right": _flip_wrong_to_right,
+    "changed": _changed,
+    "delta_gold_logprob": _delta_gold,
+    "kl": _kl,
+}
+"""Per-condition metrics: name → (numerator, denominator, reason when empty) builder."""
+
+STEP_METRICS = ("importance", "accuracy", "changed", "gold_logprob", "kl")
+"""Quantities whose marginal step between prefix conditions is reported."""
+
+
+def _state(t: _Table, j: int | None) -> dict[str, tuple[Float, Bool]]:
+    """Per-problem value and validity of each step quantity; ``j=None`` is the baseline."""
+    n = t.n
+    if j is None:
+        ones = np.ones(n, dtype=bool)
+        zeros = np.zeros(n)
+        return {
+            "importance": (zeros, ones),
+            "accuracy": (t.base_correct.astype(float), ones),
+            "changed": (zeros, ones),
+            "gold_logprob": (t.base_gold, np.isfinite(t.base_gold)),
+            "kl": (zeros, ones),
+        }
+    has = t.has[:, j]
+    return {
+        "importance": ((t.base_correct & ~t.correct[:, j]).astype(float), has),
+        "accuracy": (t.correct[:, j].astype(float), has),
+        "changed": (t.changed[:, j].astype(float), has),
+        "gold_logprob": (t.gold[:, j], has & np.isfinite(t.gold[:, j])),
+        "kl": (t.kl[:, j], has & np.isfinite(t.kl[:, j])),
+    }
+
+
+# --- output pieces --------------------------------------------------------------------
+
+
+def _num(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _metric(res: RatioIntervals, col: int, empty_reason: str, n_boot: int) -> dict[str, Any]:
+    support = int(res.support[col])
+    estimate = _num(res.estimate[col])
+    low, high = _num(res.low[col]), _num(res.high[col])
+    ci = None if low is None or high is None else [low, high]
+    reason: str | None = None
+    if estimate is None:
+        reason = empty_reason
+    elif ci is None:
+        if n_boot <= 0:
+            reason = "bootstrap disabled (n_boot = 0)"
+        elif support < 2:
+            reason = "one problem only: no interval"
+        else:
+            reason = "no resample drew a problem that counts towards this figure"
+    return {"estimate": estimate, "ci": ci, "n": support, "reason": reason}
+
+
+def _stratum_key(label: str) -> tuple[int, int, str]:
+    match = re.match(r"\d+", label)
+    return (0, int(match[0]), label) if match else (1, 0, label)
+
+
+_POPULATION = {
+    "unconditional": "every problem with a result for this condition, whatever its "
+    "baseline outcome",
+    "conditional": "only the problems answered correctly without intervention "
+    "(baseline-correct) among those with a result for this condition",
+}
+_SAME_POPULATION = (
+    "every problem here was baseline-correct, so this view holds the same problems as "
+    "the conditional one"
+)
+_CONDITIONAL_MCNEMAR = (
+    "c is 0 by construction in this view (only baseline-correct problems); the test asks "
+    "whether the condition breaks answers the model got right, not whether accuracy differs"
+)
+
+
+def summary_from_records(
+    records: Sequence[ProblemRecord],
+    manifest: Mapping[str, Any],
+    *,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    original_figures: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The statistics of a run, laid out as the module docstring describes.
+
+    Args:
+        records: One record per problem (baseline-wrong problems may have no conditions).
+        manifest: The run's manifest (``selection``, ``model``... are read when present).
+        n_boot: Bootstrap resamples per group (0: no intervals).
+        seed: Bootstrap seed; the same seed and records give the same summary.
+        original_figures: The original study's own statistics when re-analysing one of
+            its files; computed from ``records`` in its layout otherwise.
+    """
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be 0 or more, got {n_boot}")
+    infos = condition_infos(records)
+    table = _Table.build(records, infos)
+    n = table.n
+    cols = _Columns(n)
+
+    base_col = cols.add(table.base_correct.astype(float), np.ones(n, bool), "no problems")
+
+    metric_cols: list[dict[str, int]] = []
+    for j in range(len(infos)):
+        entry = {}
+        for key, builder in CONDITION_METRICS.items():
+            num, den, empty = builder(table, j)
+            entry[key] = cols.add(num, den, empty)
+        metric_cols.append(entry)
+
+    column_of = {info.name: j for j, info in enumerate(infos)}
+    info_of = {info.name: info for info in infos}
+
+    # Marginal steps of each prefix family: baseline → first → second ...
+    prefix = prefix_families(infos)
+    step_specs: list[tuple[Family, list[dict[str, Any]]]] = []
+    for family in prefix:
+        chain: list[tuple[str, int | None]] = [("baseline", None)]
+        chain += [(name, column_of[name]) for _, name in sorted(family.members.items())]
+        steps = []
+        for (from_name, from_j), (to_name, to_j) in pairwise(chain):
+            before, after = _state(table, from_j), _state(table, to_j)
+            step_cols = {}
+            for key in STEP_METRICS:
+                (v0, ok0), (v1, ok1) = before[key], after[key]
+                valid = ok0 & ok1
+                step_cols[key] = cols.add(
+                    np.where(valid, v1 - np.nan_to_num(v0), 0.0),
+                    valid,
+                    "no problem has both sides of this step recorded in this group",
+                )
+            from_pos = [] if from_j is None else list(info_of[from_name].positions)
+            to_pos = list(info_of[to_name].positions)
+            steps.append(
+                {
+                    "from": from_name,
+                    "to": to_name,
+                    "from_positions": from_pos,
+                    "to_positions": to_pos,
+                    "added_positions": sorted(set(to_pos) - set(from_pos)),
+                    "cols": step_cols,
+                }
+            )
+        step_specs.append((family, steps))
+
+    # Early (0-2) and late (3-5) importance, the original's summary of a prefix curve;
+    # also for single families, where the index is the one thought ablated.
+    early_late_specs = []
+    for family in [*prefix, *single_families(infos)]:
+        members = dict(family.members)
+
+        def member(index: int, fam: Family = family) -> tuple[str, int | None] | None:
+            if fam.schedule == "prefix" and index == 0:
+                return ("baseline", None)
+            name = fam.members.get(index)
+            return None if name is None else (name, column_of[name])
+
+        parts: dict[str, list[tuple[int, str, int | None]]] = {}
+        for part, indices in (("early", EARLY), ("late", LATE)):
+            parts[part] = [(i, *m) for i in indices if (m := member(i)) is not None]
+        if not parts["early"] or not parts["late"] or not members:
+            continue
+        values: dict[str, tuple[Float, Bool]] = {}
+        for part, chosen in parts.items():
+            states = [_state(table, j)["importance"] for _, _, j in chosen]
+            valid = np.logical_and.reduce([ok for _, ok in states])
+            mean = np.mean([np.where(ok, v, 0.0) for v, ok in states], axis=0)
+            values[part] = (mean, valid)
+        el_cols = {
+            "early": cols.add(values["early"][0], values["early"][1], _NO_RESULTS),
+            "late": cols.add(values["late"][0], values["late"][1], _NO_RESULTS),
+        }
+        both = values["early"][1] & values["late"][1]
+        el_cols["late_minus_early"] = cols.add(
+            values["late"][0] - values["early"][0], both, _NO_RESULTS
+        )
+        early_late_specs.append((family, parts, el_cols))
+
+    # Bootstrap every figure over each group of problems.
+    num_matrix, den_matrix = cols.matrices()
+    any_condition = table.has.any(axis=1)
+    strata = sorted(set(table.strata), key=_stratum_key)
+    scopes: list[tuple[str, Bool]] = [("overall", np.ones(n, dtype=bool))]
+    scopes += [
+        (label, np.array([s == label for s in table.strata], dtype=bool)) for label in strata
+    ]
+    cache: dict[tuple[int, ...], RatioIntervals] = {}
+
+    def run(rows_mask: Bool) -> tuple[RatioIntervals, Bool]:
+        rows = np.flatnonzero(rows_mask)
+        key = tuple(int(r) for r in rows)
+        if key not in cache:
+            cache[key] = bootstrap_ratios(
+                num_matrix[rows],
+                den_matrix[rows],
+                n_boot=n_boot,
+                seed=group_seed(seed, [table.ids[r] for r in rows]),
+            )
+        return cache[key], rows_mask
+
+    results: dict[str, dict[str, tuple[RatioIntervals, Bool]]] = {}
+    for scope, mask in scopes:
+        results[scope] = {
+            "baseline": run(mask),
+            "unconditional": run(mask & any_condition),
+            "conditional": run(mask & any_condition & table.base_correct),
+        }
+
+    def metric(res: RatioIntervals, col: int) -> dict[str, Any]:
+        return _metric(res, col, cols.empty_reason[col], n_boot)
+
+    # Baseline accuracy.
+    def baseline_block(scope: str) -> dict[str, Any]:
+        res, mask = results[scope]["baseline"]
+        m = metric(res, base_col)
+        return {
+            "accuracy": m["estimate"],
+            "ci": m["ci"],
+            "n": int(mask.sum()),
+            "n_correct": int((mask & table.base_correct).sum()),
+            "reason": m["reason"],
+        }
+
+    selection = str(manifest.get("selection", "unknown"))
+    baseline = {
+        **baseline_block("overall"),
+        "population": "every problem in the run, whether or not conditions were run on it",
+        "by_stratum": {label: baseline_block(label) for label in strata},
+    }
+
+    # Conditions.
+    def condition_view(scope: str, view: str, j: int) -> dict[str, Any]:
+        res, mask = results[scope][view]
+        rows = mask & table.has[:, j]
+        note = None
+        if view == "unconditional" and rows.any() and table.base_correct[rows].all():
+            note = _SAME_POPULATION
+        b = int((rows & table.base_correct & ~table.correct[:, j]).sum())
+        c = int((rows & ~table.base_correct & table.correct[:, j]).sum())
+        test = mcnemar_exact(b, c)
+        mcnemar: dict[str, Any] = {
+            "b": b,
+            "c": c,
+            "discordant": test.discordant,
+            "p_value": test.p_value if rows.any() else None,
+            "note": _CONDITIONAL_MCNEMAR if view == "conditional" else None,
+        }
+        return {
+            "population": _POPULATION[view],
+            "n": int(rows.sum()),
+            "note": note,
+            "metrics": {key: metric(res, col) for key, col in metric_cols[j].items()},
+            "mcnemar": mcnemar,
+        }
+
+    conditions: list[dict[str, Any]] = []
+    for j, info in enumerate(infos):
+        conditions.append(
+            {
+                **info.to_dict(),
+                "overall": {view: condition_view("overall", view, j) for view in VIEWS},
+                "by_stratum": {
+                    label: {view: condition_view(label, view, j) for view in VIEWS}
+                    for label in strata
+                },
+            }
+        )
+    for view in VIEWS:
+        tests = [c["overall"][view]["mcnemar"] for c in conditions]
+        for test, adjusted in zip(tests, holm_adjust([t["p_value"] for t in tests]), strict=True):
+            test["p_value_holm"] = adjusted
+
+    # Prefix marginals.
+    def step_view(scope: str, view: str, step: dict[str, Any]) -> dict[str, Any]:
+        res, _ = results[scope][view]
+        metrics = {key: metric(res, col) for key, col in step["cols"].items()}
+        return {
+            "population": _POPULATION[view].replace("this condition", "both sides of the step"),
+            "n": metrics["importance"]["n"],
+            "metrics": metrics,
+        }
+
+    prefix_marginals = []
+    for family, steps in step_specs:
+        out_steps = []
+        for step in steps:
+            out_steps.append(
+                {
+                    **{k: v for k, v in step.items() if k != "cols"},
+                    "overall": {view: step_view("overall", view, step) for view in VIEWS},
+                    "by_stratum": {
+                        label: {view: step_view(label, view, step) for view in VIEWS}
+                        for label in strata
+                    },
+                }
+            )
+        prefix_marginals.append(
+            {"family": family.to_dict(), "label": family.label, "steps": out_steps}
+        )
+
+    # Early / late.
+    def el_view(scope: str, view: str, el_cols: dict[str, int]) -> dict[str, Any]:
+        res, _ = results[scope][view]
+        metrics = {key: metric(res, col) for key, col in el_cols.items()}
+        return {
+            "population": _POPULATION[view].replace("this condition", "every member"),
+            "n": metrics["late_minus_early"]["n"],
+            "metrics": metrics,
+        }
+
+    early_late = []
+    for family, parts, el_cols in early_late_specs:
+        if family.schedule == "prefix":
+            semantics = (
+                "the original study's summary of a cumulative curve: early = mean importance "
+                "of ablating the first 0, 1 and 2 thoughts (0 = baseline, importance 0), "
+                "late = of ablating the first 3, 4 and 5 thoughts; not per-thought importance"
+            )
+        else:
+            semantics = (
+                "one thought ablated at a time: early = mean importance of ablating thought "
+                "0, 1 or 2 alone; late = thought 3, 4 or 5 alone"
+            )
+        early_late.append(
+            {
+                "family": family.to_dict(),
+                "label": family.label,
+                "semantics": semantics,
+                **{
+                    part: {
+                        "indices": [i for i, _, _ in chosen],
+                        "members": [name for _, name, _ in chosen],
+                    }
+                    for part, chosen in parts.items()
+                },
+                "overall": {view: el_view("overall", view, el_cols) for view in VIEWS},
+                "by_stratum": {
+                    label: {view: el_view(label, view, el_cols) for view in VIEWS}
+                    for label in strata
+                },
+            }
+        )
+
+    # The original study's layout.
+    choice = choose_original_family(infos, manifest)
+    layout = choice.to_dict()
+    if original_figures is None and choice.family is not None:
+        original_figures = original_statistics(original_scores(records, choice))
+    layout["figures"] = None if original_figures is None else dict(original_figures)
+
+    summary: dict[str, Any] = {
+        "schema": SCHEMA,
+        "source": str(manifest.get("source", "run")),
+        "selection": selection,
+        "selection_rule": _selection_rule(manifest),
+        "n_problems": n,
+        "n_with_conditions": int(any_condition.sum()),
+        "n_baseline_correct": int(table.base_correct.sum()),
+        "strata": strata,
+        "bootstrap": {
+            "n_boot": n_boot,
+            "seed": seed,
+            "level": DEFAULT_LEVEL,
+            "method": "percentile bootstrap over problems (resampled with replacement); "
+            "all figures of one group share the resamples, so differences are paired",
+        },
+        "baseline": baseline,
+        "conditions": conditions,
+        "prefix_marginals": prefix_marginals,
+        "early_late": early_late,
+        "original_layout": layout,
+        "definitions": definitions(),
+    }
+    summary["caveats"] = caveats(summary, manifest)
+    return summary
+
+
+def _selection_rule(manifest: Mapping[str, Any]) -> str:
+    if "selection_rule" in manifest:
+        return str(manifest["selection_rule"])
+    selection = manifest.get("selection")
+    if selection == "baseline-correct":
+        return (
+            "conditions were run only on problems the model answered correctly without "
+            "intervention; baseline-wrong problems count towards baseline accuracy only"
+        )
+    if selection == "all":
+        return "conditions were run on every problem, whatever its baseline outcome"
+    return "not recorded in the manifest"
+
+
+def definitions() -> dict[str, str]:
+    """Plain-words definitions of every figure in ``summary.json``."""
+    return {
+        "positions": "Positions are 0-based continuous thoughts: thought 0 is the first "
+        "vector fed back (the projection of the last hidden state at <bot>), thought k the "
+        "k-th. The original study's 'position 0' was the <bot> step itself. Conditions "
+        "read from an original file (site 'original') keep the original's numbering.",
+        "condition": "One intervention, named by exactly what it changes, e.g. "
+        "zero@L8:{0,1,2} zeroes the output of block 8 at thoughts 0, 1 and 2.",
+        "unconditional": "Computed over every problem with a result for the condition, "
+        "whatever its baseline outcome.",
+        "conditional": "Computed over the baseline-correct problems only (the original "
+        "study's population).",
+        "baseline.accuracy": "Share of all problems in the run answered correctly without "
+        "intervention.",
+        "accuracy": "Share of the view's problems answered correctly under the condition.",
+        "baseline_accuracy": "Share of the same problems answered correctly without "
+        "intervention (so accuracy_change compares like with like).",
+        "accuracy_change": "accuracy minus baseline_accuracy on the same problems.",
+        "importance": "Share of the view's problems that were right at baseline and wrong "
+        "under the condition (the original study's importance). In the conditional view "
+        "this is the original's figure; in the unconditional view its denominator also "
+        "counts baseline-wrong problems.",
+        "flip_right_to_wrong": "Among baseline-correct problems, the share that became "
+        "wrong under the condition.",
+        "flip_wrong_to_right": "Among baseline-wrong problems, the share that became "
+        "right under the condition (null in the conditional view: it has none).",
+        "changed": "Share of problems whose predicted number differs from the baseline's "
+        "(for original files: whose answer text differs).",
+        "delta_gold_logprob": "Mean over problems of (condition minus baseline) "
+        "log-probability of the expected answer's tokens, teacher-forced after <eot>; "
+        "negative means the condition made the right answer less likely.",
+        "kl": "Mean over problems of KL(baseline || condition) between next-token "
+        "distributions, averaged over the baseline answer's tokens (nats).",
+        "ci": "95% percentile bootstrap interval: problems resampled with replacement "
+        "n_boot times within the group; null when fewer than 2 problems count.",
+        "mcnemar": "Exact McNemar test of baseline vs condition correctness on the same "
+        "problems: b = right->wrong, c = wrong->right, p = two-sided exact binomial "
+        "p-value of b out of b + c at 1/2 (1 when b + c = 0). p_value_holm: Holm-adjusted "
+        "over all conditions in the overall view; per-stratum p-values are unadjusted.",
+        "prefix_marginals": "For a prefix family (ablate thoughts {0..i-1}), the change "
+        "from one condition to the next larger one (and from the baseline to the first), "
+        "computed on the problems that have both, with a paired bootstrap interval: what "
+        "the added thought contributes given that the earlier ones are already ablated. "
+        "Not the importance of that thought alone (see single-thought conditions).",
+        "early_late": "The original study's early (positions 0-2) and late (3-5) means of "
+        "importance, per problem averaged over the members present; late_minus_early is "
+        "their paired difference. For prefix families index i means 'first i thoughts "
+        "ablated' (i = 0 is the baseline); for single families it is the thought ablated.",
+        "original_layout": "step_importance_*.json files in the original study's layout. "
+        "Original position i (1-5) holds the zero prefix condition ablating thoughts "
+        "{0..i-1} at one site; position 0 is the baseline. importance_score there is 1.0 "
+        "when correctness changed in either direction, as the original computed it. "
+        "early_importance is the mean of per-position means over positions 0-2, late over "
+        "3-5; pattern_validated is early >= late with no test. by_difficulty is keyed by "
+        "the number of reasoning steps, not by stratum.",
+        "by_stratum": "The same figures within one difficulty stratum (record.stratum; for "
+        "original files the difficulty value).",
+    }
+
+
+def _strata_sizes(summary: Mapping[str, Any]) -> dict[str, int]:
+    return {label: int(b["n"]) for label, b in summary["baseline"]["by_stratum"].items()}
+
+
+def _has_zero_width(summary: Mapping[str, Any]) -> bool:
+    for condition in summary["conditions"]:
+        for view in condition["overall"].values():
+            for m in view["metrics"].values():
+                if m["ci"] is not None and m["ci"][0] == m["ci"][1] and m["n"] >= 2:
+                    return True
+    return False
+
+
+def caveats(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
+    """Plain-English caveats that apply to this summary."""
+    out: list[str] = []
+    selection = summary["selection"]
+    if summary["source"] == "original-file":
+        out.append(
+            "Re-analysis of an original-study file: positions are in the original's "
+            "numbering (its position 0 was the <bot> step), the ablated layer is not "
+            "recorded, 'changed' compares answer texts, and gold log-probability and KL "
+            "are not available."
+        )
+        out.append(f"Selection rule: {summary['selection_rule']}.")
+    if selection == "baseline-correct":
+        out.append(
+            "Conditions were only run on baseline-correct problems: the unconditional and "
+            "conditional views hold the same problems, wrong->right flips cannot be "
+            "observed, and every figure describes the model only on problems it already "
+            "solves."
+        )
+    elif summary["n_with_conditions"] and summary["n_baseline_correct"] == summary["n_problems"]:
+        out.append(
+            "Every problem is baseline-correct, so the unconditional and conditional views "
+            "coincide."
+        )
+    sizes = _strata_sizes(summary)
+    small = [f"{label} (n={size})" for label, size in sizes.items() if size < SMALL_STRATUM]
+    if small:
+        out.append(
+            f"Small strata: {', '.join(small)} have fewer than {SMALL_STRATUM} problems; "
+            "their intervals are wide and percentile bootstrap intervals are unreliable at "
+            "such sizes. Strata with fewer than 2 problems get no interval."
+        )
+    odd = [label for label in sizes if label in ("unknown", "other")]
+    if odd:
+        out.append(
+            f"Strata {', '.join(odd)}: problems with unknown steps or steps outside every "
+            "configured band."
+        )
+    if summary["prefix_marginals"]:
+        out.append(
+            "Prefix conditions are cumulative (ablate thoughts 0..i-1): each point includes "
+            "the damage of every earlier thought, so the curve tends to rise whatever the "
+            "role of the last thought added. Read the marginal steps "
+            "(prefix_marginals) for what each added thought contributes on top of those "
+            "already ablated, and single-thought conditions for one thought alone; neither "
+            "the curve nor early/late is per-thought importance."
+        )
+    if len(summary["conditions"]) > 1:
+        out.append(
+            "McNemar p-values are per condition; with many conditions some will be small by "
+            "chance. Use p_value_holm (Holm over all conditions, overall view) for claims "
+            "about any one condition; per-stratum p-values are not adjusted."
+        )
+    if _has_zero_width(summary):
+        out.append(
+            "Some intervals have zero width because every resample gave the same value "
+            "(e.g. 0 of 20 flipped); that does not mean the rate is exactly that value."
+        )
+    missing = []
+    for key, label in (("delta_gold_logprob", "gold log-probabilities"), ("kl", "KL values")):
+        if summary["conditions"] and all(
+            c["overall"]["unconditional"]["metrics"][key]["estimate"] is None
+            for c in summary["conditions"]
+        ):
+            missing.append(label)
+    if missing and summary["source"] != "original-file":
+        out.append(f"No {' or '.join(missing)} were recorded in this run.")
+    layout = summary["original_layout"]
+    if layout["written"] and summary["source"] != "original-file":
+        out.append(
+            "The original-layout files (step_importance_*.json) use the original's "
+            "semantics: its position i holds the zero prefix condition ablating thoughts "
+            "{0..i-1} at one site (" + str(layout["family"]["site"]) + "), importance_score "
+            "counts correctness changes in both directions, and by_difficulty is keyed by "
+            "steps. Thoughtscope's thought 0 is the first fed-back vector, the original's "
+            "position 0 was the <bot> step."
+        )
+    num_latent = manifest.get("num_latent")
+    if isinstance(num_latent, int) and num_latent != 6 and summary["early_late"]:
+        out.append(
+            f"This run has {num_latent} thoughts; early/late keep the original's fixed "
+            "split (0-2 vs 3-5) over the members present."
+        )
+    return out
