@@ -220,6 +220,7 @@ def test_baseline_correct_selection_says_the_views_coincide() -> None:
     assert cond["unconditional"]["metrics"] == cond["conditional"]["metrics"]
     assert any("only run on baseline-correct" in c for c in summary["caveats"])
     assert "answered correctly without intervention" in summary["selection_rule"]
+    assert "Conditions, both views" in format_tables(summary)
 
 
 def test_no_records_or_no_conditions_do_not_crash() -> None:
@@ -250,3 +251,14 @@ def test_tables_show_rates_with_intervals_and_caveats(summary: dict[str, Any]) -
     assert "Prefix marginal steps" in text
     assert "Caveats" in text
     assert "nan" not in text.lower()
+
+
+def test_a_run_with_no_baseline_correct_problem_says_importance_cannot_be_seen() -> None:
+    records = [prefix_problem("p1", 1, F, [F]), prefix_problem("p2", 2, F, [T])]
+    summary = summary_from_records(records, manifest(), n_boot=50, seed=0)
+    conditional = summary["conditions"][0]["overall"]["conditional"]
+    assert conditional["n"] == 0
+    assert conditional["metrics"]["importance"]["estimate"] is None
+    assert any("importance (right->wrong) is 0 by definition" in c for c in summary["caveats"])
+    text = format_tables(summary)
+    assert "Conditional view: empty" in text

@@ -323,6 +323,238 @@ _CONDITIONAL_MCNEMAR = (
 )
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One marginal step of a prefix family and the columns of its figures."""
+
+    from_name: str
+    to_name: str
+    from_positions: list[int]
+    to_positions: list[int]
+    cols: dict[str, int]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "from": self.from_name,
+            "to": self.to_name,
+            "from_positions": self.from_positions,
+            "to_positions": self.to_positions,
+            "added_positions": sorted(set(self.to_positions) - set(self.from_positions)),
+        }
+
+
+@dataclass(frozen=True)
+class _EarlyLate:
+    """Early and late members of one family and the columns of their figures."""
+
+    family: Family
+    parts: dict[str, list[tuple[int, str]]]  # "early"/"late" -> (index, member name)
+    cols: dict[str, int]
+
+
+def _condition_columns(table: _Table, cols: _Columns) -> list[dict[str, int]]:
+    """Columns of every condition metric, per condition."""
+    out = []
+    for j in range(table.has.shape[1]):
+        entry = {}
+        for key, builder in CONDITION_METRICS.items():
+            num, den, empty = builder(table, j)
+            entry[key] = cols.add(num, den, empty)
+        out.append(entry)
+    return out
+
+
+def _prefix_steps(
+    table: _Table, cols: _Columns, family: Family, infos: Mapping[str, tuple[int, ConditionInfo]]
+) -> list[_Step]:
+    """Baseline → first → second …: each step's figures are paired ``to − from`` means."""
+    chain: list[tuple[str, int | None, list[int]]] = [("baseline", None, [])]
+    for _, name in sorted(family.members.items()):
+        j, info = infos[name]
+        chain.append((name, j, list(info.positions)))
+    steps = []
+    for (from_name, from_j, from_pos), (to_name, to_j, to_pos) in pairwise(chain):
+        before, after = _state(table, from_j), _state(table, to_j)
+        step_cols = {}
+        for key in STEP_METRICS:
+            (v0, ok0), (v1, ok1) = before[key], after[key]
+            valid = ok0 & ok1
+            step_cols[key] = cols.add(
+                np.where(valid, v1 - np.nan_to_num(v0), 0.0),
+                valid,
+                "no problem has both sides of this step recorded in this group",
+            )
+        steps.append(_Step(from_name, to_name, from_pos, to_pos, step_cols))
+    return steps
+
+
+def _early_late(
+    table: _Table, cols: _Columns, family: Family, column_of: Mapping[str, int]
+) -> _EarlyLate | None:
+    """Early (indices 0-2) and late (3-5) mean importance of a family, or ``None`` when
+    one side has no member. For prefix families index 0 is the baseline (importance 0)."""
+    parts: dict[str, list[tuple[int, str]]] = {}
+    values: dict[str, tuple[Float, Bool]] = {}
+    for part, indices in (("early", EARLY), ("late", LATE)):
+        chosen: list[tuple[int, str]] = []
+        states = []
+        for i in indices:
+            if family.schedule == "prefix" and i == 0:
+                chosen.append((0, "baseline"))
+                states.append(_state(table, None)["importance"])
+            elif i in family.members:
+                name = family.members[i]
+                chosen.append((i, name))
+                states.append(_state(table, column_of[name])["importance"])
+        if not chosen:
+            return None
+        parts[part] = chosen
+        valid = np.logical_and.reduce([ok for _, ok in states])
+        mean = np.mean([np.where(ok, v, 0.0) for v, ok in states], axis=0)
+        values[part] = (mean, valid)
+    (early, early_ok), (late, late_ok) = values["early"], values["late"]
+    el_cols = {
+        "early": cols.add(early, early_ok, _NO_RESULTS),
+        "late": cols.add(late, late_ok, _NO_RESULTS),
+        "late_minus_early": cols.add(late - early, early_ok & late_ok, _NO_RESULTS),
+    }
+    return _EarlyLate(family, parts, el_cols)
+
+
+class _Groups:
+    """Bootstrap results of every figure for every group of problems.
+
+    Scopes are ``overall`` and each stratum; within a scope the groups are ``baseline``
+    (every problem), ``unconditional`` (problems with any condition result) and
+    ``conditional`` (those of them that are baseline-correct). A set of problems is
+    resampled once, however many groups share it.
+    """
+
+    def __init__(self, table: _Table, cols: _Columns, *, n_boot: int, seed: int) -> None:
+        self.cols = cols
+        self.n_boot = n_boot
+        num, den = cols.matrices()
+        self.strata = sorted(set(table.strata), key=_stratum_key)
+        any_condition = table.has.any(axis=1)
+        cache: dict[tuple[int, ...], RatioIntervals] = {}
+        self.results: dict[str, dict[str, tuple[RatioIntervals, Bool]]] = {}
+        for scope in ["overall", *self.strata]:
+            in_scope = np.array([scope in ("overall", s) for s in table.strata], dtype=bool)
+            masks = {
+                "baseline": in_scope,
+                "unconditional": in_scope & any_condition,
+                "conditional": in_scope & any_condition & table.base_correct,
+            }
+            self.results[scope] = {}
+            for group, mask in masks.items():
+                rows = np.flatnonzero(mask)
+                key = tuple(int(r) for r in rows)
+                if key not in cache:
+                    cache[key] = bootstrap_ratios(
+                        num[rows],
+                        den[rows],
+                        n_boot=n_boot,
+                        seed=group_seed(seed, [table.ids[r] for r in rows]),
+                    )
+                self.results[scope][group] = (cache[key], mask)
+
+    def mask(self, scope: str, group: str) -> Bool:
+        """Which problems form the group."""
+        return self.results[scope][group][1]
+
+    def metric(self, scope: str, group: str, col: int) -> dict[str, Any]:
+        """One figure as a metric dict."""
+        res = self.results[scope][group][0]
+        return _metric(res, col, self.cols.empty_reason[col], self.n_boot)
+
+    def by_scope(self, make: Callable[[str, str], dict[str, Any]]) -> dict[str, Any]:
+        """``{"overall": {view: …}, "by_stratum": {label: {view: …}}}`` from ``make``."""
+        return {
+            "overall": {view: make("overall", view) for view in VIEWS},
+            "by_stratum": {
+                label: {view: make(label, view) for view in VIEWS} for label in self.strata
+            },
+        }
+
+
+def _baseline_json(groups: _Groups, table: _Table, base_col: int) -> dict[str, Any]:
+    def block(scope: str) -> dict[str, Any]:
+        mask = groups.mask(scope, "baseline")
+        m = groups.metric(scope, "baseline", base_col)
+        return {
+            "accuracy": m["estimate"],
+            "ci": m["ci"],
+            "n": int(mask.sum()),
+            "n_correct": int((mask & table.base_correct).sum()),
+            "reason": m["reason"],
+        }
+
+    return {
+        **block("overall"),
+        "population": "every problem in the run, whether or not conditions were run on it",
+        "by_stratum": {label: block(label) for label in groups.strata},
+    }
+
+
+def _condition_json(
+    groups: _Groups, table: _Table, info: ConditionInfo, j: int, metric_cols: dict[str, int]
+) -> dict[str, Any]:
+    def view_json(scope: str, view: str) -> dict[str, Any]:
+        rows = groups.mask(scope, view) & table.has[:, j]
+        note = None
+        if view == "unconditional" and rows.any() and table.base_correct[rows].all():
+            note = _SAME_POPULATION
+        b = int((rows & table.base_correct & ~table.correct[:, j]).sum())
+        c = int((rows & ~table.base_correct & table.correct[:, j]).sum())
+        test = mcnemar_exact(b, c)
+        return {
+            "population": _POPULATION[view],
+            "n": int(rows.sum()),
+            "note": note,
+            "metrics": {key: groups.metric(scope, view, col) for key, col in metric_cols.items()},
+            "mcnemar": {
+                "b": b,
+                "c": c,
+                "discordant": test.discordant,
+                "p_value": test.p_value if rows.any() else None,
+                "note": _CONDITIONAL_MCNEMAR if view == "conditional" else None,
+            },
+        }
+
+    return {**info.to_dict(), **groups.by_scope(view_json)}
+
+
+def _add_holm(conditions: list[dict[str, Any]]) -> None:
+    """Adds ``p_value_holm`` (over all conditions) to each overall McNemar test."""
+    for view in VIEWS:
+        tests = [c["overall"][view]["mcnemar"] for c in conditions]
+        for test, adjusted in zip(tests, holm_adjust([t["p_value"] for t in tests]), strict=True):
+            test["p_value_holm"] = adjusted
+
+
+def _figures_json(
+    groups: _Groups, cols: dict[str, int], population: str, n_key: str
+) -> Callable[[str, str], dict[str, Any]]:
+    def view_json(scope: str, view: str) -> dict[str, Any]:
+        metrics = {key: groups.metric(scope, view, col) for key, col in cols.items()}
+        return {
+            "population": _POPULATION[view].replace("this condition", population),
+            "n": metrics[n_key]["n"],
+            "metrics": metrics,
+        }
+
+    return view_json
+
+
+_EARLY_LATE_SEMANTICS = {
+    "prefix": "the original study's summary of a cumulative curve: early = mean importance "
+    "of ablating the first 0, 1 and 2 thoughts (0 = baseline, importance 0), late = of "
+    "ablating the first 3, 4 and 5 thoughts; not per-thought importance",
+    "single": "one thought ablated at a time: early = mean importance of ablating thought "
+    "0, 1 or 2 alone; late = thought 3, 4 or 5 alone",
+}
+
+
 def summary_from_records(
     records: Sequence[ProblemRecord],
     manifest: Mapping[str, Any],
@@ -345,253 +577,56 @@ def summary_from_records(
         raise ValueError(f"n_boot must be 0 or more, got {n_boot}")
     infos = condition_infos(records)
     table = _Table.build(records, infos)
-    n = table.n
-    cols = _Columns(n)
-
-    base_col = cols.add(table.base_correct.astype(float), np.ones(n, bool), "no problems")
-
-    metric_cols: list[dict[str, int]] = []
-    for j in range(len(infos)):
-        entry = {}
-        for key, builder in CONDITION_METRICS.items():
-            num, den, empty = builder(table, j)
-            entry[key] = cols.add(num, den, empty)
-        metric_cols.append(entry)
-
+    cols = _Columns(table.n)
     column_of = {info.name: j for j, info in enumerate(infos)}
-    info_of = {info.name: info for info in infos}
 
-    # Marginal steps of each prefix family: baseline → first → second ...
+    # Every figure becomes a column first, so that one bootstrap per group serves all.
+    base_col = cols.add(table.base_correct.astype(float), np.ones(table.n, bool), "no problems")
+    metric_cols = _condition_columns(table, cols)
+    indexed = {info.name: (j, info) for j, info in enumerate(infos)}
     prefix = prefix_families(infos)
-    step_specs: list[tuple[Family, list[dict[str, Any]]]] = []
-    for family in prefix:
-        chain: list[tuple[str, int | None]] = [("baseline", None)]
-        chain += [(name, column_of[name]) for _, name in sorted(family.members.items())]
-        steps = []
-        for (from_name, from_j), (to_name, to_j) in pairwise(chain):
-            before, after = _state(table, from_j), _state(table, to_j)
-            step_cols = {}
-            for key in STEP_METRICS:
-                (v0, ok0), (v1, ok1) = before[key], after[key]
-                valid = ok0 & ok1
-                step_cols[key] = cols.add(
-                    np.where(valid, v1 - np.nan_to_num(v0), 0.0),
-                    valid,
-                    "no problem has both sides of this step recorded in this group",
-                )
-            from_pos = [] if from_j is None else list(info_of[from_name].positions)
-            to_pos = list(info_of[to_name].positions)
-            steps.append(
-                {
-                    "from": from_name,
-                    "to": to_name,
-                    "from_positions": from_pos,
-                    "to_positions": to_pos,
-                    "added_positions": sorted(set(to_pos) - set(from_pos)),
-                    "cols": step_cols,
-                }
-            )
-        step_specs.append((family, steps))
-
-    # Early (0-2) and late (3-5) importance, the original's summary of a prefix curve;
-    # also for single families, where the index is the one thought ablated.
-    early_late_specs = []
-    for family in [*prefix, *single_families(infos)]:
-        members = dict(family.members)
-
-        def member(index: int, fam: Family = family) -> tuple[str, int | None] | None:
-            if fam.schedule == "prefix" and index == 0:
-                return ("baseline", None)
-            name = fam.members.get(index)
-            return None if name is None else (name, column_of[name])
-
-        parts: dict[str, list[tuple[int, str, int | None]]] = {}
-        for part, indices in (("early", EARLY), ("late", LATE)):
-            parts[part] = [(i, *m) for i in indices if (m := member(i)) is not None]
-        if not parts["early"] or not parts["late"] or not members:
-            continue
-        values: dict[str, tuple[Float, Bool]] = {}
-        for part, chosen in parts.items():
-            states = [_state(table, j)["importance"] for _, _, j in chosen]
-            valid = np.logical_and.reduce([ok for _, ok in states])
-            mean = np.mean([np.where(ok, v, 0.0) for v, ok in states], axis=0)
-            values[part] = (mean, valid)
-        el_cols = {
-            "early": cols.add(values["early"][0], values["early"][1], _NO_RESULTS),
-            "late": cols.add(values["late"][0], values["late"][1], _NO_RESULTS),
-        }
-        both = values["early"][1] & values["late"][1]
-        el_cols["late_minus_early"] = cols.add(
-            values["late"][0] - values["early"][0], both, _NO_RESULTS
-        )
-        early_late_specs.append((family, parts, el_cols))
-
-    # Bootstrap every figure over each group of problems.
-    num_matrix, den_matrix = cols.matrices()
-    any_condition = table.has.any(axis=1)
-    strata = sorted(set(table.strata), key=_stratum_key)
-    scopes: list[tuple[str, Bool]] = [("overall", np.ones(n, dtype=bool))]
-    scopes += [
-        (label, np.array([s == label for s in table.strata], dtype=bool)) for label in strata
+    steps = [(family, _prefix_steps(table, cols, family, indexed)) for family in prefix]
+    early_late = [
+        el
+        for family in [*prefix, *single_families(infos)]
+        if (el := _early_late(table, cols, family, column_of)) is not None
     ]
-    cache: dict[tuple[int, ...], RatioIntervals] = {}
+    groups = _Groups(table, cols, n_boot=n_boot, seed=seed)
 
-    def run(rows_mask: Bool) -> tuple[RatioIntervals, Bool]:
-        rows = np.flatnonzero(rows_mask)
-        key = tuple(int(r) for r in rows)
-        if key not in cache:
-            cache[key] = bootstrap_ratios(
-                num_matrix[rows],
-                den_matrix[rows],
-                n_boot=n_boot,
-                seed=group_seed(seed, [table.ids[r] for r in rows]),
-            )
-        return cache[key], rows_mask
-
-    results: dict[str, dict[str, tuple[RatioIntervals, Bool]]] = {}
-    for scope, mask in scopes:
-        results[scope] = {
-            "baseline": run(mask),
-            "unconditional": run(mask & any_condition),
-            "conditional": run(mask & any_condition & table.base_correct),
-        }
-
-    def metric(res: RatioIntervals, col: int) -> dict[str, Any]:
-        return _metric(res, col, cols.empty_reason[col], n_boot)
-
-    # Baseline accuracy.
-    def baseline_block(scope: str) -> dict[str, Any]:
-        res, mask = results[scope]["baseline"]
-        m = metric(res, base_col)
-        return {
-            "accuracy": m["estimate"],
-            "ci": m["ci"],
-            "n": int(mask.sum()),
-            "n_correct": int((mask & table.base_correct).sum()),
-            "reason": m["reason"],
-        }
-
-    selection = str(manifest.get("selection", "unknown"))
-    baseline = {
-        **baseline_block("overall"),
-        "population": "every problem in the run, whether or not conditions were run on it",
-        "by_stratum": {label: baseline_block(label) for label in strata},
-    }
-
-    # Conditions.
-    def condition_view(scope: str, view: str, j: int) -> dict[str, Any]:
-        res, mask = results[scope][view]
-        rows = mask & table.has[:, j]
-        note = None
-        if view == "unconditional" and rows.any() and table.base_correct[rows].all():
-            note = _SAME_POPULATION
-        b = int((rows & table.base_correct & ~table.correct[:, j]).sum())
-        c = int((rows & ~table.base_correct & table.correct[:, j]).sum())
-        test = mcnemar_exact(b, c)
-        mcnemar: dict[str, Any] = {
-            "b": b,
-            "c": c,
-            "discordant": test.discordant,
-            "p_value": test.p_value if rows.any() else None,
-            "note": _CONDITIONAL_MCNEMAR if view == "conditional" else None,
-        }
-        return {
-            "population": _POPULATION[view],
-            "n": int(rows.sum()),
-            "note": note,
-            "metrics": {key: metric(res, col) for key, col in metric_cols[j].items()},
-            "mcnemar": mcnemar,
-        }
-
-    conditions: list[dict[str, Any]] = []
-    for j, info in enumerate(infos):
-        conditions.append(
-            {
-                **info.to_dict(),
-                "overall": {view: condition_view("overall", view, j) for view in VIEWS},
-                "by_stratum": {
-                    label: {view: condition_view(label, view, j) for view in VIEWS}
-                    for label in strata
-                },
-            }
-        )
-    for view in VIEWS:
-        tests = [c["overall"][view]["mcnemar"] for c in conditions]
-        for test, adjusted in zip(tests, holm_adjust([t["p_value"] for t in tests]), strict=True):
-            test["p_value_holm"] = adjusted
-
-    # Prefix marginals.
-    def step_view(scope: str, view: str, step: dict[str, Any]) -> dict[str, Any]:
-        res, _ = results[scope][view]
-        metrics = {key: metric(res, col) for key, col in step["cols"].items()}
-        return {
-            "population": _POPULATION[view].replace("this condition", "both sides of the step"),
-            "n": metrics["importance"]["n"],
-            "metrics": metrics,
-        }
-
-    prefix_marginals = []
-    for family, steps in step_specs:
-        out_steps = []
-        for step in steps:
-            out_steps.append(
+    conditions = [
+        _condition_json(groups, table, info, j, metric_cols[j]) for j, info in enumerate(infos)
+    ]
+    _add_holm(conditions)
+    prefix_marginals = [
+        {
+            "family": family.to_dict(),
+            "label": family.label,
+            "steps": [
                 {
-                    **{k: v for k, v in step.items() if k != "cols"},
-                    "overall": {view: step_view("overall", view, step) for view in VIEWS},
-                    "by_stratum": {
-                        label: {view: step_view(label, view, step) for view in VIEWS}
-                        for label in strata
-                    },
+                    **step.describe(),
+                    **groups.by_scope(
+                        _figures_json(groups, step.cols, "both sides of the step", "importance")
+                    ),
                 }
-            )
-        prefix_marginals.append(
-            {"family": family.to_dict(), "label": family.label, "steps": out_steps}
-        )
-
-    # Early / late.
-    def el_view(scope: str, view: str, el_cols: dict[str, int]) -> dict[str, Any]:
-        res, _ = results[scope][view]
-        metrics = {key: metric(res, col) for key, col in el_cols.items()}
-        return {
-            "population": _POPULATION[view].replace("this condition", "every member"),
-            "n": metrics["late_minus_early"]["n"],
-            "metrics": metrics,
+                for step in family_steps
+            ],
         }
+        for family, family_steps in steps
+    ]
+    early_late_json = [
+        {
+            "family": el.family.to_dict(),
+            "label": el.family.label,
+            "semantics": _EARLY_LATE_SEMANTICS[el.family.schedule],
+            **{
+                part: {"indices": [i for i, _ in chosen], "members": [m for _, m in chosen]}
+                for part, chosen in el.parts.items()
+            },
+            **groups.by_scope(_figures_json(groups, el.cols, "every member", "late_minus_early")),
+        }
+        for el in early_late
+    ]
 
-    early_late = []
-    for family, parts, el_cols in early_late_specs:
-        if family.schedule == "prefix":
-            semantics = (
-                "the original study's summary of a cumulative curve: early = mean importance "
-                "of ablating the first 0, 1 and 2 thoughts (0 = baseline, importance 0), "
-                "late = of ablating the first 3, 4 and 5 thoughts; not per-thought importance"
-            )
-        else:
-            semantics = (
-                "one thought ablated at a time: early = mean importance of ablating thought "
-                "0, 1 or 2 alone; late = thought 3, 4 or 5 alone"
-            )
-        early_late.append(
-            {
-                "family": family.to_dict(),
-                "label": family.label,
-                "semantics": semantics,
-                **{
-                    part: {
-                        "indices": [i for i, _, _ in chosen],
-                        "members": [name for _, name, _ in chosen],
-                    }
-                    for part, chosen in parts.items()
-                },
-                "overall": {view: el_view("overall", view, el_cols) for view in VIEWS},
-                "by_stratum": {
-                    label: {view: el_view(label, view, el_cols) for view in VIEWS}
-                    for label in strata
-                },
-            }
-        )
-
-    # The original study's layout.
     choice = choose_original_family(infos, manifest)
     layout = choice.to_dict()
     if original_figures is None and choice.family is not None:
@@ -601,12 +636,12 @@ def summary_from_records(
     summary: dict[str, Any] = {
         "schema": SCHEMA,
         "source": str(manifest.get("source", "run")),
-        "selection": selection,
+        "selection": str(manifest.get("selection", "unknown")),
         "selection_rule": _selection_rule(manifest),
-        "n_problems": n,
-        "n_with_conditions": int(any_condition.sum()),
+        "n_problems": table.n,
+        "n_with_conditions": int(table.has.any(axis=1).sum()),
         "n_baseline_correct": int(table.base_correct.sum()),
-        "strata": strata,
+        "strata": groups.strata,
         "bootstrap": {
             "n_boot": n_boot,
             "seed": seed,
@@ -614,10 +649,10 @@ def summary_from_records(
             "method": "percentile bootstrap over problems (resampled with replacement); "
             "all figures of one group share the resamples, so differences are paired",
         },
-        "baseline": baseline,
+        "baseline": _baseline_json(groups, table, base_col),
         "conditions": conditions,
         "prefix_marginals": prefix_marginals,
-        "early_late": early_late,
+        "early_late": early_late_json,
         "original_layout": layout,
         "definitions": definitions(),
     }
@@ -736,6 +771,14 @@ def caveats(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str
         out.append(
             "Every problem is baseline-correct, so the unconditional and conditional views "
             "coincide."
+        )
+    if summary["n_with_conditions"] and not any(
+        c["overall"]["conditional"]["n"] for c in summary["conditions"]
+    ):
+        out.append(
+            "No problem with condition results was answered correctly at baseline: the "
+            "conditional view is empty and importance (right->wrong) is 0 by definition; "
+            "read changed, wrong->right flips, gold log-probability and KL instead."
         )
     sizes = _strata_sizes(summary)
     small = [f"{label} (n={size})" for label, size in sizes.items() if size < SMALL_STRATUM]

@@ -26,10 +26,10 @@ def _val(metric: Mapping[str, Any] | None, signed: bool = False) -> str:
     if metric is None or metric.get("estimate") is None:
         return "-"
     sign = "+" if signed else ""
-    text = f"{metric['estimate']:{sign}.3f}"
+    text = f"{metric['estimate']:{sign}.3g}"
     ci = metric.get("ci")
     if ci is not None:
-        text += f" [{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]"
+        text += f" [{ci[0]:{sign}.3g}, {ci[1]:{sign}.3g}]"
     return text
 
 
@@ -59,6 +59,27 @@ def _baseline(summary: Mapping[str, Any]) -> str:
     for label, b in base["by_stratum"].items():
         rows.append([label, str(b["n"]), _pct({"estimate": b["accuracy"], "ci": b["ci"]})])
     return _table(["stratum", "n", "baseline accuracy [95% CI]"], rows)
+
+
+_VIEW_TITLE = {
+    "unconditional": "unconditional view (every problem with a result)",
+    "conditional": "conditional view (baseline-correct problems only)",
+    "both": "both views (every problem with a result was baseline-correct, so they coincide)",
+}
+
+
+def _views(summary: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str | None]:
+    """Which views to print (view key, title), and a line for an empty conditional view."""
+    overall = [c["overall"] for c in summary["conditions"]]
+    measured = [o for o in overall if o["unconditional"]["n"] > 0]
+    if not measured:
+        return [], None
+    if all(o["unconditional"]["note"] is not None for o in measured):
+        return [("conditional", _VIEW_TITLE["both"])], None
+    views = [("unconditional", _VIEW_TITLE["unconditional"])]
+    if any(o["conditional"]["n"] > 0 for o in measured):
+        return [*views, ("conditional", _VIEW_TITLE["conditional"])], None
+    return views, "Conditional view: empty (no problem with a result was baseline-correct)."
 
 
 def _conditions(summary: Mapping[str, Any], view: str) -> str:
@@ -96,47 +117,41 @@ def _conditions(summary: Mapping[str, Any], view: str) -> str:
     return _table(headers, rows)
 
 
-def _marginals(summary: Mapping[str, Any]) -> str:
+def _marginals(summary: Mapping[str, Any], view: str) -> str:
     blocks = []
     for family in summary["prefix_marginals"]:
         rows = []
         for step in family["steps"]:
-            u = step["overall"]["unconditional"]["metrics"]
-            c = step["overall"]["conditional"]["metrics"]
+            m = step["overall"][view]["metrics"]
             added = ",".join(str(p) for p in step["added_positions"])
             rows.append(
                 [
                     f"{step['from']} -> {step['to']}",
                     "{" + added + "}",
-                    str(u["importance"]["n"]),
-                    _pct(u["importance"], signed=True),
-                    _pct(c["importance"], signed=True),
-                    _val(u["kl"], signed=True),
+                    str(step["overall"][view]["n"]),
+                    _pct(m["importance"], signed=True),
+                    _pct(m["accuracy"], signed=True),
+                    _pct(m["changed"], signed=True),
+                    _val(m["gold_logprob"], signed=True),
+                    _val(m["kl"], signed=True),
                 ]
             )
-        headers = [
-            "step",
-            "added",
-            "n",
-            "importance step (uncond.)",
-            "importance step (cond.)",
-            "KL step",
-        ]
+        headers = ["step", "added", "n", "importance", "accuracy", "changed", "gold logprob", "KL"]
         blocks.append(f"{family['label']}\n" + _table(headers, rows))
     return "\n\n".join(blocks)
 
 
-def _early_late(summary: Mapping[str, Any]) -> str:
+def _early_late(summary: Mapping[str, Any], view: str) -> str:
     rows = []
     for entry in summary["early_late"]:
         scopes = [("all", entry["overall"]), *entry["by_stratum"].items()]
         for label, scope in scopes:
-            m = scope["conditional"]["metrics"]
+            m = scope[view]["metrics"]
             rows.append(
                 [
                     entry["label"],
                     label,
-                    str(scope["conditional"]["n"]),
+                    str(scope[view]["n"]),
                     _pct(m["early"]),
                     _pct(m["late"]),
                     _pct(m["late_minus_early"], signed=True),
@@ -186,25 +201,18 @@ def format_tables(summary: Mapping[str, Any]) -> str:
         f"{summary['bootstrap']['n_boot']} resamples, seed {summary['bootstrap']['seed']}.",
         "Baseline accuracy (all problems)\n" + _baseline(summary),
     ]
-    if summary["conditions"]:
+    views, empty_line = _views(summary)
+    for view, title in views:
+        parts.append(f"Conditions, {title}\n" + _conditions(summary, view))
+    for view, title in views if summary["prefix_marginals"] else []:
         parts.append(
-            "Conditions, unconditional view (every problem with a result)\n"
-            + _conditions(summary, "unconditional")
+            f"Prefix marginal steps, {title}: what each added thought changes given the "
+            "earlier ones are already ablated (paired differences)\n" + _marginals(summary, view)
         )
-        parts.append(
-            "Conditions, conditional view (baseline-correct problems only)\n"
-            + _conditions(summary, "conditional")
-        )
-    if summary["prefix_marginals"]:
-        parts.append(
-            "Prefix marginal steps (what each added thought changes, given the earlier "
-            "ones are already ablated; paired)\n" + _marginals(summary)
-        )
-    if summary["early_late"]:
-        parts.append(
-            "Early vs late importance, conditional view (baseline-correct problems)\n"
-            + _early_late(summary)
-        )
+    for view, title in views if summary["early_late"] else []:
+        parts.append(f"Early vs late importance, {title}\n" + _early_late(summary, view))
+    if empty_line:
+        parts.append(empty_line)
     figures = summary["original_layout"].get("figures")
     if figures:
         parts.append("The original study's figures, computed its way\n" + _original(figures))
