@@ -1,0 +1,264 @@
+"""``thoughtscope importance`` (the step-importance sweep) and ``thoughtscope demo``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from thoughtscope.cli.app import UsageError, app
+from thoughtscope.cli.options import (
+    AllowDownloadOpt,
+    BaseModelOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LoraAlphaOpt,
+    ModelChoice,
+    ModelOpt,
+    NumLatentOpt,
+    PresetOpt,
+    RemoveEosOpt,
+    UnmergedOpt,
+)
+from thoughtscope.importance import (
+    POSITIONS_NOTE,
+    ImportanceConfig,
+    ImportanceInputError,
+    SweepResult,
+    run_importance,
+)
+from thoughtscope.model.codi import CodiModel
+
+DEMO_DATA = "synthetic:test:seed=0:n=300"
+"""The demo's problems: 300 synthetic test problems (the toy model's own style)."""
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """Prints a one-line error and stops (exit code 2: bad input)."""
+    typer.echo(f"Error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code=code)
+
+
+def _load(choice: ModelChoice) -> CodiModel:
+    """Loads the model; a loading error is a one-line usage error."""
+    try:
+        return choice.load()
+    except UsageError as error:
+        message = error.message
+        _fail(message if message.startswith("--") else f"--model: {message}")
+
+
+def _statistics(run_dir: Path) -> Path:
+    """Writes the run's statistics files, prints their tables; returns summary.json."""
+    from thoughtscope.statistics import format_tables, write_run_statistics
+
+    summary_path = write_run_statistics(run_dir)
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    typer.echo(format_tables(summary))
+    return summary_path
+
+
+def _report(run_dir: Path) -> Path | None:
+    """Writes the run's report when the report module is installed."""
+    try:
+        from thoughtscope.report import write_report  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return Path(write_report(run_dir))
+
+
+def _describe(result: SweepResult) -> str:
+    resumed = f", {result.n_skipped} already done" if result.n_skipped else ""
+    return (
+        f"{result.n_written} problems written{resumed} ({result.n_problems} selected, "
+        f"{result.n_conditions} conditions each) in {result.seconds:.1f} s"
+    )
+
+
+def _listing(folder: Path) -> list[str]:
+    return [f"  {path}" for path in sorted(folder.iterdir()) if path.is_file()]
+
+
+@app.command("importance")
+def importance_command(
+    model: ModelOpt,
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            help="Problems: synthetic[:SPLIT][:seed=S][:n=N]..., a GSM8K .jsonl, a .json/.csv "
+            "file, or hf:openai/gsm8k (see `thoughtscope data --help`).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
+    validate: Annotated[
+        int | None,
+        typer.Option(
+            "--validate", help="A stratified validation sample of N problems (N in total)."
+        ),
+    ] = None,
+    all_problems: Annotated[
+        bool, typer.Option("--all", help="Every problem (the default without --validate).")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Use only the first N problems of --data.")
+    ] = None,
+    sites: Annotated[
+        str,
+        typer.Option(
+            "--sites",
+            help="latent, block:8, block:4,8,14, block:all, or several joined with + "
+            "(block:L is the output of decoder block L, 0-based).",
+        ),
+    ] = "latent+block:all",
+    schedule: Annotated[
+        str,
+        typer.Option(
+            "--schedule",
+            help="Comma-separated: prefix, suffix, single, keep-one, all, early-exit, or "
+            "position sets like {0,2,4} / positions:0,2.",
+        ),
+    ] = "prefix,single",
+    ablation: Annotated[
+        str,
+        typer.Option("--ablation", help="Comma-separated: zero, mean, mean-pooled, noise, patch."),
+    ] = "zero",
+    only_baseline_correct: Annotated[
+        bool,
+        typer.Option(
+            "--only-baseline-correct",
+            help="Run conditions only on problems the baseline answers correctly (the "
+            "others are still recorded, so baseline accuracy stays honest).",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Rows (problem x condition) per forward pass.")
+    ] = 128,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
+    ] = 32,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling, noise and reference seed.")] = 0,
+    strata: Annotated[
+        str, typer.Option("--strata", help="Difficulty strata by step count.")
+    ] = "1,2,3,4,5+",
+    mean_reference: Annotated[
+        int,
+        typer.Option("--mean-reference", help="Problems averaged over for --ablation mean."),
+    ] = 100,
+    base_model: BaseModelOpt = None,
+    preset: PresetOpt = None,
+    lora_alpha: LoraAlphaOpt = None,
+    num_latent: NumLatentOpt = None,
+    remove_eos: RemoveEosOpt = None,
+    unmerged_lora: UnmergedOpt = False,
+    allow_download: AllowDownloadOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
+        True
+    ),
+) -> None:
+    """Ablate continuous thoughts at chosen sites and positions and record how answers
+    change; results stream to OUT/results.jsonl, statistics go to OUT/summary.json."""
+    config = ImportanceConfig(
+        data=data,
+        sites=sites,
+        schedules=schedule,
+        ablations=ablation,
+        validate=validate,
+        all_problems=all_problems,
+        limit=limit,
+        only_baseline_correct=only_baseline_correct,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        strata=strata,
+        mean_reference=mean_reference,
+    )
+    if validate is not None and all_problems:
+        _fail("--validate and --all exclude each other; give one of them")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file; give a folder for the run")
+    codi = _load(
+        ModelChoice(
+            model=model,
+            base_model=base_model,
+            preset=preset,
+            lora_alpha=lora_alpha,
+            num_latent=num_latent,
+            remove_eos=remove_eos,
+            unmerged_lora=unmerged_lora,
+            allow_download=allow_download,
+            dtype=dtype,
+            device=device,
+        )
+    )
+    try:
+        result = run_importance(codi, config, out, model_spec=model, progress=progress)
+    except ImportanceInputError as error:
+        _fail(str(error))
+    typer.echo(_describe(result))
+    if result.baseline_mismatches:
+        typer.echo(
+            f"Warning: on {result.baseline_mismatches} problems the empty intervention did "
+            "not reproduce the baseline answer (numerical differences between batches).",
+            err=True,
+        )
+    _statistics(out)
+    typer.echo(f"Positions: {POSITIONS_NOTE}")
+    typer.echo(f"Run folder {out}:")
+    typer.echo("\n".join(_listing(out)))
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's runs.")] = Path(
+        "thoughtscope-demo"
+    ),
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Rows (problem x condition) per forward pass.")
+    ] = 256,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
+        True
+    ),
+) -> None:
+    """The main job on the shipped toy model: a stratified validation of 100 synthetic
+    test problems and a sweep of 300, prefix and single schedules at every site, zero
+    ablation, then statistics; a few minutes on a CPU."""
+    from thoughtscope.model import load_model
+
+    try:
+        codi = load_model("toy")
+    except FileNotFoundError as error:
+        _fail(f"the demo needs the toy model: {error}", code=1)
+    base = ImportanceConfig(
+        data=DEMO_DATA,
+        sites="latent+block:all",
+        schedules="prefix,single",
+        ablations="zero",
+        batch_size=batch_size,
+        max_new_tokens=12,
+    )
+    runs = {
+        "validation": replace(base, validate=100),
+        "sweep": replace(base, all_problems=True),
+    }
+    written: dict[str, list[str]] = {}
+    for label, config in runs.items():
+        run_dir = out / label
+        typer.echo(f"== {label}: {run_dir}")
+        try:
+            result = run_importance(codi, config, run_dir, model_spec="toy", progress=progress)
+        except ImportanceInputError as error:
+            _fail(str(error))
+        typer.echo(_describe(result))
+        _statistics(run_dir)
+        _report(run_dir)
+        written[label] = _listing(run_dir)
+    typer.echo(f"Positions: {POSITIONS_NOTE}")
+    for label, files in written.items():
+        typer.echo(f"{label} run ({out / label}):")
+        typer.echo("\n".join(files))

@@ -1,0 +1,131 @@
+"""The sweep: baseline invariants, selection, resume and refusal of a different run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from thoughtscope.importance import ImportanceConfig, ImportanceInputError, run_importance
+from thoughtscope.model import CodiModel
+from thoughtscope.problems.scoring import extract_number
+from thoughtscope.problems.sources import load_problems
+from thoughtscope.runner import Runner, RunOptions
+from thoughtscope.store import read_manifest, read_records
+
+DATA = "synthetic:test:seed=1:n=6"
+
+
+def config(**changes: object) -> ImportanceConfig:
+    base = {
+        "data": DATA,
+        "sites": "latent+block:1",
+        "schedules": "prefix",
+        "ablations": "zero",
+        "max_new_tokens": 4,
+        "batch_size": 16,
+    }
+    return ImportanceConfig(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_the_empty_intervention_reproduces_the_baseline_token_for_token(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    cfg = config(sites="latent+block:all", schedules="{},early-exit", ablations="zero,noise")
+    run_importance(tiny_model, cfg, tmp_path, progress=False)
+    records = read_records(tmp_path)
+    assert len(records) == 6
+    for record in records:
+        empty = [c for c in record.conditions if c.positions == [] and c.num_latent in (None, 6)]
+        assert len(empty) == 2 * 5 + 1  # {} at 5 sites x 2 kinds, and exit@6
+        for c in empty:
+            assert c.output == record.baseline.output
+            assert c.predicted == record.baseline.predicted and not c.changed
+            assert c.gold_logprob == pytest.approx(record.baseline.gold_logprob, abs=1e-4)
+            assert c.kl == pytest.approx(0.0, abs=1e-6)
+        exits = [c for c in record.conditions if c.ablation == "early-exit"]
+        assert [c.name for c in exits] == [f"exit@{k}" for k in range(7)]
+        assert all(c.kl is not None and c.kl >= -1e-6 for c in record.conditions)
+
+
+def test_by_default_every_problem_gets_every_condition_and_the_manifest_says_so(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    result = run_importance(tiny_model, config(schedules="prefix,single"), tmp_path, progress=False)
+    assert (result.n_problems, result.n_written, result.baseline_mismatches) == (6, 6, 0)
+    records = read_records(tmp_path)
+    names = {(c.schedule, c.name) for c in records[0].conditions}
+    # 6 prefix + 6 single sets at 2 sites; {0} is run once but listed for both schedules.
+    assert len(names) == 24 and ("single", "zero@L1:{0}") in names
+    assert all(len(r.conditions) == 24 for r in records)
+    zero_first = next(c for c in records[0].conditions if c.name == "zero@latent:{0,1}")
+    assert (zero_first.site, zero_first.layers, zero_first.positions) == ("latent", [], [0, 1])
+    manifest = read_manifest(tmp_path)
+    assert manifest["selection"] == "all"
+    assert manifest["sites"] == ["latent", "block:1"] and manifest["layers"] == [1]
+    assert manifest["schedules"] == ["prefix", "single"] and manifest["ablations"] == ["zero"]
+    assert manifest["num_latent"] == 6 and manifest["validate"] is None
+    assert manifest["model"]["num_layers"] == 4 and manifest["model"]["remove_eos"] is False
+    assert manifest["data"]["n_problems"] == 6 and len(manifest["data"]["fingerprint"]) == 64
+    assert "position 0 is the first continuous thought" in manifest["positions"]
+    assert set(manifest["versions"]) == {"python", "torch", "transformers", "thoughtscope"}
+    assert manifest["strata"] == "1,2,3,4,5+" and "created" in manifest
+
+
+def test_only_baseline_correct_still_records_the_problems_the_baseline_gets_wrong(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    # Make the answers of some problems what this random model happens to say.
+    problems = load_problems("synthetic:test:seed=0:n=12").problems
+    said = Runner(tiny_model).run(
+        [p.question for p in problems], options=RunOptions(max_new_tokens=4)
+    )
+    rows = []
+    for p, row in zip(problems, said, strict=True):
+        predicted = extract_number(row[0].text)
+        rows.append({"id": p.id, "question": p.question, "answer": predicted or 12345})
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    n_right = sum(r["answer"] != 12345 for r in rows)
+    assert 0 < n_right < len(rows)
+
+    run_dir = tmp_path / "run"
+    cfg = config(data=str(data), only_baseline_correct=True, sites="block:1")
+    run_importance(tiny_model, cfg, run_dir, progress=False)
+    records = read_records(run_dir)
+    assert len(records) == len(rows)
+    assert sum(r.baseline.correct for r in records) == n_right
+    for r in records:
+        assert len(r.conditions) == (6 if r.baseline.correct else 0)
+    assert read_manifest(run_dir)["selection"] == "baseline-correct"
+
+
+def test_a_resumed_run_skips_finished_problems_and_ends_like_an_uninterrupted_one(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    cfg = config(ablations="zero,mean", mean_reference=4)
+    whole = tmp_path / "whole"
+    run_importance(tiny_model, cfg, whole, progress=False)
+    expected = (whole / "results.jsonl").read_text().splitlines()
+
+    resumed = tmp_path / "resumed"
+    run_importance(tiny_model, cfg, resumed, progress=False)
+    path = resumed / "results.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2]) + lines[2][:50])  # two done, a third cut off
+    result = run_importance(tiny_model, cfg, resumed, progress=False)
+    assert (result.n_skipped, result.n_written) == (2, 4)
+    assert sorted(path.read_text().splitlines()) == sorted(expected)
+    assert (resumed / "means.safetensors").is_file()
+
+
+def test_a_different_configuration_in_the_same_folder_is_refused(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    run_importance(tiny_model, config(), tmp_path, progress=False)
+    with pytest.raises(ImportanceInputError, match="different configuration") as error:
+        run_importance(tiny_model, config(schedules="single", seed=3), tmp_path, progress=False)
+    assert error.value.option == "--out"
+    assert "schedules" in str(error.value) and "seed" in str(error.value)
+    assert "max_new_tokens" not in str(error.value)
