@@ -56,7 +56,7 @@ def test_baseline_accuracy_overall_and_per_stratum(summary: dict[str, Any]) -> N
     assert base["by_stratum"]["2"]["accuracy"] == pytest.approx(1 / 3)
     assert summary["selection"] == "all"
     assert "every problem" in summary["selection_rule"]
-    assert summary["strata"] == ["1", "2"]
+    assert summary["strata"] == ["1", "2", "3", "4", "5+"]  # the manifest's bands
 
 
 def test_unconditional_rates_count_every_problem(summary: dict[str, Any]) -> None:
@@ -239,7 +239,7 @@ def test_unknown_strata_sort_last_and_get_a_caveat() -> None:
     record = prefix_problem("p1", 1, T, [F])
     unknown = type(record)(**{**record.__dict__, "id": "p2", "stratum": "unknown"})
     summary = summary_from_records([unknown, record], manifest(), n_boot=50, seed=0)
-    assert summary["strata"] == ["1", "unknown"]
+    assert summary["strata"] == ["1", "2", "3", "4", "5+", "unknown"]
     assert any("unknown" in c for c in summary["caveats"])
 
 
@@ -262,3 +262,18 @@ def test_a_run_with_no_baseline_correct_problem_says_importance_cannot_be_seen()
     assert any("importance (right->wrong) is 0 by definition" in c for c in summary["caveats"])
     text = format_tables(summary)
     assert "Conditional view: empty" in text
+
+
+def test_configured_strata_without_problems_appear_empty_with_reasons() -> None:
+    records = [prefix_problem("p1", 1, T, [F]), prefix_problem("p2", 1, T, [T])]
+    summary = summary_from_records(records, manifest(), n_boot=50, seed=0)
+    assert summary["strata"] == ["1", "2", "3", "4", "5+"]
+    empty = summary["baseline"]["by_stratum"]["3"]
+    assert empty == {"accuracy": None, "ci": None, "n": 0, "n_correct": 0, "reason": "no problems"}
+    view = summary["conditions"][0]["by_stratum"]["5+"]["unconditional"]
+    assert view["n"] == 0 and view["mcnemar"]["p_value"] is None
+    assert view["metrics"]["importance"]["estimate"] is None
+    assert view["metrics"]["importance"]["reason"].startswith("no problems")
+    assert any("3 (n=0)" in c for c in summary["caveats"])
+    json.dumps(summary, allow_nan=False)
+    format_tables(summary)

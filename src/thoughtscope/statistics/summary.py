@@ -48,6 +48,7 @@ or missing). A *view* is ``{"population": str, "n": int, "note": str|null, "metr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +59,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from thoughtscope.problems.difficulty import Strata
 from thoughtscope.records import ProblemRecord
 from thoughtscope.statistics.bootstrap import (
     DEFAULT_LEVEL,
@@ -307,6 +309,18 @@ def _stratum_key(label: str) -> tuple[int, int, str]:
     return (0, int(match[0]), label) if match else (1, 0, label)
 
 
+def _strata(table: _Table, manifest: Mapping[str, Any]) -> list[str]:
+    """Stratum labels in order: the manifest's configured bands (even when empty) and
+    every label the records carry (``other`` and ``unknown`` last)."""
+    labels = set(table.strata)
+    configured = manifest.get("strata")
+    if isinstance(configured, str):
+        # an unreadable manifest value: use the records' labels only
+        with contextlib.suppress(ValueError):
+            labels |= set(Strata.parse(configured).labels)
+    return sorted(labels, key=_stratum_key)
+
+
 _POPULATION = {
     "unconditional": "every problem with a result for this condition, whatever its "
     "baseline outcome",
@@ -430,11 +444,13 @@ class _Groups:
     resampled once, however many groups share it.
     """
 
-    def __init__(self, table: _Table, cols: _Columns, *, n_boot: int, seed: int) -> None:
+    def __init__(
+        self, table: _Table, cols: _Columns, strata: list[str], *, n_boot: int, seed: int
+    ) -> None:
         self.cols = cols
         self.n_boot = n_boot
         num, den = cols.matrices()
-        self.strata = sorted(set(table.strata), key=_stratum_key)
+        self.strata = strata
         any_condition = table.has.any(axis=1)
         cache: dict[tuple[int, ...], RatioIntervals] = {}
         self.results: dict[str, dict[str, tuple[RatioIntervals, Bool]]] = {}
@@ -591,7 +607,7 @@ def summary_from_records(
         for family in [*prefix, *single_families(infos)]
         if (el := _early_late(table, cols, family, column_of)) is not None
     ]
-    groups = _Groups(table, cols, n_boot=n_boot, seed=seed)
+    groups = _Groups(table, cols, _strata(table, manifest), n_boot=n_boot, seed=seed)
 
     conditions = [
         _condition_json(groups, table, info, j, metric_cols[j]) for j, info in enumerate(infos)
@@ -731,7 +747,8 @@ def definitions() -> dict[str, str]:
         "3-5; pattern_validated is early >= late with no test. by_difficulty is keyed by "
         "the number of reasoning steps, not by stratum.",
         "by_stratum": "The same figures within one difficulty stratum (record.stratum; for "
-        "original files the difficulty value).",
+        "original files the difficulty value). Strata configured in the manifest but "
+        "without problems appear with n = 0 and null figures.",
     }
 
 
