@@ -163,8 +163,11 @@ def choose_original_family(
     )
 
 
-def _plain_number(value: float) -> float | int:
-    return int(value) if math.isfinite(value) and float(value).is_integer() else value
+def _plain_number(value: float) -> float | int | None:
+    """``18.0`` → ``18`` (the original wrote integers); non-finite → ``None``."""
+    if not math.isfinite(value):
+        return None
+    return int(value) if float(value).is_integer() else value
 
 
 def original_scores(
