@@ -40,10 +40,15 @@ or missing). A *view* is ``{"population": str, "n": int, "note": str|null, "metr
 * ``early_late``: list of ``{family, label, semantics, early: {indices, members}, late:
   {indices, members}, overall: {view: ...}, by_stratum: {...}}`` with metrics ``early``,
   ``late``, ``late_minus_early`` (importance);
-* ``original_layout``: which family fills the original study's files and why, its
-  position mapping, and ``figures`` (the original's own statistics, recomputed);
+* ``original_layout``: ``{written, reason, family, positions, figures}``: which family
+  fills the original study's files and why, its position mapping, and ``figures`` (the
+  original's own statistics, recomputed);
 * ``definitions``: plain-words definitions of every metric, view and of positions;
 * ``caveats``: plain-English caveats that apply to this run.
+
+The writers (:mod:`~thoughtscope.statistics.files`) add ``files`` (names written beside
+``summary.json``) and, for original files, ``source_file`` and
+``original_layout.check``.
 """
 
 from __future__ import annotations
