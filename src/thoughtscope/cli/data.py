@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn, TextIO
+from typing import Annotated, TextIO
 
 import typer
 
-from thoughtscope.cli.app import UsageError, app
+from thoughtscope.cli.app import UsageError, app, fail
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.sampling import SampleReport, sample_stratified
@@ -79,7 +79,7 @@ def data_command(
     try:
         loaded = load_problems(data, skip_bad=skip_bad)
     except ProblemDataError as error:
-        _fail(str(error))
+        fail(str(error))
     chosen = sample_stratified(
         loaded.problems,
         sample,
@@ -106,14 +106,8 @@ def data_command(
         with out.open("w", encoding="utf-8") as handle:
             handle.writelines(lines)
     except OSError as error:
-        _fail(f"cannot write --out {str(out)!r}: {error.strerror or error}")
+        fail(f"cannot write --out {str(out)!r}: {error.strerror or error}")
     print(f"wrote {len(lines)} problems to {out}", file=summary)
-
-
-def _fail(message: str) -> NoReturn:
-    """Print a one-line error and stop with exit code 2."""
-    typer.echo(f"Error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code=2)
 
 
 def _print_summary(loaded: LoadResult, report: SampleReport, stream: TextIO) -> None:

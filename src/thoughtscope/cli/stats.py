@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-from thoughtscope.cli.app import app
+from thoughtscope.cli.app import app, fail
 from thoughtscope.statistics import (
     DEFAULT_N_BOOT,
     StatisticsInputError,
@@ -16,12 +16,6 @@ from thoughtscope.statistics import (
     write_run_statistics,
 )
 from thoughtscope.statistics.files import load_json
-
-
-def _fail(message: str) -> NoReturn:
-    """One line on stderr and exit code 2 (bad input), as the other run commands do."""
-    typer.echo(f"Error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code=2)
 
 
 @app.command("stats")
@@ -53,9 +47,9 @@ def stats(
     """Recompute statistics (rates with 95% bootstrap CIs, McNemar tests, marginal prefix
     steps, early/late) and print them as tables."""
     if n_boot < 0:
-        _fail(f"--n-boot must be 0 or more, got {n_boot}")
+        fail(f"--n-boot must be 0 or more, got {n_boot}")
     if not run_or_file.exists():
-        _fail(
+        fail(
             f"{run_or_file}: no such file or folder; give a run folder (with manifest.json "
             "and results.jsonl) or a step_importance_scores.json file"
         )
@@ -67,7 +61,7 @@ def stats(
                 run_or_file, out, n_boot=n_boot, seed=0 if seed is None else seed
             )
     except StatisticsInputError as error:
-        _fail(str(error))
+        fail(str(error))
     summary = load_json(path)
     typer.echo(format_tables(summary), nl=False)
     for check in summary["original_layout"].get("check", []):
