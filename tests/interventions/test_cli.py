@@ -79,6 +79,7 @@ def test_a_run_writes_results_manifest_and_statistics(tiny_model_dir: Path, tmp_
         (["--data", "synthetic:nosuchsplit"], "--data: "),
         (["--model", "no/such/folder"], "--model no/such/folder: no such folder"),
         (["--dtype", "float8"], "--dtype 'float8'"),
+        (["--threads", "0"], "--threads must be 1 or more"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_option_and_exit_code_2(

@@ -42,6 +42,22 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code=code)
 
 
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", help="CPU threads for torch (default: torch's own choice)."),
+]
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        _fail("--threads must be 1 or more (or left out)")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _load(choice: ModelChoice) -> CodiModel:
     """Loads the model; a loading error is a one-line usage error."""
     try:
@@ -61,13 +77,13 @@ def _statistics(run_dir: Path) -> Path:
     return summary_path
 
 
-def _report(run_dir: Path) -> Path | None:
-    """Writes the run's report when the report module is installed."""
+def _report(run_dir: Path, model: CodiModel | None = None) -> Path | None:
+    """Writes the run's HTML report (``None`` when the report module is not installed)."""
     try:
-        from thoughtscope.report import write_report  # type: ignore[import-not-found]
+        from thoughtscope.report import write_report
     except ImportError:
         return None
-    return Path(write_report(run_dir))
+    return Path(write_report(run_dir, model=model))
 
 
 def _describe(result: SweepResult) -> str:
@@ -157,6 +173,7 @@ def importance_command(
     allow_download: AllowDownloadOpt = False,
     dtype: DtypeOpt = "float32",
     device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
         True
     ),
@@ -180,6 +197,7 @@ def importance_command(
     )
     if validate is not None and all_problems:
         _fail("--validate and --all exclude each other; give one of them")
+    _set_threads(threads)
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} is a file; give a folder for the run")
     codi = _load(
@@ -221,6 +239,14 @@ def demo_command(
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Rows (problem x condition) per forward pass.")
     ] = 256,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="CPU threads for torch. The toy model is small: one thread is about as fast "
+            "and does not fight other processes for the cores.",
+        ),
+    ] = 1,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
         True
     ),
@@ -230,6 +256,7 @@ def demo_command(
     ablation, then statistics; a few minutes on a CPU."""
     from thoughtscope.model import load_model
 
+    _set_threads(threads)
     try:
         codi = load_model("toy")
     except FileNotFoundError as error:
@@ -256,8 +283,10 @@ def demo_command(
             _fail(str(error))
         typer.echo(_describe(result))
         _statistics(run_dir)
-        _report(run_dir)
+        report = _report(run_dir, codi)
         written[label] = _listing(run_dir)
+        if report is not None:
+            written[label].append(f"  report: {report} (open it in a browser)")
     typer.echo(f"Positions: {POSITIONS_NOTE}")
     for label, files in written.items():
         typer.echo(f"{label} run ({out / label}):")
