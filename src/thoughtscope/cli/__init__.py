@@ -11,6 +11,7 @@ from thoughtscope.cli.app import app
 from thoughtscope.cli import data  # noqa: E402,F401  # isort: skip
 from thoughtscope.cli import importance  # noqa: E402,F401  # isort: skip
 from thoughtscope.cli import inference  # noqa: E402,F401  # isort: skip
+from thoughtscope.cli import report  # noqa: E402,F401  # isort: skip
 from thoughtscope.cli import stats  # noqa: E402,F401  # isort: skip
 from thoughtscope.cli import train  # noqa: E402,F401  # isort: skip
 

@@ -1,0 +1,159 @@
+"""The report: a self-contained HTML page with every section, and valid figures."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+from typer.testing import CliRunner
+
+from tests.conftest import tiny_codi
+from tests.report.build import write_original_scores, write_run
+from thoughtscope.cli import app
+from thoughtscope.report import ReportInputError, write_report
+from thoughtscope.report.html import SECTIONS
+from thoughtscope.report.inputs import load_inputs
+from thoughtscope.report.panels import groups
+from thoughtscope.statistics import write_run_statistics
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def multi_layer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Latent + two blocks, prefix and single, strata ``1…4`` and an empty ``5+``; the
+    report is written by the CLI with the run's (tiny, saved) model."""
+    root = tmp_path_factory.mktemp("report")
+    model_dir = root / "model"
+    tiny_codi("llama").save_pretrained(model_dir)
+    run = write_run(
+        root / "run",
+        n=24,
+        sites=("latent", "block:0", "block:1"),
+        schedules=("prefix", "single"),
+        strata="1,2,3,4,5+",
+        model_spec=str(model_dir),
+        max_steps=4,
+    )
+    write_run_statistics(run, n_boot=100)
+    result = runner.invoke(app, ["report", str(run), "--examples", "2"])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def _html(run: Path) -> str:
+    return (run / "report.html").read_text(encoding="utf-8")
+
+
+def _check_figures(folder: Path) -> list[str]:
+    """Asserts every PNG is a real, non-blank image and every SVG parses; returns stems."""
+    pngs = sorted(folder.glob("*.png"))
+    assert pngs
+    for png in pngs:
+        pixels = mpimg.imread(png)
+        assert pixels.ndim == 3 and pixels.shape[0] >= 200 and pixels.shape[1] >= 300, png
+        assert float(np.var(pixels)) > 0, f"{png} is blank"
+        svg = png.with_suffix(".svg")
+        root = ET.parse(svg).getroot()
+        assert root.tag.endswith("svg"), svg
+        assert len(svg.read_text(encoding="utf-8")) > 1000
+    return [p.stem for p in pngs]
+
+
+def test_report_holds_every_section(multi_layer_run: Path) -> None:
+    html = _html(multi_layer_run)
+    for section_id, title in SECTIONS:
+        assert f'<section id="{section_id}"><h2>{title}</h2>' in html
+
+
+def test_report_writes_each_figure_as_png_and_svg(multi_layer_run: Path) -> None:
+    stems = _check_figures(multi_layer_run / "figures")
+    assert set(stems) == {
+        "baseline-accuracy",
+        "importance-prefix-zero",
+        "changed-prefix-zero",
+        "importance-single-zero",
+        "changed-single-zero",
+        "prefix-marginals",
+        "layer-position-prefix-zero",
+        "layer-position-single-zero",
+        "difficulty-prefix-zero",
+        "difficulty-single-zero",
+    }
+
+
+def test_report_is_self_contained(multi_layer_run: Path) -> None:
+    html = _html(multi_layer_run)
+    assert "<script" not in html and "<link" not in html
+    assert not re.search(r"""(src|href)=["'](https?:|//|figures/)""", html)
+    embedded = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"', html)
+    assert len(embedded) == len(list((multi_layer_run / "figures").glob("*.png")))
+
+
+def test_report_escapes_text_from_the_run(multi_layer_run: Path) -> None:
+    html = _html(multi_layer_run)
+    assert "&lt;bags&gt; &amp; boxes" in html
+    assert "<bags>" not in html
+
+
+def test_report_decodes_example_thoughts_with_the_runs_model(multi_layer_run: Path) -> None:
+    html = _html(multi_layer_run)
+    assert html.count('<table class="tokens">') == 2
+    for position in ("bot", "0", "5", "eot"):
+        assert f"<th>{position}</th>" in html
+    assert "logit-lens reading" in html  # its caveat
+
+
+def test_report_shows_the_manifest_and_caveats(multi_layer_run: Path) -> None:
+    html = _html(multi_layer_run)
+    manifest = html[html.index('id="manifest"') :]
+    for field in ("selection rule", "synthetic:test:seed=0:n=300", "LlamaForCausalLM"):
+        assert field in manifest
+    caveats = html[html.index('id="caveats"') : html.index('id="baseline"')]
+    assert "cumulative" in caveats
+
+
+def test_single_schedule_group_includes_the_condition_shared_with_prefix(
+    multi_layer_run: Path,
+) -> None:
+    inputs = load_inputs(multi_layer_run)
+    single = [g for g in groups(inputs.summary, inputs.schedules_of) if g.schedule == "single"]
+    assert [g.site for g in single] == ["latent", "block:0", "block:1"]
+    assert all(g.labels == ["0", "1", "2", "3", "4", "5"] for g in single)
+
+
+def test_one_layer_one_stratum_run_gets_a_sensible_report(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", n=10, sites=("block:1",), schedules=("prefix",), strata="1+")
+    path = write_report(run, examples=1, n_boot=50)  # no summary.json yet: written here
+    assert (run / "summary.json").is_file()
+    stems = _check_figures(run / "figures")
+    assert not any(s.startswith("layer-position") for s in stems)
+    html = path.read_text(encoding="utf-8")
+    assert "fewer than two blocks" in html
+    assert "Decoded thoughts were not computed" in html
+    for section_id, _ in SECTIONS:
+        assert f'id="{section_id}"' in html
+
+
+def test_report_on_an_original_layout_scores_file(tmp_path: Path) -> None:
+    scores = write_original_scores(tmp_path / "study" / "step_importance_scores.json")
+    result = runner.invoke(app, ["report", str(scores), "--n-boot", "50", "--examples", "1"])
+    assert result.exit_code == 0, result.output
+    html = (scores.parent / "report.html").read_text(encoding="utf-8")
+    for section_id, _ in SECTIONS:
+        assert f'id="{section_id}"' in html
+    assert "original study" in html and "not available for a file in the original" in html
+    stems = _check_figures(scores.parent / "figures")
+    assert "prefix-marginals" in stems
+
+
+def test_report_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(ReportInputError, match=r"manifest\.json"):
+        write_report(tmp_path)
+    result = runner.invoke(app, ["report", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert "Error:" in result.output and "no such file or folder" in result.output
