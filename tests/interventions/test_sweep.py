@@ -33,7 +33,8 @@ def test_the_empty_intervention_reproduces_the_baseline_token_for_token(
     tiny_model: CodiModel, tmp_path: Path
 ) -> None:
     cfg = config(sites="latent+block:all", schedules="{},early-exit", ablations="zero,noise")
-    run_importance(tiny_model, cfg, tmp_path, progress=False)
+    result = run_importance(tiny_model, cfg, tmp_path, progress=False)
+    assert result.baseline_mismatches == 0  # the empty condition's answer ids, every problem
     records = read_records(tmp_path)
     assert len(records) == 6
     for record in records:
@@ -59,6 +60,7 @@ def test_by_default_every_problem_gets_every_condition_and_the_manifest_says_so(
     # 6 prefix + 6 single sets at 2 sites; {0} is run once but listed for both schedules.
     assert len(names) == 24 and ("single", "zero@L1:{0}") in names
     assert all(len(r.conditions) == 24 for r in records)
+    assert any(c.kl is not None and c.kl > 1e-6 for r in records for c in r.conditions)
     zero_first = next(c for c in records[0].conditions if c.name == "zero@latent:{0,1}")
     assert (zero_first.site, zero_first.layers, zero_first.positions) == ("latent", [], [0, 1])
     manifest = read_manifest(tmp_path)
@@ -104,7 +106,7 @@ def test_only_baseline_correct_still_records_the_problems_the_baseline_gets_wron
 def test_a_resumed_run_skips_finished_problems_and_ends_like_an_uninterrupted_one(
     tiny_model: CodiModel, tmp_path: Path
 ) -> None:
-    cfg = config(ablations="zero,mean", mean_reference=4)
+    cfg = config(ablations="zero,mean,noise,patch", mean_reference=4)
     whole = tmp_path / "whole"
     run_importance(tiny_model, cfg, whole, progress=False)
     expected = (whole / "results.jsonl").read_text().splitlines()
@@ -118,6 +120,8 @@ def test_a_resumed_run_skips_finished_problems_and_ends_like_an_uninterrupted_on
     assert (result.n_skipped, result.n_written) == (2, 4)
     assert sorted(path.read_text().splitlines()) == sorted(expected)
     assert (resumed / "means.safetensors").is_file()
+    names = {c.name for c in read_records(resumed)[0].conditions}
+    assert {"mean@L1:{0}", "noise@latent:{0,1}", "patch@L1:{0,1,2}"} <= names
 
 
 def test_a_different_configuration_in_the_same_folder_is_refused(
