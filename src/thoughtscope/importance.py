@@ -377,8 +377,16 @@ def plan_run(model: CodiModel, config: ImportanceConfig, *, model_spec: str = ""
         "batch_size": config.batch_size,
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": str(model.device),
-        "mean_reference": {"n": min(config.mean_reference, len(sample.problems))}
+        "mean_reference": {
+            "n": min(config.mean_reference, len(sample.problems)),
+            "rule": "the first n selected problems after a shuffle seeded by the run's seed; "
+            "activations from their baseline runs; cached in means.safetensors",
+        }
         if any(ABLATIONS[a].needs_means for a in ablations) and ablating
+        else None,
+        "patch_pairing": "each problem's donor is the next selected problem (cyclically, in "
+        "source order) whose expected answer differs; activations from the donor's baseline run"
+        if any(ABLATIONS[a].needs_donors for a in ablations) and ablating
         else None,
         "ablation_kinds": {a: ABLATIONS[a].description for a in ablations},
         "early_exit": any(s.name == EARLY_EXIT for s in schedules),

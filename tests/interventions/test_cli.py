@@ -60,6 +60,17 @@ def test_a_run_writes_results_manifest_and_statistics(tiny_model_dir: Path, tmp_
     assert "position 0 is the first continuous thought" in result.output
 
 
+def test_a_validation_sample_larger_than_the_data_is_taken_whole_and_reported(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = invoke([*base_args(tiny_model_dir, tmp_path / "run"), "--validate", "20"])
+    assert result.exit_code == 0, result.output
+    assert "Note: 8 problems sampled, 12 fewer than requested" in result.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["validate"] == 20 and manifest["data"]["n_problems"] == 8
+    assert (tmp_path / "run" / "step_importance_validation.json").is_file()
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [

@@ -94,6 +94,21 @@ def _describe(result: SweepResult) -> str:
     )
 
 
+def _warn_shortfall(run_dir: Path) -> None:
+    """Says when a stratified sample could not get all it asked of some strata."""
+    from thoughtscope.store import read_manifest
+
+    sampling = read_manifest(run_dir).get("data", {}).get("sampling", {})
+    short = [s for s in sampling.get("strata", []) if s.get("shortfall")]
+    if short:
+        parts = ", ".join(f"{s['label']}: {s['taken']} of {s['requested']}" for s in short)
+        typer.echo(
+            f"Note: {sampling['taken']} problems sampled, {sampling['shortfall']} fewer than "
+            f"requested; short strata (taken of requested): {parts}.",
+            err=True,
+        )
+
+
 def _listing(folder: Path) -> list[str]:
     return [f"  {path}" for path in sorted(folder.iterdir()) if path.is_file()]
 
@@ -219,6 +234,7 @@ def importance_command(
     except ImportanceInputError as error:
         _fail(str(error))
     typer.echo(_describe(result))
+    _warn_shortfall(out)
     if result.baseline_mismatches:
         typer.echo(
             f"Warning: on {result.baseline_mismatches} problems the empty intervention did "
