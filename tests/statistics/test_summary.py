@@ -277,3 +277,37 @@ def test_configured_strata_without_problems_appear_empty_with_reasons() -> None:
     assert any("3 (n=0)" in c for c in summary["caveats"])
     json.dumps(summary, allow_nan=False)
     format_tables(summary)
+
+
+def test_a_condition_shared_by_two_schedules_counts_in_both_families() -> None:
+    """The sweep runs `zero@L8:{0}` once and records it under `prefix` and `single`."""
+    from tests.statistics.build import condition, manifest, problem
+    from thoughtscope.statistics import summary_from_records
+    from thoughtscope.statistics.conditions import (
+        condition_infos,
+        prefix_families,
+        single_families,
+    )
+
+    def record(pid: str, ok: list[bool]) -> object:
+        conds = [
+            condition("zero@L8:{0}", ok[0], baseline_correct=True, positions=[0]),
+            condition("zero@L8:{0,1}", ok[1], baseline_correct=True, positions=[0, 1]),
+            condition(
+                "zero@L8:{0}", ok[0], baseline_correct=True, positions=[0], schedule="single"
+            ),
+            condition(
+                "zero@L8:{1}", ok[2], baseline_correct=True, positions=[1], schedule="single"
+            ),
+        ]
+        return problem(pid, 2, True, conds)
+
+    records = [record("a", [False, False, True]), record("b", [True, False, False])]
+    summary = summary_from_records(records, manifest(), n_boot=0)  # type: ignore[arg-type]
+    pairs = {(c["name"], c["schedule"]) for c in summary["conditions"]}
+    assert ("zero@L8:{0}", "prefix") in pairs and ("zero@L8:{0}", "single") in pairs
+    infos = condition_infos(records)  # type: ignore[arg-type]
+    (single,) = single_families(infos)
+    assert single.members == {0: "zero@L8:{0}", 1: "zero@L8:{1}"}
+    (prefix,) = prefix_families(infos)
+    assert prefix.members == {1: "zero@L8:{0}", 2: "zero@L8:{0,1}"}

@@ -78,12 +78,17 @@ class Family:
 
 
 def condition_infos(records: Iterable[ProblemRecord]) -> list[ConditionInfo]:
-    """Every distinct condition name, in order of first appearance, with what it changes."""
-    seen: dict[str, ConditionInfo] = {}
+    """Every distinct (condition, schedule) pair, in order of first appearance.
+
+    One condition may be produced by several schedules (``zero@L8:{0}`` is both the first
+    ``prefix`` step and the first ``single`` one); the sweep runs it once and records it
+    under each schedule, so a condition is identified by its name *and* its schedule.
+    """
+    seen: dict[tuple[str, str], ConditionInfo] = {}
     for record in records:
         for c in record.conditions:
-            if c.name not in seen:
-                seen[c.name] = ConditionInfo(
+            if (c.name, c.schedule) not in seen:
+                seen[(c.name, c.schedule)] = ConditionInfo(
                     name=c.name,
                     schedule=c.schedule,
                     site=c.site,
@@ -100,7 +105,7 @@ def _families(
 ) -> list[Family]:
     groups: dict[tuple[str, tuple[int, ...], str, int | None], dict[int, str]] = {}
     for info in infos:
-        if info.name not in index_of:
+        if info.schedule != schedule or info.name not in index_of:
             continue
         key = (info.site, info.layers, info.ablation, info.num_latent)
         members = groups.setdefault(key, {})

@@ -123,7 +123,7 @@ class _Table:
     @classmethod
     def build(cls, records: Sequence[ProblemRecord], infos: Sequence[ConditionInfo]) -> _Table:
         n, m = len(records), len(infos)
-        column = {info.name: j for j, info in enumerate(infos)}
+        column = {(info.name, info.schedule): j for j, info in enumerate(infos)}
         has = np.zeros((n, m), dtype=bool)
         correct = np.zeros((n, m), dtype=bool)
         changed = np.zeros((n, m), dtype=bool)
@@ -134,7 +134,7 @@ class _Table:
             if record.baseline.gold_logprob is not None:
                 base_gold[i] = record.baseline.gold_logprob
             for c in record.conditions:
-                j = column[c.name]
+                j = column[(c.name, c.schedule)]
                 if has[i, j]:
                     continue  # a repeated condition on one problem: keep the first
                 has[i, j] = True
@@ -384,12 +384,15 @@ def _condition_columns(table: _Table, cols: _Columns) -> list[dict[str, int]]:
 
 
 def _prefix_steps(
-    table: _Table, cols: _Columns, family: Family, infos: Mapping[str, tuple[int, ConditionInfo]]
+    table: _Table,
+    cols: _Columns,
+    family: Family,
+    infos: Mapping[tuple[str, str], tuple[int, ConditionInfo]],
 ) -> list[_Step]:
     """Baseline → first → second …: each step's figures are paired ``to − from`` means."""
     chain: list[tuple[str, int | None, list[int]]] = [("baseline", None, [])]
     for _, name in sorted(family.members.items()):
-        j, info = infos[name]
+        j, info = infos[(name, family.schedule)]
         chain.append((name, j, list(info.positions)))
     steps = []
     for (from_name, from_j, from_pos), (to_name, to_j, to_pos) in pairwise(chain):
@@ -408,7 +411,7 @@ def _prefix_steps(
 
 
 def _early_late(
-    table: _Table, cols: _Columns, family: Family, column_of: Mapping[str, int]
+    table: _Table, cols: _Columns, family: Family, column_of: Mapping[tuple[str, str], int]
 ) -> _EarlyLate | None:
     """Early (indices 0-2) and late (3-5) mean importance of a family, or ``None`` when
     one side has no member. For prefix families index 0 is the baseline (importance 0)."""
@@ -424,7 +427,7 @@ def _early_late(
             elif i in family.members:
                 name = family.members[i]
                 chosen.append((i, name))
-                states.append(_state(table, column_of[name])["importance"])
+                states.append(_state(table, column_of[(name, family.schedule)])["importance"])
         if not chosen:
             return None
         parts[part] = chosen
@@ -599,12 +602,12 @@ def summary_from_records(
     infos = condition_infos(records)
     table = _Table.build(records, infos)
     cols = _Columns(table.n)
-    column_of = {info.name: j for j, info in enumerate(infos)}
+    column_of = {(info.name, info.schedule): j for j, info in enumerate(infos)}
 
     # Every figure becomes a column first, so that one bootstrap per group serves all.
     base_col = cols.add(table.base_correct.astype(float), np.ones(table.n, bool), "no problems")
     metric_cols = _condition_columns(table, cols)
-    indexed = {info.name: (j, info) for j, info in enumerate(infos)}
+    indexed = {(info.name, info.schedule): (j, info) for j, info in enumerate(infos)}
     prefix = prefix_families(infos)
     steps = [(family, _prefix_steps(table, cols, family, indexed)) for family in prefix]
     early_late = [
