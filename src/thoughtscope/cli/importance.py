@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-from thoughtscope.cli.app import UsageError, app
+from thoughtscope.cli.app import app, fail
 from thoughtscope.cli.options import (
     AllowDownloadOpt,
     BaseModelOpt,
@@ -36,12 +36,6 @@ DEMO_DATA = "synthetic:test:seed=0:n=300"
 """The demo's problems: 300 synthetic test problems (the toy model's own style)."""
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    """Prints a one-line error and stops (exit code 2: bad input)."""
-    typer.echo(f"Error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code=code)
-
-
 ThreadsOpt = Annotated[
     int | None,
     typer.Option("--threads", help="CPU threads for torch (default: torch's own choice)."),
@@ -52,19 +46,10 @@ def _set_threads(threads: int | None) -> None:
     if threads is None:
         return
     if threads < 1:
-        _fail("--threads must be 1 or more (or left out)")
+        fail("--threads must be 1 or more (or left out)")
     import torch
 
     torch.set_num_threads(threads)
-
-
-def _load(choice: ModelChoice) -> CodiModel:
-    """Loads the model; a loading error is a one-line usage error."""
-    try:
-        return choice.load()
-    except UsageError as error:
-        message = error.message
-        _fail(message if message.startswith("--") else f"--model: {message}")
 
 
 def _statistics(run_dir: Path) -> Path:
@@ -211,28 +196,26 @@ def importance_command(
         mean_reference=mean_reference,
     )
     if validate is not None and all_problems:
-        _fail("--validate and --all exclude each other; give one of them")
+        fail("--validate and --all exclude each other; give one of them")
     _set_threads(threads)
     if out.exists() and not out.is_dir():
-        _fail(f"--out {out} is a file; give a folder for the run")
-    codi = _load(
-        ModelChoice(
-            model=model,
-            base_model=base_model,
-            preset=preset,
-            lora_alpha=lora_alpha,
-            num_latent=num_latent,
-            remove_eos=remove_eos,
-            unmerged_lora=unmerged_lora,
-            allow_download=allow_download,
-            dtype=dtype,
-            device=device,
-        )
-    )
+        fail(f"--out {out} is a file; give a folder for the run")
+    codi = ModelChoice(
+        model=model,
+        base_model=base_model,
+        preset=preset,
+        lora_alpha=lora_alpha,
+        num_latent=num_latent,
+        remove_eos=remove_eos,
+        unmerged_lora=unmerged_lora,
+        allow_download=allow_download,
+        dtype=dtype,
+        device=device,
+    ).load()
     try:
         result = run_importance(codi, config, out, model_spec=model, progress=progress)
     except ImportanceInputError as error:
-        _fail(str(error))
+        fail(str(error))
     typer.echo(_describe(result))
     _warn_shortfall(out)
     if result.baseline_mismatches:
@@ -276,7 +259,8 @@ def demo_command(
     try:
         codi = load_model("toy")
     except FileNotFoundError as error:
-        _fail(f"the demo needs the toy model: {error}", code=1)
+        typer.echo(f"Error: the demo needs the toy model: {error}", err=True)
+        raise typer.Exit(code=1) from None
     base = ImportanceConfig(
         data=DEMO_DATA,
         sites="latent+block:all",
@@ -296,7 +280,7 @@ def demo_command(
         try:
             result = run_importance(codi, config, run_dir, model_spec="toy", progress=progress)
         except ImportanceInputError as error:
-            _fail(str(error))
+            fail(str(error))
         typer.echo(_describe(result))
         _statistics(run_dir)
         report = _report(run_dir, codi)
