@@ -17,7 +17,7 @@ from thoughtscope.cli import app
 from thoughtscope.report import ReportInputError, write_report
 from thoughtscope.report.html import SECTIONS
 from thoughtscope.report.inputs import load_inputs
-from thoughtscope.report.panels import groups
+from thoughtscope.report.panels import condition_schedules, groups
 from thoughtscope.statistics import write_run_statistics
 
 runner = CliRunner()
@@ -123,7 +123,7 @@ def test_single_schedule_group_includes_the_condition_shared_with_prefix(
     inputs = load_inputs(multi_layer_run)
     single = [g for g in groups(inputs.summary, inputs.schedules_of) if g.schedule == "single"]
     assert [g.site for g in single] == ["latent", "block:0", "block:1"]
-    assert all(g.labels == ["0", "1", "2", "3", "4", "5"] for g in single)
+    assert [g.labels for g in single] == [["0", "1", "2", "3", "4", "5"]] * 3
 
 
 def test_one_layer_one_stratum_run_gets_a_sensible_report(tmp_path: Path) -> None:
@@ -157,3 +157,13 @@ def test_report_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", str(tmp_path / "missing")])
     assert result.exit_code == 2
     assert "Error:" in result.output and "no such file or folder" in result.output
+
+
+def test_a_condition_listed_once_still_joins_every_schedule_that_asked_for_it() -> None:
+    shared = {"name": "zero@L0:{0}", "schedule": "prefix"}
+    own = {"name": "zero@L0:{1}", "schedule": "single"}
+    summary = {"conditions": [shared, own]}
+    schedules_of = {"zero@L0:{0}": ["prefix", "single"], "zero@L0:{1}": ["single"]}
+    assert condition_schedules(summary, schedules_of) == [["prefix", "single"], ["single"]]
+    both = {"conditions": [shared, {**shared, "schedule": "single"}]}
+    assert condition_schedules(both, schedules_of) == [["prefix"], ["single"]]

@@ -241,6 +241,25 @@ def _legend(fig: Figure, axes: Sequence[Axes], n_entries: int, right: bool) -> N
         )
 
 
+def _is_empty(panel: Panel) -> bool:
+    return all(v.estimate is None for series in panel.series for v in series.values)
+
+
+def _empty_note(ax: Axes, text: str) -> None:
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        wrap=True,
+        fontsize=8.5,
+        color="#444444",
+        bbox={"facecolor": "#f4f4f4", "edgecolor": "#cccccc", "pad": 4},
+    )
+
+
 def _label_axes(ax: Axes, title: str, x_title: str, y_title: str) -> None:
     if title:
         ax.set_title(title)
@@ -275,6 +294,8 @@ def _shared_limits(panels: Sequence[Panel], zero_line: bool) -> tuple[float, flo
         for x in (v.estimate, v.low, v.high)
         if x is not None
     ]
+    if not values:
+        return (-10.0, 10.0) if zero_line else (0.0, 100.0)
     low = min([0.0, *values]) if zero_line else 0.0
     high = max([0.0, *values])
     span = max(high - low, 1.0)
@@ -289,10 +310,12 @@ def curves_figure(
     y_label: str,
     y_limits: tuple[float, float] | None = (0.0, 100.0),
     ncols: int = 3,
+    empty_text: str = "no value here",
 ) -> Figure:
     """Lines with 95% interval bands, one panel per site, one line per series.
 
-    Values are fractions drawn as percentages; a missing estimate leaves a gap.
+    Values are fractions drawn as percentages; a missing estimate leaves a gap, and a
+    panel without any value says ``empty_text``.
     """
     all_labels = [label for p in panels for label in p.x_labels]
     width = max(_panel_width(len(p.x_labels), p.x_labels) for p in panels)
@@ -311,6 +334,8 @@ def curves_figure(
     columns = max(1, min(ncols, len(panels)))
     for index, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
         x = np.arange(len(panel.x_labels))
+        if _is_empty(panel):
+            _empty_note(ax, empty_text)
         for series in panel.series:
             est = np.array([_pct(v.estimate) for v in series.values])
             low = np.array([_pct(v.low) for v in series.values])
@@ -348,9 +373,11 @@ def bars_figure(
     zero_line: bool = False,
     show_values: bool = False,
     y_ticks: Sequence[float] | None = None,
+    empty_text: str = "no value here",
 ) -> Figure:
     """Grouped bars with 95% interval whiskers: one group per x label, one bar per
-    series. Values are fractions drawn as percentages (or percentage points)."""
+    series. Values are fractions drawn as percentages (or percentage points); a bar
+    without a value says ``n/a``, a panel without any value says ``empty_text``."""
     n_series = max(len(p.series) for p in panels)
     n_x = max(len(p.x_labels) for p in panels)
     all_labels = [label for p in panels for label in p.x_labels]
@@ -374,6 +401,9 @@ def bars_figure(
         y_limits = _shared_limits(panels, zero_line)
     for index, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
         x = np.arange(len(panel.x_labels))
+        empty = _is_empty(panel)
+        if empty:
+            _empty_note(ax, empty_text)
         for k, series in enumerate(panel.series):
             offset = (k - (len(panel.series) - 1) / 2) * bar_w
             est = np.array([_pct(v.estimate) for v in series.values])
@@ -403,7 +433,7 @@ def bars_figure(
                     capsize=2.0,
                 )
             for xi, value in zip(x + offset, est, strict=True):
-                if not np.isfinite(value):
+                if not np.isfinite(value) and not empty:
                     ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=6.5, rotation=90)
             for xi, value, top in zip(x + offset, est, high, strict=True):
                 if show_values and np.isfinite(value):

@@ -13,7 +13,7 @@ from typing import Any
 from thoughtscope.records import ConditionOutcome, ProblemRecord
 from thoughtscope.report.examples import DecodedThoughts
 from thoughtscope.report.figures import DPI, FigureFile
-from thoughtscope.report.panels import Group, site_title, stratum_title
+from thoughtscope.report.panels import Group, condition_schedules, site_title, stratum_title
 
 __all__ = ["SECTIONS", "FigureBlock", "Section", "figure_html", "page"]
 
@@ -170,14 +170,16 @@ def conditions_table(summary: Mapping[str, Any], schedules_of: Mapping[str, Sequ
         "McNemar p (Holm)",
     ]
     rows = []
-    for c in summary["conditions"]:
+    for c, schedules in zip(
+        summary["conditions"], condition_schedules(summary, schedules_of), strict=True
+    ):
         unc = c["overall"]["unconditional"]
         con = c["overall"]["conditional"]
         holm = unc["mcnemar"].get("p_value_holm")
         rows.append(
             [
                 cell(c["name"], "mono"),
-                cell(", ".join(schedules_of.get(c["name"], [c["schedule"]]))),
+                cell(", ".join(schedules)),
                 cell(site_title(c["site"])),
                 cell(unc["n"], "num"),
                 metric_cell(unc["metrics"]["accuracy"]),

@@ -20,6 +20,7 @@ from thoughtscope.report.figures import HeatPanel, Interval, Panel, Series
 __all__ = [
     "Group",
     "baseline_panel",
+    "condition_schedules",
     "curve_panels",
     "difficulty_panels",
     "groups",
@@ -135,6 +136,27 @@ def _member_key(schedule: str, condition: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(positions)
 
 
+def condition_schedules(
+    summary: Mapping[str, Any], schedules_of: Mapping[str, Sequence[str]]
+) -> list[list[str]]:
+    """For each entry of ``summary["conditions"]``, the schedules it stands for.
+
+    An entry stands for its own schedule, and for every other schedule that asked for
+    the same condition name but has no entry of its own (summaries that list a shared
+    condition once).
+    """
+    present = {(c["name"], c["schedule"]) for c in summary["conditions"]}
+    out = []
+    for c in summary["conditions"]:
+        others = [
+            s
+            for s in schedules_of.get(c["name"], [])
+            if s != c["schedule"] and (c["name"], s) not in present
+        ]
+        out.append([c["schedule"], *others])
+    return out
+
+
 def groups(summary: Mapping[str, Any], schedules_of: Mapping[str, Sequence[str]]) -> list[Group]:
     """Every (schedule, ablation, site) group of the summary's conditions.
 
@@ -142,8 +164,9 @@ def groups(summary: Mapping[str, Any], schedules_of: Mapping[str, Sequence[str]]
     then the rest.
     """
     keyed: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for condition in summary["conditions"]:
-        schedules = list(schedules_of.get(condition["name"], [])) or [condition["schedule"]]
+    for condition, schedules in zip(
+        summary["conditions"], condition_schedules(summary, schedules_of), strict=True
+    ):
         for schedule in schedules:
             key = (schedule, condition["ablation"], condition["site"])
             keyed.setdefault(key, []).append(condition)

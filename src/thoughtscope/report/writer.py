@@ -57,6 +57,7 @@ FIGURES_DIR = "figures"
 
 IMPORTANCE_LABEL = "importance: right → wrong\n(% of baseline-correct problems)"
 HEATMAP_LABEL = "importance (%\nof baseline-correct problems)"
+NO_BASELINE_CORRECT = "no baseline-correct problem here:\nimportance is undefined"
 CHANGED_LABEL = "answer changed\n(% of problems)"
 
 
@@ -159,6 +160,7 @@ def _schedule_section(
                     curve_panels(chosen, strata, "importance", "conditional"),
                     title=f"Importance along the schedule: {_what(first)}",
                     y_label=IMPORTANCE_LABEL,
+                    empty_text=NO_BASELINE_CORRECT,
                 ),
                 f"importance-{name}",
                 f"Importance (share of baseline-correct problems whose answer became wrong) "
@@ -174,6 +176,7 @@ def _schedule_section(
                     curve_panels(chosen, strata, "changed", "unconditional"),
                     title=f"Changed answers along the schedule: {_what(first)}",
                     y_label=CHANGED_LABEL,
+                    empty_text="no problem has a result here",
                 ),
                 f"changed-{name}",
                 "Share of all problems with a result whose predicted number differs from "
@@ -199,6 +202,7 @@ def _marginals_section(inputs: ReportInputs, figs: _Figures) -> str:
         title="Prefix schedule: marginal step of each added thought",
         y_label="change in importance\n(percentage points)",
         zero_line=True,
+        empty_text=NO_BASELINE_CORRECT,
     )
     return paragraph(
         "A prefix condition ablates thoughts 0…i−1 together, so its importance includes "
