@@ -25,7 +25,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def multi_layer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Latent + two blocks, prefix and single, strata ``1…4`` and an empty ``5+``; the
+    """Two blocks, prefix and single, strata ``1…4`` and an empty ``5+``; the
     report is written by the CLI with the run's (tiny, saved) model."""
     root = tmp_path_factory.mktemp("report")
     model_dir = root / "model"
@@ -33,7 +33,7 @@ def multi_layer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = write_run(
         root / "run",
         n=24,
-        sites=("latent", "block:0", "block:1"),
+        sites=("block:0", "block:1"),
         schedules=("prefix", "single"),
         strata="1,2,3,4,5+",
         model_spec=str(model_dir),
@@ -122,16 +122,21 @@ def test_single_schedule_group_includes_the_condition_shared_with_prefix(
 ) -> None:
     inputs = load_inputs(multi_layer_run)
     single = [g for g in groups(inputs.summary, inputs.schedules_of) if g.schedule == "single"]
-    assert [g.site for g in single] == ["latent", "block:0", "block:1"]
-    assert [g.labels for g in single] == [["0", "1", "2", "3", "4", "5"]] * 3
+    assert [g.site for g in single] == ["block:0", "block:1"]
+    assert [g.labels for g in single] == [["0", "1", "2", "3", "4", "5"]] * 2
 
 
 def test_one_layer_one_stratum_run_gets_a_sensible_report(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run", n=10, sites=("block:1",), schedules=("prefix",), strata="1+")
+    (run / "figures").mkdir()
+    (run / "figures" / "notes.txt").write_text("mine", encoding="utf-8")
+    (run / "figures" / "importance-suffix-zero.png").write_bytes(b"stale")
     path = write_report(run, examples=1, n_boot=50)  # no summary.json yet: written here
     assert (run / "summary.json").is_file()
     stems = _check_figures(run / "figures")
     assert not any(s.startswith("layer-position") for s in stems)
+    assert "importance-suffix-zero" not in stems  # a stale figure of an earlier report
+    assert (run / "figures" / "notes.txt").read_text(encoding="utf-8") == "mine"
     html = path.read_text(encoding="utf-8")
     assert "fewer than two blocks" in html
     assert "Decoded thoughts were not computed" in html

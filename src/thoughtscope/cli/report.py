@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from thoughtscope.cli.app import UsageError, app
+from thoughtscope.cli.app import UsageError, app, fail
 from thoughtscope.cli.options import BaseModelOpt, DeviceOpt, ModelChoice, PresetOpt
 from thoughtscope.model import CodiModel
 from thoughtscope.report import FIGURES_DIR, ReportInputError, write_report
 from thoughtscope.statistics import DEFAULT_N_BOOT
-
-
-def _fail(message: str) -> NoReturn:
-    """One line on stderr and exit code 2 (bad input), as the other run commands do."""
-    typer.echo(f"Error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code=2)
 
 
 def _manifest(run_dir: Path) -> dict[str, Any]:
@@ -109,7 +103,7 @@ def report_command(
     """Write RUN/report.html (self-contained: figures embedded, no external files) and
     every figure as PNG and SVG in RUN/figures/."""
     if not run.exists():
-        _fail(
+        fail(
             f"{run}: no such file or folder; give a run folder (with manifest.json and "
             "results.jsonl) or a step_importance_scores.json file"
         )
@@ -119,6 +113,6 @@ def report_command(
     try:
         path = write_report(run, examples=examples, model=codi, out_dir=out, n_boot=n_boot)
     except ReportInputError as error:
-        _fail(str(error))
+        fail(str(error))
     typer.echo(f"Wrote {path}")
     typer.echo(f"Figures (PNG and SVG) in {path.parent / FIGURES_DIR}")

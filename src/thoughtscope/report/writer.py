@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -59,6 +58,22 @@ IMPORTANCE_LABEL = "importance: right → wrong\n(% of baseline-correct problems
 HEATMAP_LABEL = "importance (%\nof baseline-correct problems)"
 NO_BASELINE_CORRECT = "no baseline-correct problem here:\nimportance is undefined"
 CHANGED_LABEL = "answer changed\n(% of problems)"
+
+
+FIGURE_STEMS = re.compile(
+    r"^(baseline-accuracy|prefix-marginals|(importance|changed|layer-position|difficulty)-.+)"
+    r"\.(png|svg)$"
+)
+"""Names of the files this module writes into ``figures/``."""
+
+
+def _remove_old_figures(folder: Path) -> None:
+    """Deletes figures an earlier report wrote (a schedule may be gone since); leaves
+    every other file alone."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and FIGURE_STEMS.match(path.name):
+                path.unlink()
 
 
 def _slug(text: str) -> str:
@@ -345,8 +360,7 @@ def write_report(
     """
     inputs = load_inputs(Path(run_dir), out_dir, n_boot=n_boot)
     folder = inputs.out_dir / FIGURES_DIR
-    if folder.is_dir():
-        shutil.rmtree(folder)  # only our own figures live here; drop stale ones
+    _remove_old_figures(folder)
     figs = _Figures(folder)
     all_groups = groups(inputs.summary, inputs.schedules_of)
     bundles = _by_schedule(all_groups)
