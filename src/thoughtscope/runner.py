@@ -33,7 +33,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
+from thoughtscope.batching import AUTO, BatchSize, auto_batch_size, check_batch_size
 from thoughtscope.model.codi import CodiModel
 from thoughtscope.sites import BOT, EOT, LATENT, Position, Site
 
@@ -121,7 +123,8 @@ class RunOptions:
 
     Attributes:
         max_new_tokens: Decoding stops after this many tokens.
-        batch_size: Rows (problem × condition) per forward pass.
+        batch_size: Rows (problem × condition) per forward pass; ``"auto"`` (or ``None``)
+            chooses it to fit memory (:mod:`thoughtscope.batching`).
         record_hidden: Return every layer's hidden state at every latent position.
         record_answer_logits: Return the logits along the generated answer.
         record_target_logits: Return the logits along the teacher-forced target.
@@ -129,7 +132,7 @@ class RunOptions:
     """
 
     max_new_tokens: int = 64
-    batch_size: int = 32
+    batch_size: BatchSize = AUTO
     record_hidden: bool = False
     record_answer_logits: bool = False
     record_target_logits: bool = False
@@ -162,11 +165,69 @@ class _Rows:
         self.problems = self.problems[keep]
 
 
-def _expand_cache(cache: DynamicCache, index: Tensor) -> DynamicCache:
-    """A new cache whose row ``i`` is row ``index[i]`` of ``cache``."""
+class _ReservedLayer(DynamicLayer):
+    """A cache layer that writes new keys and values into storage reserved up front.
+
+    ``DynamicLayer`` concatenates at every step, copying the whole cache of every layer
+    once per generated token; here each step writes one slice, and ``keys`` / ``values``
+    are views of the filled part (the same numbers, so the same results). Grows by
+    doubling if a step ever needs more than was reserved.
+    """
+
+    def __init__(self, keys: Tensor, values: Tensor, capacity: int):
+        super().__init__()
+        rows, heads, length, _ = keys.shape
+        capacity = max(capacity, length)
+        self._keys = keys.new_empty((rows, heads, capacity, keys.shape[-1]))
+        self._values = values.new_empty((rows, heads, capacity, values.shape[-1]))
+        self._keys[:, :, :length] = keys
+        self._values[:, :, :length] = values
+        self._length = length
+        self.device = keys.device
+        self.is_initialized = True
+        self._expose()
+
+    def _expose(self) -> None:
+        self.keys = self._keys[:, :, : self._length]
+        self.values = self._values[:, :, : self._length]
+
+    def update(
+        self, key_states: Tensor, value_states: Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[Tensor, Tensor]:
+        end = self._length + key_states.shape[-2]
+        if end > self._keys.shape[2]:
+            grow = max(end, 2 * self._keys.shape[2]) - self._keys.shape[2]
+            self._keys = torch.nn.functional.pad(self._keys, (0, 0, 0, grow))
+            self._values = torch.nn.functional.pad(self._values, (0, 0, 0, grow))
+        self._keys[:, :, self._length : end] = key_states
+        self._values[:, :, self._length : end] = value_states
+        self._length = end
+        self._expose()
+        return self.keys, self.values  # type: ignore[return-value]
+
+    def get_seq_length(self, *args: Any, **kwargs: Any) -> int:
+        return self._length
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError("crop takes the negative number of tokens to remove")
+        self._length += tokens_to_remove
+        self._expose()
+
+    def batch_select_indices(self, indices: Tensor) -> None:
+        self._keys = self._keys.index_select(0, indices)
+        self._values = self._values.index_select(0, indices)
+        self._expose()
+
+
+def _expand_cache(cache: DynamicCache, index: Tensor, capacity: int = 0) -> DynamicCache:
+    """A new cache whose row ``i`` is row ``index[i]`` of ``cache``, with room reserved
+    for ``capacity`` positions in all (the rows' whole generation)."""
     out = DynamicCache()
-    for layer_idx, layer in enumerate(cache.layers):
-        out.update(layer.keys[index], layer.values[index], layer_idx)  # type: ignore[union-attr,index]
+    out.layers = [
+        _ReservedLayer(layer.keys[index], layer.values[index], capacity)  # type: ignore[union-attr,index]
+        for layer in cache.layers
+    ]
     return out
 
 
@@ -388,34 +449,38 @@ class Runner:
     def _decode(
         self, rows: _Rows, first_logits: Tensor, max_new_tokens: int, keep_logits: bool
     ) -> tuple[list[list[int]], list[bool], list[Tensor] | None]:
-        """Greedy decoding; each row stops at ``<eos>`` or ``max_new_tokens``."""
+        """Greedy decoding; each row stops at ``<eos>`` or ``max_new_tokens``.
+
+        Tokens stay on the device until the end (no copy per step); the one host sync
+        per step is whether any row finished, to retire it from the batch.
+        """
         n_rows = len(rows.problems)
+        device = first_logits.device
         eos, eot = self.config.eos_id, self.config.eot_id
-        tokens = torch.full((n_rows, max_new_tokens), eos, dtype=torch.long)
-        n_tokens = torch.full((n_rows,), max_new_tokens, dtype=torch.long)
-        finished = torch.zeros(n_rows, dtype=torch.bool)
-        logit_steps: list[tuple[Tensor, Tensor]] = []
-        alive = torch.arange(n_rows)  # original row index of each live row
+        tokens = torch.full((n_rows, max_new_tokens), eos, dtype=torch.long, device=device)
+        n_tokens = torch.full((n_rows,), max_new_tokens, dtype=torch.long, device=device)
+        kept_rows: list[Tensor] = []
+        kept_logits: list[Tensor] = []
+        alive = torch.arange(n_rows, device=device)  # original row index of each live row
         logits = first_logits
         for step in range(max_new_tokens):
-            masked = logits.clone()
+            if keep_logits:
+                kept_rows.append(alive)
+                kept_logits.append(logits.float().cpu())
+            # Mask a copy when the logits are also kept or belong to the caller.
+            masked = logits.clone() if keep_logits or step == 0 else logits
             masked[:, eot] = -math.inf  # never choose <eot>, as in the published decoder
             chosen = masked.argmax(dim=-1)
-            chosen_cpu = chosen.cpu()
-            tokens[alive, step] = chosen_cpu
-            if keep_logits:
-                logit_steps.append((alive, logits.float().cpu()))
-            done = chosen_cpu == eos
-            if done.any():
+            tokens[alive, step] = chosen
+            done = chosen == eos
+            if bool(done.any()):
                 n_tokens[alive[done]] = step
-                finished[alive[done]] = True
                 keep = (~done).nonzero().flatten()
                 if len(keep) == 0:
                     break
                 alive = alive[keep]
-                keep_dev = keep.to(chosen.device)
-                rows.select(keep_dev)
-                chosen = chosen[keep_dev]
+                rows.select(keep)
+                chosen = chosen[keep]
             if step == max_new_tokens - 1:
                 break
             mask, position_ids = rows.step_inputs()
@@ -423,15 +488,17 @@ class Runner:
                 self.model.embed(chosen[:, None]), mask, position_ids, rows.cache
             )
             logits = self.head(hidden[:, -1])
-        answers = [tokens[r, : n_tokens[r]].tolist() for r in range(n_rows)]
+        lengths = n_tokens.tolist()
+        answers = [ids[:n] for ids, n in zip(tokens.tolist(), lengths, strict=True)]
+        finished = [n < max_new_tokens for n in lengths]
         per_row_logits: list[Tensor] | None = None
         if keep_logits:
-            buckets: list[list[Tensor]] = [[] for _ in range(n_rows)]
-            for alive_rows, step_logits in logit_steps:
-                for i, r in enumerate(alive_rows.tolist()):
-                    buckets[r].append(step_logits[i])
-            per_row_logits = [torch.stack(b) for b in buckets]
-        return answers, finished.tolist(), per_row_logits
+            # Each step's logits, regrouped by row in step order without a per-token loop.
+            row_of = torch.cat(kept_rows).cpu()
+            order = torch.argsort(row_of, stable=True)
+            counts = torch.bincount(row_of, minlength=n_rows).tolist()
+            per_row_logits = list(torch.cat(kept_logits)[order].split(counts))
+        return answers, finished, per_row_logits
 
     # -- public API ----------------------------------------------------------------
     @torch.inference_mode()
@@ -457,18 +524,40 @@ class Runner:
         Returns:
             ``results[i][j]``: question ``i`` under condition ``j``.
         """
+        results: list[list[Generation]] = [[] for _ in questions]
+        for index, row in self.stream(questions, conditions, options, targets=targets):
+            results[index] = row
+        return results
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        questions: Sequence[str],
+        conditions: Sequence[Condition] = (BASELINE,),
+        options: RunOptions | None = None,
+        *,
+        targets: Mapping[str, Sequence[Sequence[int]]] | None = None,
+    ) -> Iterator[tuple[int, list[Generation]]]:
+        """Like :meth:`run`, but yields ``(i, [question i under each condition])`` as each
+        batch finishes, so a caller can write results out and hold one batch at a time.
+
+        Problems come in batch order (grouped by question length), not input order.
+        """
         options = options or RunOptions()
         names = [c.name for c in conditions]
         if len(set(names)) != len(names):
             raise ValueError(f"condition names must be unique, got {names}")
         self._check_conditions(conditions)
+        check_batch_size(options.batch_size)
         for target_name, sequences in (targets or {}).items():
             if len(sequences) != len(questions):
                 raise ValueError(f"target {target_name!r} must have one entry per question")
             if any(len(seq) == 0 for seq in sequences):
                 raise ValueError(f"target {target_name!r} has an empty sequence")
-        results: list[list[Generation | None]] = [[None] * len(conditions) for _ in questions]
-        per_batch = max(1, options.batch_size // max(1, len(conditions)))
+        if not questions:
+            return
+        rows_per_batch = self._rows_per_batch(questions, len(conditions), options, targets)
+        per_batch = max(1, rows_per_batch // max(1, len(conditions)))
         # Group similar lengths together: less padding, same results.
         order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
         batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
@@ -479,11 +568,34 @@ class Runner:
             unit="row",
         )
         for batch in batches:
+            rows: dict[int, list[Generation | None]] = {i: [None] * len(conditions) for i in batch}
             for gen in self._run_batch(questions, batch, conditions, options, targets):
-                results[gen.problem][names.index(gen.condition)] = gen
+                rows[gen.problem][names.index(gen.condition)] = gen
             bar.update(len(batch) * len(conditions))
+            for i in batch:
+                yield i, [g for g in rows[i] if g is not None]
         bar.close()
-        return [[g for g in row if g is not None] for row in results]
+
+    def _rows_per_batch(
+        self,
+        questions: Sequence[str],
+        n_conditions: int,
+        options: RunOptions,
+        targets: Mapping[str, Sequence[Sequence[int]]] | None,
+    ) -> int:
+        """The batch size: ``options.batch_size``, or chosen to fit memory."""
+        if isinstance(options.batch_size, int):
+            return options.batch_size
+        # The longest question sets the widest batch (questions are left-padded).
+        longest = max(questions, key=len)
+        prompt_length = len(self.model.question_ids(longest))
+        longest_target = max((len(t) for seqs in (targets or {}).values() for t in seqs), default=0)
+        return auto_batch_size(
+            self.model,
+            prompt_length=prompt_length,
+            new_tokens=max(options.max_new_tokens, longest_target),
+            conditions=n_conditions,
+        )
 
     def _check_conditions(self, conditions: Sequence[Condition]) -> None:
         n_latent = self.config.num_latent
@@ -531,8 +643,16 @@ class Runner:
             # Problem-major rows: row = problem * n_cond + condition.
             index = torch.arange(n_problems, device=device).repeat_interleave(n_cond)
             condition_of_row = torch.arange(n_cond, device=device).repeat(n_problems)
+            # Room for every position the rows will see, so no step copies the cache.
+            after_prefix = 1 + steps + (1 if self.config.remove_eos else 2)
+            longest_target = max(
+                (len(seq) for seqs in (targets or {}).values() for seq in seqs), default=0
+            )
+            capacity = (
+                prefix.mask.shape[1] + after_prefix + max(options.max_new_tokens, longest_target)
+            )
             rows = _Rows(
-                cache=_expand_cache(prefix.cache, index),
+                cache=_expand_cache(prefix.cache, index, capacity),
                 mask=prefix.mask[index],
                 next_position=prefix.next_position[index],
                 problems=torch.tensor(batch, device=device)[index],  # caller's numbering

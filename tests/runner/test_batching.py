@@ -1,0 +1,107 @@
+"""Automatic batch size, the reserved KV cache and streaming results batch by batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+from tests.conftest import tiny_codi
+from thoughtscope.batching import (
+    CPU_MAX_ROWS,
+    auto_batch_size,
+    check_batch_size,
+    row_footprint,
+    rows_that_fit,
+)
+from thoughtscope.runner import BASELINE, Condition, Runner, RunOptions, _expand_cache
+from thoughtscope.sites import LATENT
+
+
+def test_rows_that_fit_divides_the_budget_and_clamps() -> None:
+    assert rows_that_fit(1000, 100, cap=64) == 10
+    assert rows_that_fit(1000, 100, cap=4) == 4
+    assert rows_that_fit(50, 100, cap=64) == 1  # never zero rows
+
+
+def test_a_row_grows_with_its_question_and_answer() -> None:
+    model = tiny_codi("llama")
+    short = row_footprint(model, prompt_length=10, new_tokens=8)
+    long = row_footprint(model, prompt_length=100, new_tokens=64)
+    assert long.kv_cache > short.kv_cache > 0
+    assert long.total > short.total
+    # Two blocks, 2 KV heads of width 8, float32: 2 * 2 * 2 * 8 * 4 bytes per position.
+    positions = 10 + 1 + model.config.num_latent + 2 + 8
+    assert short.kv_cache == 2 * 2 * 2 * 8 * 4 * positions
+
+
+def test_conditions_share_the_cost_of_encoding_the_question() -> None:
+    model = tiny_codi("gpt2")
+    one = row_footprint(model, prompt_length=200, new_tokens=16, conditions=1)
+    seven = row_footprint(model, prompt_length=200, new_tokens=16, conditions=7)
+    assert seven.prompt < one.prompt
+    assert seven.kv_cache == one.kv_cache
+
+
+def test_auto_batch_size_fits_the_budget_and_the_cpu_cap() -> None:
+    model = tiny_codi("llama")
+    per_row = row_footprint(model, prompt_length=40, new_tokens=16, conditions=7).total
+    fitted = auto_batch_size(
+        model, prompt_length=40, new_tokens=16, conditions=7, budget=per_row * 5 + 1
+    )
+    assert fitted == 5
+    huge = auto_batch_size(model, prompt_length=40, new_tokens=16, budget=2**50)
+    assert huge == CPU_MAX_ROWS
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "big", True])
+def test_bad_batch_sizes_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="batch size"):
+        check_batch_size(bad)  # type: ignore[arg-type]
+
+
+def test_auto_and_fixed_batch_sizes_give_the_same_answers(questions: list[str]) -> None:
+    runner = Runner(tiny_codi("llama"))
+    zero = Condition("zero@latent:{0}", {(LATENT, 0): lambda h, c: torch.zeros_like(h)})
+    auto = runner.run(questions, [BASELINE, zero], RunOptions(max_new_tokens=8))
+    fixed = runner.run(questions, [BASELINE, zero], RunOptions(max_new_tokens=8, batch_size=3))
+    none = runner.run(questions, [BASELINE, zero], RunOptions(max_new_tokens=8, batch_size=None))
+    ids = [[g.answer_ids for g in row] for row in auto]
+    assert ids == [[g.answer_ids for g in row] for row in fixed]
+    assert ids == [[g.answer_ids for g in row] for row in none]
+
+
+def test_stream_yields_every_problem_once_batch_by_batch(questions: list[str]) -> None:
+    runner = Runner(tiny_codi("gpt2"))
+    options = RunOptions(max_new_tokens=6, batch_size=4)
+    streamed = dict(runner.stream(questions, [BASELINE], options))
+    assert sorted(streamed) == list(range(len(questions)))
+    collected = runner.run(questions, [BASELINE], options)
+    assert [streamed[i][0].answer_ids for i in range(len(questions))] == [
+        row[0].answer_ids for row in collected
+    ]
+    assert not torch.is_inference_mode_enabled()  # the generator does not leak its mode
+
+
+def test_reserved_cache_matches_a_growing_cache_even_past_its_reserve() -> None:
+    torch.manual_seed(0)
+    prefix = DynamicCache()
+    keys, values = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
+    prefix.update(keys, values, 0)
+    index = torch.tensor([0, 0, 2, 1])
+    reserved = _expand_cache(prefix, index, capacity=6)  # room for one step only
+    plain = DynamicCache()
+    plain.update(keys[index], values[index], 0)
+    for _ in range(4):
+        k, v = torch.randn(4, 2, 1, 4), torch.randn(4, 2, 1, 4)
+        got = reserved.update(k, v, 0)
+        want = plain.update(k, v, 0)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert reserved.get_seq_length() == plain.get_seq_length() == 9
+    reserved.crop(-2)
+    plain.crop(-2)
+    keep = torch.tensor([3, 1])
+    reserved.batch_select_indices(keep)
+    plain.batch_select_indices(keep)
+    assert torch.equal(reserved.layers[0].keys, plain.layers[0].keys)
+    assert torch.equal(reserved.layers[0].values, plain.layers[0].values)
