@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -56,6 +57,8 @@ FIGURES_DIR = "figures"
 
 IMPORTANCE_LABEL = "importance: right → wrong\n(% of baseline-correct problems)"
 HEATMAP_LABEL = "importance (%\nof baseline-correct problems)"
+MAX_STRATIFIED_MARGINAL_PANELS = 4
+"""Above this many prefix families, the marginal-step figure shows all problems only."""
 NO_BASELINE_CORRECT = "no baseline-correct problem here:\nimportance is undefined"
 CHANGED_LABEL = "answer changed\n(% of problems)"
 
@@ -212,12 +215,23 @@ def _marginals_section(inputs: ReportInputs, figs: _Figures) -> str:
             "there are no marginal steps to show.",
             "note",
         )
+    by_stratum = len(panels) <= MAX_STRATIFIED_MARGINAL_PANELS
+    if not by_stratum:
+        # Many sites: strata bars would make one unreadably tall figure; keep all problems.
+        panels = [replace(p, series=p.series[:1]) for p in panels]
     fig = bars_figure(
         panels,
         title="Prefix schedule: marginal step of each added thought",
         y_label="change in importance\n(percentage points)",
         zero_line=True,
         empty_text=NO_BASELINE_CORRECT,
+        ncols=2 if by_stratum else 3,
+    )
+    strata_note = (
+        "black: all problems, colours: strata"
+        if by_stratum
+        else f"all problems only (more than {MAX_STRATIFIED_MARGINAL_PANELS} sites; the "
+        "steps within each stratum are in summary.json, prefix_marginals → by_stratum)"
     )
     return paragraph(
         "A prefix condition ablates thoughts 0…i−1 together, so its importance includes "
@@ -231,7 +245,7 @@ def _marginals_section(inputs: ReportInputs, figs: _Figures) -> str:
         "prefix-marginals",
         "Marginal importance step (percentage points of baseline-correct problems) for "
         "each thought added to the ablated prefix, one panel per site and ablation; "
-        "black: all problems, colours: strata; whiskers: 95% paired bootstrap intervals.",
+        f"{strata_note}; whiskers: 95% paired bootstrap intervals.",
         "marginal steps of the prefix schedule",
     )
 
