@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,33 @@ def test_report_is_self_contained(multi_layer_run: Path) -> None:
     assert not re.search(r"""(src|href)=["'](https?:|//|figures/)""", html)
     embedded = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"', html)
     assert len(embedded) == len(list((multi_layer_run / "figures").glob("*.png")))
+
+
+class _TagStack(HTMLParser):
+    """Records tags that close out of order or never close."""
+
+    VOID = frozenset({"meta", "img", "br", "hr", "link", "input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.misnested: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+        else:
+            self.misnested.append(tag)
+
+
+def test_report_html_is_well_nested(multi_layer_run: Path) -> None:
+    parser = _TagStack()
+    parser.feed(_html(multi_layer_run))
+    assert parser.misnested == [] and parser.open == []
 
 
 def test_report_escapes_text_from_the_run(multi_layer_run: Path) -> None:

@@ -64,6 +64,7 @@ def report_command(
             help="A run folder (manifest.json + results.jsonl) or a file in the original "
             "study's layout (step_importance_scores.json).",
             show_default=False,
+            metavar="RUN",
         ),
     ],
     out: Annotated[
