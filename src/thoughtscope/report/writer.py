@@ -388,6 +388,7 @@ def write_report(
             ncols=1,
             show_values=True,
             y_ticks=range(0, 101, 20),
+            empty_text="no problem in this run yet",
         ),
         "baseline-accuracy",
         "Share of problems answered correctly without intervention, over every problem "
