@@ -18,6 +18,10 @@ def _positions(schedule: str, n: int) -> list[tuple[int, ...]]:
         return [tuple(range(i)) for i in range(1, n + 1)]
     if schedule == "single":
         return [(i,) for i in range(n)]
+    if schedule == "suffix":
+        return [tuple(range(i, n)) for i in range(n)]
+    if schedule == "keep-one":
+        return [tuple(j for j in range(n) if j != i) for i in range(n)]
     if schedule == "early-exit":
         return [(k,) for k in range(n + 1)]
     raise ValueError(schedule)

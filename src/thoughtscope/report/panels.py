@@ -36,7 +36,7 @@ X_TITLES = {
     "prefix": "thoughts ablated together (the first i)",
     "suffix": "thoughts ablated together (the last ones)",
     "single": "thought ablated (alone)",
-    "keep-one": "thoughts ablated (all but one)",
+    "keep-one": "thoughts ablated (every thought but one)",
     "all": "thoughts ablated",
     "positions": "thoughts ablated",
     "early-exit": "thoughts fed before <eot> (early exit)",
@@ -157,6 +157,19 @@ def condition_schedules(
     return out
 
 
+def _keep_one_labels(members: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``all but 3`` for each member that ablates every thought of the group but one."""
+    every = set().union(*(set(c.get("positions") or []) for c in members))
+    labels = []
+    for c in members:
+        missing = sorted(every - set(c.get("positions") or []))
+        if len(missing) == 1:
+            labels.append(f"all but {missing[0]}")
+        else:
+            labels.append(positions_label(c.get("positions") or []))
+    return labels
+
+
 def groups(summary: Mapping[str, Any], schedules_of: Mapping[str, Sequence[str]]) -> list[Group]:
     """Every (schedule, ablation, site) group of the summary's conditions.
 
@@ -178,6 +191,8 @@ def groups(summary: Mapping[str, Any], schedules_of: Mapping[str, Sequence[str]]
         members = sorted(members, key=lambda c: _member_key(schedule, c))
         if schedule == "early-exit" or ablation == "early-exit":
             labels = [str(c.get("num_latent")) for c in members]
+        elif schedule == "keep-one":
+            labels = _keep_one_labels(members)
         else:
             labels = [positions_label(c.get("positions") or []) for c in members]
         out.append(Group(schedule, ablation, site, members, labels))
