@@ -413,7 +413,13 @@ def write_report(
         )
         + html.conditions_table(inputs.summary, inputs.schedules_of)
         + (
-            "<h3>Early and late thoughts (the original study's summary)</h3>" + early_late
+            "<h3>Early and late thoughts (the original study's summary)</h3>"
+            + paragraph(
+                "Mean importance among baseline-correct problems over the early members "
+                "(indices 0-2) and the late ones (3-5) of each family, and their paired "
+                "difference in percentage points (pp)."
+            )
+            + early_late
             if early_late
             else ""
         ),
