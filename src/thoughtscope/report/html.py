@@ -281,7 +281,7 @@ def answers_table(record: ProblemRecord, chosen: Sequence[Group]) -> str:
             )
             classes = ("ok" if outcome.correct else "bad") + (" changed" if outcome.changed else "")
             row.append(
-                cell(shown or "∅", f"num {classes}", f"{outcome.name}: {visible(outcome.output)!r}")
+                cell(shown or "∅", f"num {classes}", f"{outcome.name}: “{visible(outcome.output)}”")
             )
         rows.append(row)
     return table([chosen[0].x_title + " →", *columns], rows)
@@ -310,8 +310,8 @@ def example_html(
         check = (
             "the re-run gave the recorded baseline answer"
             if same
-            else f"the re-run answered {visible(decoded.answer)!r}, the run recorded "
-            f"{visible(record.baseline.output)!r}: the model or its settings differ from the "
+            else f"the re-run answered “{visible(decoded.answer)}”, the run recorded "
+            f"“{visible(record.baseline.output)}”: the model or its settings differ from the "
             "run's, so read these tokens with care"
         )
         parts.append(
