@@ -16,7 +16,7 @@ from tests.conftest import tiny_codi
 from tests.report.build import write_original_scores, write_run
 from thoughtscope.cli import app
 from thoughtscope.report import ReportInputError, write_report
-from thoughtscope.report.html import SECTIONS
+from thoughtscope.report.html import SECTIONS, visible
 from thoughtscope.report.inputs import load_inputs
 from thoughtscope.report.panels import condition_schedules, groups
 from thoughtscope.statistics import write_run_statistics
@@ -200,3 +200,7 @@ def test_a_condition_listed_once_still_joins_every_schedule_that_asked_for_it() 
     assert condition_schedules(summary, schedules_of) == [["prefix", "single"], ["single"]]
     both = {"conditions": [shared, {**shared, "schedule": "single"}]}
     assert condition_schedules(both, schedules_of) == [["prefix"], ["single"]]
+
+
+def test_unprintable_model_output_is_shown_as_escapes() -> None:
+    assert visible("A:\x07 12\u200b") == "A:\\x07 12\\u200b"
