@@ -311,3 +311,27 @@ def test_a_condition_shared_by_two_schedules_counts_in_both_families() -> None:
     assert single.members == {0: "zero@L8:{0}", 1: "zero@L8:{1}"}
     (prefix,) = prefix_families(infos)
     assert prefix.members == {1: "zero@L8:{0}", 2: "zero@L8:{0,1}"}
+
+
+def test_holm_counts_a_condition_shared_by_two_schedules_once() -> None:
+    from tests.statistics.build import condition, manifest, problem
+    from thoughtscope.statistics import holm_adjust, summary_from_records
+
+    def record(pid: str, ok0: bool, ok1: bool) -> object:
+        conds = [
+            condition("zero@L8:{0}", ok0, baseline_correct=True, positions=[0]),
+            condition("zero@L8:{0}", ok0, baseline_correct=True, positions=[0], schedule="single"),
+            condition("zero@L8:{1}", ok1, baseline_correct=True, positions=[1], schedule="single"),
+        ]
+        return problem(pid, 2, True, conds)
+
+    records = [record(str(i), i % 2 == 0, i % 3 == 0) for i in range(12)]
+    summary = summary_from_records(records, manifest(), n_boot=0)  # type: ignore[arg-type]
+    tests = {
+        (c["name"], c["schedule"]): c["overall"]["unconditional"]["mcnemar"]
+        for c in summary["conditions"]
+    }
+    shared = tests[("zero@L8:{0}", "prefix")], tests[("zero@L8:{0}", "single")]
+    assert shared[0]["p_value_holm"] == shared[1]["p_value_holm"]
+    raw = [shared[0]["p_value"], tests[("zero@L8:{1}", "single")]["p_value"]]
+    assert shared[0]["p_value_holm"] == holm_adjust(raw)[0]

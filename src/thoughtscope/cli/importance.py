@@ -225,6 +225,9 @@ def importance_command(
             err=True,
         )
     _statistics(out)
+    report = _report(out, codi)
+    if report is not None:
+        typer.echo(f"report: {report} (open it in a browser)")
     typer.echo(f"Positions: {POSITIONS_NOTE}")
     typer.echo(f"Run folder {out}:")
     typer.echo("\n".join(_listing(out)))

@@ -549,11 +549,19 @@ def _condition_json(
 
 
 def _add_holm(conditions: list[dict[str, Any]]) -> None:
-    """Adds ``p_value_holm`` (over all conditions) to each overall McNemar test."""
+    """Adds ``p_value_holm`` (over all distinct conditions) to each overall McNemar test.
+
+    A condition listed under two schedules is one test, adjusted once: its entries share
+    the adjusted p-value.
+    """
     for view in VIEWS:
-        tests = [c["overall"][view]["mcnemar"] for c in conditions]
-        for test, adjusted in zip(tests, holm_adjust([t["p_value"] for t in tests]), strict=True):
-            test["p_value_holm"] = adjusted
+        first: dict[str, dict[str, Any]] = {}
+        for c in conditions:
+            first.setdefault(c["name"], c["overall"][view]["mcnemar"])
+        tests = list(first.values())
+        adjusted = dict(zip(first, holm_adjust([t["p_value"] for t in tests]), strict=True))
+        for c in conditions:
+            c["overall"][view]["mcnemar"]["p_value_holm"] = adjusted[c["name"]]
 
 
 def _figures_json(
