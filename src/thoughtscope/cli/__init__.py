@@ -8,12 +8,12 @@ from __future__ import annotations
 from thoughtscope.cli.app import app
 
 # Command modules register on import.
-from thoughtscope.cli import data  # noqa: E402,F401  # isort: skip
-from thoughtscope.cli import importance  # noqa: E402,F401  # isort: skip
-from thoughtscope.cli import inference  # noqa: E402,F401  # isort: skip
-from thoughtscope.cli import report  # noqa: E402,F401  # isort: skip
-from thoughtscope.cli import stats  # noqa: E402,F401  # isort: skip
-from thoughtscope.cli import train  # noqa: E402,F401  # isort: skip
+from thoughtscope.cli import data  # noqa: F401  # isort: skip
+from thoughtscope.cli import importance  # noqa: F401  # isort: skip
+from thoughtscope.cli import inference  # noqa: F401  # isort: skip
+from thoughtscope.cli import report  # noqa: F401  # isort: skip
+from thoughtscope.cli import stats  # noqa: F401  # isort: skip
+from thoughtscope.cli import train  # noqa: F401  # isort: skip
 
 
 def main() -> None:
