@@ -58,6 +58,15 @@ def tiny_config(**changes: object) -> TrainConfig:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a shared, busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def problems() -> list[Problem]:
     """64 compact training problems of 1 to 3 steps."""

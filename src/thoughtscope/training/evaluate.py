@@ -9,6 +9,7 @@ here.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -65,14 +66,17 @@ def zero_all_thoughts(site: Site, num_latent: int) -> Condition:
     )
 
 
+def middle_blocks(num_layers: int) -> list[int]:
+    """The middle decoder block, or both middle blocks when the count is even."""
+    half = num_layers // 2
+    return [half - 1, half] if num_layers % 2 == 0 and num_layers > 1 else [half]
+
+
 def standard_conditions(model: CodiModel) -> list[Condition]:
-    """Baseline, all thoughts zeroed at the latent site, and at the middle block."""
+    """Baseline, then all thoughts zeroed at the latent site and at each middle block."""
     n = model.config.num_latent
-    return [
-        BASELINE,
-        zero_all_thoughts(LATENT, n),
-        zero_all_thoughts(block(model.num_layers // 2), n),
-    ]
+    blocks = [zero_all_thoughts(block(layer), n) for layer in middle_blocks(model.num_layers)]
+    return [BASELINE, zero_all_thoughts(LATENT, n), *blocks]
 
 
 def latent_accuracy(
@@ -116,7 +120,8 @@ def teacher_generate(
     config = model.config
     stack = model.base_lm.base_model
     head = model.base_lm.get_output_embeddings()
-    cache_arg = "cache" if "cache" in stack.forward.__code__.co_varnames else "past_key_values"
+    parameters = inspect.signature(stack.forward).parameters
+    cache_arg = "cache" if "cache" in parameters else "past_key_values"
     device = model.device
     texts: list[str] = []
     bar = tqdm(total=len(questions), disable=not progress, desc="teacher", unit="problem")

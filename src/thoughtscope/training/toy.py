@@ -45,7 +45,7 @@ class ToyArchitecture:
 TOY_ARCHITECTURE = ToyArchitecture()
 
 TOY_TRAINING = TrainConfig(
-    steps=4000,
+    steps=3200,
     batch_size=32,
     lr=1e-3,
     betas=(0.9, 0.95),
@@ -64,7 +64,7 @@ TOY_TRAINING = TrainConfig(
     data_size=40_000,
     min_steps=1,
     max_steps=6,
-    phases=(Phase(until=0.3, student=False), Phase(until=1.0, student=True)),
+    phases=(Phase(until=0.25, student=False), Phase(until=1.0, student=True)),
     checkpoint_every=500,
     log_every=10,
     threads=1,
