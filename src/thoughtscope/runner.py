@@ -343,15 +343,24 @@ class Runner:
         condition_of_row: Tensor,
         num_latent: int,
         record_hidden: bool,
-    ) -> tuple[Tensor, Tensor | None]:
+        after_bot: tuple[Tensor, Tensor | None] | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
         """Runs ``<bot>`` and ``num_latent`` thought steps for every row.
 
-        Returns the fed-back thoughts ``(rows, num_latent, d)`` and, on request, the
-        recorded states ``(rows, num_latent + 1, layers + 1, d)`` (bot, thoughts).
+        ``after_bot`` (thought 0 ``(rows, 1, d)`` and the recorded bot states) means the
+        ``<bot>`` step already ran: only the thought steps run.
+
+        Returns the fed-back thoughts ``(rows, num_latent, d)``, on request the recorded
+        states ``(rows, num_latent + 1, layers + 1, d)`` (bot, thoughts), and the next
+        input the last step produced ``(rows, 1, d)``.
         """
         n_rows = len(condition_of_row)
         device = self.model.device
-        bot = self.model.embed(torch.full((n_rows, 1), self.config.bot_id, device=device))
+        if after_bot is None:
+            inputs = self.model.embed(torch.full((n_rows, 1), self.config.bot_id, device=device))
+            positions = [BOT, *range(num_latent)]
+        else:
+            inputs, positions = after_bot[0], list(range(num_latent))
         # (site, position) -> [(edit, rows, context)]
         plan: dict[tuple[Site, Position], list[tuple[Edit, Tensor, EditContext]]] = {}
         for c_index, condition in enumerate(conditions):
@@ -363,10 +372,12 @@ class Runner:
                 plan.setdefault((site, position), []).append((edit, members, context))
         thoughts: list[Tensor] = []
         recorded: list[Tensor] = []
-        inputs = bot
+        if after_bot is not None and record_hidden and after_bot[1] is not None:
+            recorded.append(after_bot[1])
+        d_model = inputs.shape[-1]
         hooks = self._hooks
         with hooks.installed():
-            for position in [BOT, *range(num_latent)]:
+            for position in positions:
                 if position != BOT:
                     for edit, members, context in plan.get((LATENT, position), []):
                         inputs = inputs.clone()
@@ -383,9 +394,8 @@ class Runner:
                 if hooks.recorder is not None:
                     recorded.append(torch.stack([inputs[:, 0], *hooks.recorder], dim=1))
                 inputs = self.model.projection(last)
-        d_model = bot.shape[-1]
-        stacked = torch.stack(thoughts, dim=1) if thoughts else bot.new_zeros(n_rows, 0, d_model)
-        return stacked, (torch.stack(recorded, dim=1) if record_hidden else None)
+        stacked = torch.stack(thoughts, dim=1) if thoughts else inputs.new_zeros(n_rows, 0, d_model)
+        return stacked, (torch.stack(recorded, dim=1) if record_hidden else None), inputs
 
     def _eot(self, rows: _Rows, record_hidden: bool) -> tuple[Tensor, Tensor | None]:
         """Feeds ``<eot>`` [+ ``<eos>``]; returns logits for the first answer token."""
@@ -558,6 +568,9 @@ class Runner:
             return
         rows_per_batch = self._rows_per_batch(questions, len(conditions), options, targets)
         per_batch = max(1, rows_per_batch // max(1, len(conditions)))
+        # As many batches as needed, evened out: 100 problems at 73 a batch run as 50 + 50,
+        # not 73 + a poorly filled 27.
+        per_batch = math.ceil(len(questions) / math.ceil(len(questions) / per_batch))
         # Group similar lengths together: less padding, same results.
         order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
         batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
@@ -632,6 +645,13 @@ class Runner:
     ) -> Iterator[Generation]:
         prefix = self.encode_prefixes([questions[i] for i in batch])
         device = self.model.device
+        # Without an edit at <bot>, every condition's <bot> step is the same: run it once
+        # per problem, before the rows are fanned out.
+        after_bot: tuple[Tensor, Tensor | None] | None = None
+        if not any(position == BOT for c in conditions for _, position in c.edits):
+            no_rows = torch.zeros(len(batch), dtype=torch.long, device=device)
+            _, bot_states, first = self._latents(prefix, [], no_rows, 0, options.record_hidden)
+            after_bot = (first, None if bot_states is None else bot_states[:, 0])
         # Conditions with the same number of latent steps share one set of rows.
         groups: dict[int, list[int]] = {}
         for c_index, condition in enumerate(conditions):
@@ -644,7 +664,7 @@ class Runner:
             index = torch.arange(n_problems, device=device).repeat_interleave(n_cond)
             condition_of_row = torch.arange(n_cond, device=device).repeat(n_problems)
             # Room for every position the rows will see, so no step copies the cache.
-            after_prefix = 1 + steps + (1 if self.config.remove_eos else 2)
+            after_prefix = (after_bot is None) + steps + (1 if self.config.remove_eos else 2)
             longest_target = max(
                 (len(seq) for seqs in (targets or {}).values() for seq in seqs), default=0
             )
@@ -657,8 +677,15 @@ class Runner:
                 next_position=prefix.next_position[index],
                 problems=torch.tensor(batch, device=device)[index],  # caller's numbering
             )
-            thoughts, hidden = self._latents(
-                rows, group, condition_of_row, steps, options.record_hidden
+            thoughts, hidden, _ = self._latents(
+                rows,
+                group,
+                condition_of_row,
+                steps,
+                options.record_hidden,
+                None
+                if after_bot is None
+                else (after_bot[0][index], None if after_bot[1] is None else after_bot[1][index]),
             )
             first_logits, eot_states = self._eot(rows, options.record_hidden)
             target_lp: dict[str, list[Tensor]] = {}
