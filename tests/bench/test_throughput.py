@@ -1,0 +1,39 @@
+"""A smoke run of bench/throughput.py: a few problems, a tiny model, no timing claims."""
+
+from __future__ import annotations
+
+import pytest
+from bench.throughput import main
+
+
+def test_the_benchmark_runs_and_both_paths_give_identical_answers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    speedup, identical = main(
+        ["--model", "random-toy-size", "--problems", "2", "--max-new-tokens", "6", "--threads", "1"]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert identical == 100.0
+    assert speedup > 0
+    assert lines[-1] == f"speedup {speedup:.1f}x, identical answers 100.0%"
+
+
+def test_all_layers_mode_reports_the_cost_per_condition(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, identical = main(
+        [
+            "--model",
+            "random-toy-size",
+            "--problems",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--layers",
+            "all",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert identical == 100.0
+    assert "engine cost per condition: 1 layer (7 conditions)" in out
+    assert "4 layers (25 conditions)" in out
