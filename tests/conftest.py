@@ -13,6 +13,14 @@ from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 from thoughtscope.model import CodiModel, Projection, byte_level_tokenizer, new_codi_model
 
 FAMILIES = ("gpt2", "llama")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread: the test models are tiny, and on a small shared machine a second
+    OpenMP thread mostly waits (runs were several times slower with two)."""
+    torch.set_num_threads(1)
+
+
 GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
 
 

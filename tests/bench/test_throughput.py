@@ -31,6 +31,8 @@ def test_all_layers_mode_reports_the_cost_per_condition(
             "4",
             "--layers",
             "all",
+            "--threads",
+            "1",
         ]
     )
     out = capsys.readouterr().out

@@ -8,8 +8,8 @@ and fail with a clear error when the decoder blocks cannot be found.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
 from dataclasses import dataclass
+from typing import cast
 
 from torch import nn
 

@@ -11,9 +11,9 @@ Two surface styles render the same kind of chain:
     Short equation-like statements for a tiny character-level model trained from scratch
     on CPU::
 
-        question: a=7;b=a+5;c=b*2;d=c-9;d=?
-        solution: <<7+5=12>> <<12*2=24>> <<24-9=15>>
-                  #### 15
+        question: a=7;b=a+5;c=b-9;d=c*4;d=?
+        solution: <<7+5=12>> <<12-9=3>> <<3*4=12>>
+                  #### 12
 
 ``words``
     Varied English templates (several per operation, varied names and objects) with
@@ -58,7 +58,10 @@ MAX_STEPS = 10
 SPLITS: dict[str, tuple[int, int]] = {"test": (0, 20), "val": (20, 30), "train": (30, 100)}
 """Split name → half-open range of the chain's hash bucket (0..99) that belongs to it."""
 
-_GENERATOR_VERSION = "v1"  # bump when generation changes on purpose; tests pin problems
+# Bump when generation changes on purpose; tests pin problems. Kept at v1 when the compact
+# values were capped at 19: the version seeds every draw, and the shipped toy model's
+# training data (and its byte-for-byte reproduction) depends on it.
+_GENERATOR_VERSION = "v1"
 _MAX_FRESH_ATTEMPTS = 30  # draws to look for an unused chain before accepting a repeat
 _MAX_SPLIT_ATTEMPTS = 10_000  # draws to find a chain of the requested split at all
 
