@@ -10,9 +10,8 @@ import typer
 from typer.testing import CliRunner, Result
 
 import thoughtscope.cli  # noqa: F401  # registers every command
+from tests.conftest import GSM8K_TEST
 from thoughtscope.cli.app import app
-
-GSM8K_TEST = Path("/work/shared/data/gsm8k/test.jsonl")
 
 
 def run(*args: str) -> Result:

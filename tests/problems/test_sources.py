@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import GSM8K_TEST
 from thoughtscope.problems.difficulty import DEFAULT_STRATA
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.sources import accepted_forms, load_problems
-
-GSM8K_TEST = Path("/work/shared/data/gsm8k/test.jsonl")
 
 JANET = {
     "question": "Janet's ducks lay 16 eggs per day. How much does she make?",
