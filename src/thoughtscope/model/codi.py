@@ -267,7 +267,37 @@ def new_codi_model(
     lm_config.bos_token_id = tokenizer.bos_token_id
     lm_config.pad_token_id = base_vocab
     lm = AutoModelForCausalLM.from_config(lm_config, attn_implementation="eager")
-    d_model = int(lm.get_input_embeddings().weight.shape[1])
+    return codi_around(
+        lm,
+        tokenizer,
+        num_latent=num_latent,
+        remove_eos=remove_eos,
+        projection_width=projection_width,
+        projection_layer_norm=projection_layer_norm,
+        answer_format=answer_format,
+        name=name,
+    )
+
+
+def codi_around(
+    lm: PreTrainedModel,
+    tokenizer: Any,
+    *,
+    num_latent: int = 6,
+    remove_eos: bool = True,
+    projection_width: int | None = None,
+    projection_layer_norm: bool = True,
+    answer_format: str = "The answer is: {answer}",
+    name: str = "",
+) -> CodiModel:
+    """A CODI model around an LM: V = ``len(tokenizer)``, the embeddings resized to V+3
+    rows when they are not already, and a freshly initialised projection."""
+    base_vocab = len(tokenizer)
+    embedding = lm.get_input_embeddings()
+    assert isinstance(embedding, nn.Embedding)
+    if embedding.num_embeddings != base_vocab + 3:
+        lm.resize_token_embeddings(base_vocab + 3)
+    d_model = int(embedding.embedding_dim)
     width = projection_width or d_model
     config = CodiConfig(
         base_vocab_size=base_vocab,

@@ -14,9 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from thoughtscope.model.architectures import family_for
-from thoughtscope.model.codi import CodiModel, resolve_device, resolve_dtype
-from thoughtscope.model.config import CodiConfig
-from thoughtscope.model.projection import Projection
+from thoughtscope.model.codi import CodiModel, codi_around, resolve_device, resolve_dtype
 
 
 def codi_from_pretrained(
@@ -51,24 +49,20 @@ def codi_from_pretrained(
     lm: Any = AutoModelForCausalLM.from_pretrained(
         base_model, local_files_only=local_files_only, attn_implementation="eager"
     )
-    base_vocab = len(tokenizer)
-    lm.resize_token_embeddings(base_vocab + 3)
-    d_model = int(lm.get_input_embeddings().weight.shape[1])
-    width = projection_width or d_model
-    config = CodiConfig(
-        base_vocab_size=base_vocab,
+    model = codi_around(
+        lm,
+        tokenizer,
         num_latent=num_latent,
         remove_eos=remove_eos,
-        eos_id=int(tokenizer.eos_token_id),
-        projection_width=width,
-        projection_layer_norm=True,
+        projection_width=projection_width,
         answer_format=answer_format,
+        name=base_model,
     )
     if lora_rank > 0:
         from peft import LoraConfig, get_peft_model
 
         targets = list(family_for(lm).lora_targets)
-        lm = get_peft_model(
+        model.lm = get_peft_model(  # type: ignore[assignment]
             lm,
             LoraConfig(
                 r=lora_rank,
@@ -80,5 +74,4 @@ def codi_from_pretrained(
         )
         for parameter in lm.get_input_embeddings().parameters():
             parameter.requires_grad_(True)
-    model = CodiModel(lm, Projection(d_model, width), tokenizer, config, name=base_model)
     return model.to(device=resolve_device(device), dtype=resolve_dtype(dtype))
