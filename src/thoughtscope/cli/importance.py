@@ -11,17 +11,9 @@ import typer
 
 from thoughtscope.cli.app import app, fail
 from thoughtscope.cli.options import (
-    AllowDownloadOpt,
-    BaseModelOpt,
-    DeviceOpt,
-    DtypeOpt,
-    LoraAlphaOpt,
     ModelChoice,
     ModelOpt,
-    NumLatentOpt,
-    PresetOpt,
-    RemoveEosOpt,
-    UnmergedOpt,
+    model_options,
 )
 from thoughtscope.importance import (
     POSITIONS_NOTE,
@@ -99,8 +91,10 @@ def _listing(folder: Path) -> list[str]:
 
 
 @app.command("importance")
+@model_options
 def importance_command(
     model: ModelOpt,
+    choice: ModelChoice,
     data: Annotated[
         str,
         typer.Option(
@@ -164,15 +158,6 @@ def importance_command(
         int,
         typer.Option("--mean-reference", help="Problems averaged over for --ablation mean."),
     ] = 100,
-    base_model: BaseModelOpt = None,
-    preset: PresetOpt = None,
-    lora_alpha: LoraAlphaOpt = None,
-    num_latent: NumLatentOpt = None,
-    remove_eos: RemoveEosOpt = None,
-    unmerged_lora: UnmergedOpt = False,
-    allow_download: AllowDownloadOpt = False,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
         True
@@ -200,18 +185,7 @@ def importance_command(
     _set_threads(threads)
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; give a folder for the run")
-    codi = ModelChoice(
-        model=model,
-        base_model=base_model,
-        preset=preset,
-        lora_alpha=lora_alpha,
-        num_latent=num_latent,
-        remove_eos=remove_eos,
-        unmerged_lora=unmerged_lora,
-        allow_download=allow_download,
-        dtype=dtype,
-        device=device,
-    ).load()
+    codi = choice.load()
     try:
         result = run_importance(codi, config, out, model_spec=model, progress=progress)
     except ImportanceInputError as error:

@@ -12,41 +12,26 @@ import typer
 from thoughtscope.answers import answer_problems
 from thoughtscope.cli.app import UsageError, app
 from thoughtscope.cli.options import (
-    AllowDownloadOpt,
-    BaseModelOpt,
     BatchSizeOpt,
     DataOpt,
-    DeviceOpt,
-    DtypeOpt,
     LimitOpt,
-    LoraAlphaOpt,
     MaxNewTokensOpt,
     ModelChoice,
     ModelOpt,
-    NumLatentOpt,
-    PresetOpt,
-    RemoveEosOpt,
     SkipBadOpt,
-    UnmergedOpt,
+    model_options,
     read_problems,
 )
 from thoughtscope.thoughts import extract_thoughts
 
 
 @app.command("answer")
+@model_options
 def answer_command(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Answers as JSON lines.")],
+    choice: ModelChoice,
     model: ModelOpt = "toy",
-    base_model: BaseModelOpt = None,
-    preset: PresetOpt = None,
-    lora_alpha: LoraAlphaOpt = None,
-    num_latent: NumLatentOpt = None,
-    remove_eos: RemoveEosOpt = None,
-    unmerged_lora: UnmergedOpt = False,
-    allow_download: AllowDownloadOpt = False,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
     batch_size: BatchSizeOpt = 32,
     max_new_tokens: MaxNewTokensOpt = 64,
     limit: LimitOpt = None,
@@ -58,18 +43,7 @@ def answer_command(
     correct, finished, n_tokens.
     """
     problems = read_problems(data, skip_bad=skip_bad, limit=limit)
-    codi = ModelChoice(
-        model,
-        base_model,
-        preset,
-        lora_alpha,
-        num_latent,
-        remove_eos,
-        unmerged_lora,
-        allow_download,
-        dtype,
-        device,
-    ).load()
+    codi = choice.load()
     out.parent.mkdir(parents=True, exist_ok=True)
     n_correct = 0
     with out.open("w") as handle:
@@ -84,19 +58,12 @@ def answer_command(
 
 
 @app.command("thoughts")
+@model_options
 def thoughts_command(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="safetensors file for thoughts and states.")],
+    choice: ModelChoice,
     model: ModelOpt = "toy",
-    base_model: BaseModelOpt = None,
-    preset: PresetOpt = None,
-    lora_alpha: LoraAlphaOpt = None,
-    num_latent: NumLatentOpt = None,
-    remove_eos: RemoveEosOpt = None,
-    unmerged_lora: UnmergedOpt = False,
-    allow_download: AllowDownloadOpt = False,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
     layers: Annotated[
         str, typer.Option("--layers", help="Blocks to keep: all, or e.g. 4,8,14 (0-based).")
     ] = "all",
@@ -113,18 +80,7 @@ def thoughts_command(
     """Extract the continuous thoughts and every chosen block's hidden state at every
     latent position (bot, thoughts 0…N-1, eot); optionally decode them (logit lens)."""
     problems = read_problems(data, skip_bad=skip_bad, limit=limit)
-    codi = ModelChoice(
-        model,
-        base_model,
-        preset,
-        lora_alpha,
-        num_latent,
-        remove_eos,
-        unmerged_lora,
-        allow_download,
-        dtype,
-        device,
-    ).load()
+    codi = choice.load()
     if layers == "all":
         chosen = None
     else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Annotated, Any
 
 import typer
 
@@ -108,3 +111,43 @@ def read_problems(spec: str, *, skip_bad: bool = False, limit: int | None = None
     if not problems:
         raise UsageError(f"{spec} holds no problems", param_hint="--data")
     return problems
+
+
+_LOADING_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "base_model": (BaseModelOpt, None),
+    "preset": (PresetOpt, None),
+    "lora_alpha": (LoraAlphaOpt, None),
+    "num_latent": (NumLatentOpt, None),
+    "remove_eos": (RemoveEosOpt, None),
+    "unmerged_lora": (UnmergedOpt, False),
+    "allow_download": (AllowDownloadOpt, False),
+    "dtype": (DtypeOpt, "float32"),
+    "device": (DeviceOpt, "cpu"),
+}
+assert set(_LOADING_OPTIONS) == {f.name for f in fields(ModelChoice)} - {"model"}
+
+
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Gives a command the options that say how to load ``--model``.
+
+    The command declares ``model`` (its own ``--model``, with its own default) and
+    ``choice: ModelChoice``; the wrapper adds ``--base-model``, ``--preset``,
+    ``--lora-alpha``, ``--num-latent``, ``--remove-eos/--keep-eos``, ``--unmerged-lora``,
+    ``--allow-download``, ``--dtype`` and ``--device`` to the command line and hands the
+    command one :class:`ModelChoice` built from them.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "choice"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=option)
+        for name, (option, default) in _LOADING_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        loading = {name: kwargs.pop(name) for name in _LOADING_OPTIONS}
+        return command(**kwargs, choice=ModelChoice(model=kwargs["model"], **loading))
+
+    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return wrapper
