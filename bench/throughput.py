@@ -8,7 +8,7 @@ In one process, on the same problems and the same model, this runs
     thought positions, and a plain greedy loop with batch size 1. Unlike the original it
     follows the same protocol as the runner (one ``<eot>``, not two), so its answers
     should equal the engine's;
-(b) **thoughtscope's engine**: :class:`thoughtscope.runner.Runner` with the ``prefix``
+(b) **thoughtscope's engine**: :class:`thoughtscope.engine.runner.Runner` with the ``prefix``
     schedule's zero conditions and the baseline, every condition of a problem sharing
     its encoded question, problems and conditions batched together;
 
@@ -46,17 +46,17 @@ from typing import Any
 import torch
 from transformers import DynamicCache, LlamaConfig
 
-from thoughtscope.interventions import (
+from thoughtscope.analyses.interventions import (
     AblationResources,
     parse_schedules,
     plan_conditions,
 )
+from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
+from thoughtscope.engine.sites import BOT, block
 from thoughtscope.model import CodiModel, byte_level_tokenizer, load_model, new_codi_model
 from thoughtscope.model.codi import resolve_device, resolve_dtype
 from thoughtscope.problems import load_problems
-from thoughtscope.problems.record import Problem
-from thoughtscope.runner import BASELINE, Condition, Runner, RunOptions
-from thoughtscope.sites import BOT, block
+from thoughtscope.problems.problem import Problem
 
 RANDOM_TOY_SIZE = "random-toy-size"
 """A randomly initialised model with the toy's architecture (4 blocks, d = 128)."""

@@ -10,9 +10,9 @@ from torch import nn
 from transformers import GPTNeoXConfig
 
 from tests.conftest import tiny_codi
+from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.model import CodiModel, byte_level_tokenizer, load_model, new_codi_model
 from thoughtscope.model.architectures import family_for
-from thoughtscope.runner import Runner, RunOptions
 
 
 def test_save_and_load_round_trip(tmp_path: Path, family: str, questions: list[str]) -> None:

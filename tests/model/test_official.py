@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.conftest import write_official_checkpoint
+from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.model import OfficialOptions, load_model
 from thoughtscope.model.official import CheckpointMismatchError, load_official
-from thoughtscope.runner import Runner, RunOptions
 
 
 def _options(base: Path, **kwargs: object) -> OfficialOptions:

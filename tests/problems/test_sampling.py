@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from thoughtscope.problems.difficulty import Strata
-from thoughtscope.problems.record import Problem
+from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.sampling import sample_stratified
 
 

@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from thoughtscope.records import ConditionOutcome, Outcome, ProblemRecord
+from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
 
 NUM_LATENT = 6
 

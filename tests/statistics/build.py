@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from thoughtscope.records import ConditionOutcome, Outcome, ProblemRecord
+from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
 
 
 def prefix_name(site: str, size: int, ablation: str = "zero") -> str:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tests.training.conftest import tiny_model
+from thoughtscope.engine.runner import Runner
 from thoughtscope.problems.scoring import extract_number
-from thoughtscope.runner import Runner
 from thoughtscope.training.data import IGNORE, collate, encode_problem, steps_text
 from thoughtscope.training.objective import LossWeights, codi_loss, codi_losses
 

@@ -8,8 +8,8 @@ import json
 import torch
 
 from tests.training.conftest import tiny_config, tiny_model
+from thoughtscope.engine.runner import Runner
 from thoughtscope.model import CodiModel
-from thoughtscope.runner import Runner
 from thoughtscope.training.trainer import (
     CHECKPOINT_FILE,
     CONFIG_FILE,

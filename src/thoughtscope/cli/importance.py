@@ -9,18 +9,18 @@ from typing import Annotated
 
 import typer
 
-from thoughtscope.cli.app import app, fail
-from thoughtscope.cli.options import (
-    ModelChoice,
-    ModelOpt,
-    model_options,
-)
-from thoughtscope.importance import (
+from thoughtscope.analyses.importance import (
     POSITIONS_NOTE,
     ImportanceConfig,
     ImportanceInputError,
     SweepResult,
     run_importance,
+)
+from thoughtscope.cli.app import app, fail
+from thoughtscope.cli.options import (
+    ModelChoice,
+    ModelOpt,
+    model_options,
 )
 from thoughtscope.model.codi import CodiModel
 
@@ -73,7 +73,7 @@ def _describe(result: SweepResult) -> str:
 
 def _warn_shortfall(run_dir: Path) -> None:
     """Says when a stratified sample could not get all it asked of some strata."""
-    from thoughtscope.store import read_manifest
+    from thoughtscope.results.store import read_manifest
 
     sampling = read_manifest(run_dir).get("data", {}).get("sampling", {})
     short = [s for s in sampling.get("strata", []) if s.get("shortfall")]

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from thoughtscope.answers import answer_problems
+from thoughtscope.analyses.answers import answer_problems
+from thoughtscope.analyses.thoughts import extract_thoughts
 from thoughtscope.cli.app import UsageError, app
 from thoughtscope.cli.options import (
     BatchSizeOpt,
@@ -22,7 +23,6 @@ from thoughtscope.cli.options import (
     model_options,
     read_problems,
 )
-from thoughtscope.thoughts import extract_thoughts
 
 
 @app.command("answer")

@@ -54,7 +54,7 @@ class CodiModel(nn.Module):
     :class:`CodiConfig` (special ids on a base vocabulary of V: pad = V, bot = V+1,
     eot = V+2; number of latents; ``remove_eos``).
 
-    The runner (:mod:`thoughtscope.runner`) drives it; this class only gives access to
+    The runner (:mod:`thoughtscope.engine.runner`) drives it; this class only gives access to
     the parts: embeddings, decoder blocks, final norm and unembedding.
     """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from thoughtscope.problems.difficulty import DEFAULT_STRATA, Strata, count_steps
 from thoughtscope.problems.errors import BadRow, ProblemDataError
-from thoughtscope.problems.record import Problem
+from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.sampling import Sample, SampleReport, StratumCount, sample_stratified
 from thoughtscope.problems.scoring import (
     ORIGINAL_STUDY_TOLERANCE,

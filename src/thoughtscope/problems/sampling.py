@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from thoughtscope.problems.difficulty import DEFAULT_STRATA, Strata
-from thoughtscope.problems.record import Problem
+from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.seeded import SeededStream
 
 __all__ = ["Sample", "SampleReport", "StratumCount", "sample_stratified"]

@@ -43,7 +43,7 @@ from thoughtscope.problems import synthetic
 from thoughtscope.problems.difficulty import count_steps
 from thoughtscope.problems.errors import BadRow, ProblemDataError
 from thoughtscope.problems.numerals import parse_numeral
-from thoughtscope.problems.record import Problem
+from thoughtscope.problems.problem import Problem
 
 __all__ = [
     "LAYOUTS",

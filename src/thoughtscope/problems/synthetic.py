@@ -44,7 +44,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from thoughtscope.problems.record import Problem
+from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.seeded import SeededStream
 
 __all__ = ["DEFAULT_STYLE", "MAX_STEPS", "SPLITS", "STYLES", "generate", "split_of"]

@@ -4,7 +4,7 @@ Examples are picked without looking at outcomes, so they are not cherry-picked: 
 in difficulty order take turns, and each gives its next problem (in file order) that has
 condition results. Decoded thoughts need the model: the baseline is re-run with hidden
 states recorded, and every recorded state is read through the logit lens
-(:func:`thoughtscope.lens.decode_states`). That is a reading aid, not causal evidence.
+(:func:`thoughtscope.engine.lens.decode_states`). That is a reading aid, not causal evidence.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from thoughtscope.records import ProblemRecord
+from thoughtscope.results.records import ProblemRecord
 
 if TYPE_CHECKING:
-    from thoughtscope.lens import DecodedState
+    from thoughtscope.engine.lens import DecodedState
     from thoughtscope.model.codi import CodiModel
 
 __all__ = ["DecodedThoughts", "choose_examples", "decode_thoughts"]
@@ -64,8 +64,8 @@ def decode_thoughts(
     max_new_tokens: int = 32,
 ) -> list[DecodedThoughts]:
     """Re-runs each problem's baseline with hidden states recorded and decodes them."""
-    from thoughtscope.lens import decode_states
-    from thoughtscope.runner import Runner, RunOptions
+    from thoughtscope.engine.lens import decode_states
+    from thoughtscope.engine.runner import Runner, RunOptions
 
     if not records:
         return []

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from thoughtscope.records import ConditionOutcome, ProblemRecord
 from thoughtscope.report.examples import DecodedThoughts
 from thoughtscope.report.figures import DPI, FigureFile
 from thoughtscope.report.panels import Group, condition_schedules, site_title, stratum_title
+from thoughtscope.results.records import ConditionOutcome, ProblemRecord
 
 __all__ = ["SECTIONS", "FigureBlock", "Section", "figure_html", "page"]
 

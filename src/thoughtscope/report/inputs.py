@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from thoughtscope.records import ProblemRecord
+from thoughtscope.results.records import ProblemRecord
 from thoughtscope.statistics import (
     DEFAULT_N_BOOT,
     SCHEMA,

@@ -4,7 +4,7 @@ A *family* is the set of conditions one schedule produced at one site with one a
 kind, e.g. every ``prefix`` condition of ``zero`` at ``block:8``. Prefix families are
 indexed by how many leading thoughts they ablate (``{0}`` → 1, ``{0,1}`` → 2, ...);
 single families by the one thought they ablate. Positions are 0-based continuous
-thoughts (thought 0 is the first vector fed back), as in :mod:`thoughtscope.sites`.
+thoughts (thought 0 is the first vector fed back), as in :mod:`thoughtscope.engine.sites`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from thoughtscope.records import ProblemRecord
+from thoughtscope.results.records import ProblemRecord
 
 __all__ = ["ConditionInfo", "Family", "condition_infos", "prefix_families", "single_families"]
 

@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from thoughtscope.records import ProblemRecord
+from thoughtscope.results.records import ProblemRecord
+from thoughtscope.results.store import ResultStoreError, read_manifest, read_records
 from thoughtscope.statistics.bootstrap import DEFAULT_N_BOOT
 from thoughtscope.statistics.conditions import condition_infos
 from thoughtscope.statistics.original import (
@@ -30,7 +31,6 @@ from thoughtscope.statistics.original import (
     records_from_original,
 )
 from thoughtscope.statistics.summary import summary_from_records
-from thoughtscope.store import ResultStoreError, read_manifest, read_records
 
 __all__ = [
     "MANIFEST_FILE",

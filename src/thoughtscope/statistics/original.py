@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from thoughtscope.records import ConditionOutcome, Outcome, ProblemRecord
+from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
 from thoughtscope.statistics.conditions import ConditionInfo, Family, prefix_families
 
 __all__ = [

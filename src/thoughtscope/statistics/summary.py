@@ -65,7 +65,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thoughtscope.problems.difficulty import Strata
-from thoughtscope.records import ProblemRecord
+from thoughtscope.results.records import ProblemRecord
 from thoughtscope.statistics.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_N_BOOT,

@@ -8,7 +8,7 @@ off; the answer is written in the model's ``answer_format``, e.g. ``58`` or
     teacher   = question  steps [eos] answer [eos]
     student   = question  <bot> thought_0 … thought_{N-1} <eot> [eos] answer [eos]
 
-The student's layout is exactly what :class:`thoughtscope.runner.Runner` feeds at
+The student's layout is exactly what :class:`thoughtscope.engine.runner.Runner` feeds at
 inference. The question is shared: it is encoded once and both continuations extend
 its KV cache. Questions are left-padded (so ``<bot>`` and every thought sit in one
 column); continuations are right-padded. Every pass gets an explicit attention mask and
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from thoughtscope.model.codi import CodiModel
-from thoughtscope.problems.record import Problem
+from thoughtscope.problems.problem import Problem
 
 IGNORE = -100
 """Label of positions that carry no loss."""

@@ -1,7 +1,7 @@
 """Accuracy of a CODI model by number of reasoning steps: latent student, ablations,
 explicit-CoT teacher.
 
-The latent path and its ablations go through :class:`thoughtscope.runner.Runner`, the
+The latent path and its ablations go through :class:`thoughtscope.engine.runner.Runner`, the
 same decoding the analyses use. The teacher path (the plain LM writing its steps, then
 ``<eos>``, the answer and ``<eos>``) has no latents, so it has its own small greedy loop
 here.
@@ -18,11 +18,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from thoughtscope.engine.runner import BASELINE, Condition, EditContext, Runner, RunOptions
+from thoughtscope.engine.sites import LATENT, Site, block
 from thoughtscope.model.codi import CodiModel
-from thoughtscope.problems.record import Problem
+from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
-from thoughtscope.runner import BASELINE, Condition, EditContext, Runner, RunOptions
-from thoughtscope.sites import LATENT, Site, block
 
 
 @dataclass

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from thoughtscope.model.codi import CodiModel
-from thoughtscope.problems.record import Problem
+from thoughtscope.problems.problem import Problem
 from thoughtscope.training.config import TrainConfig
 from thoughtscope.training.data import Example, collate, encode_problem
 from thoughtscope.training.objective import LossWeights, codi_loss, codi_losses

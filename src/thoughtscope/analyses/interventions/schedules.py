@@ -1,6 +1,6 @@
 """Schedules: which sets of thought positions a sweep ablates.
 
-Positions are 0-based continuous thoughts (:mod:`thoughtscope.sites`): position 0 is the
+Positions are 0-based continuous thoughts (:mod:`thoughtscope.engine.sites`): position 0 is the
 first vector fed back, not the ``<bot>`` step. With ``N`` thoughts:
 
 ========== ============================================== ==============================
@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from thoughtscope.sites import BOT, Position
+from thoughtscope.engine.sites import BOT, Position
 
 __all__ = [
     "EARLY_EXIT",

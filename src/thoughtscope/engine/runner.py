@@ -16,8 +16,8 @@ rows that reach ``<eos>`` are retired from the batch.
 Conditions: a :class:`Condition` maps ``(site, position)`` to an :class:`Edit`, a
 function that receives the activations of the rows it applies to and returns their
 replacement. The runner knows nothing about ablation kinds; see
-:mod:`thoughtscope.interventions`. Sites and positions are defined in
-:mod:`thoughtscope.sites`.
+:mod:`thoughtscope.analyses.interventions`. Sites and positions are defined in
+:mod:`thoughtscope.engine.sites`.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from thoughtscope.batching import AUTO, BatchSize, auto_batch_size, check_batch_size
+from thoughtscope.engine.batching import AUTO, BatchSize, auto_batch_size, check_batch_size
+from thoughtscope.engine.sites import BOT, EOT, LATENT, Position, Site
 from thoughtscope.model.codi import CodiModel
-from thoughtscope.sites import BOT, EOT, LATENT, Position, Site
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class RunOptions:
     Attributes:
         max_new_tokens: Decoding stops after this many tokens.
         batch_size: Rows (problem × condition) per forward pass; ``"auto"`` (or ``None``)
-            chooses it to fit memory (:mod:`thoughtscope.batching`).
+            chooses it to fit memory (:mod:`thoughtscope.engine.batching`).
         record_hidden: Return every layer's hidden state at every latent position.
         record_answer_logits: Return the logits along the generated answer.
         record_target_logits: Return the logits along the teacher-forced target.

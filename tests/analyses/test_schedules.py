@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from thoughtscope.interventions import condition_name, parse_schedules, plan_conditions
-from thoughtscope.sites import BOT, LATENT, block
+from thoughtscope.analyses.interventions import condition_name, parse_schedules, plan_conditions
+from thoughtscope.engine.sites import BOT, LATENT, block
 
 
 def sets(text: str, n: int = 4) -> list[tuple[int, ...]]:

@@ -1,6 +1,6 @@
 """The result store: a run folder holding ``manifest.json`` and ``results.jsonl``.
 
-``results.jsonl`` is append-only, one :class:`~thoughtscope.records.ProblemRecord` per
+``results.jsonl`` is append-only, one :class:`~thoughtscope.results.records.ProblemRecord` per
 line. Every :meth:`ResultStore.append` writes whole lines, then flushes and fsyncs, so a
 killed run loses at most the batch being written. Only the *last* line can be cut short
 by such a kill; :func:`read_records` drops it (and :meth:`ResultStore.append` trims it
@@ -8,7 +8,7 @@ before writing again). A bad line anywhere else means the file was damaged or ed
 is an error naming the file and line.
 
 ``manifest.json`` holds the run's full configuration (see
-:mod:`thoughtscope.importance`), written atomically (temporary file, fsync, rename).
+:mod:`thoughtscope.analyses.importance`), written atomically (temporary file, fsync, rename).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from thoughtscope.records import ProblemRecord
+from thoughtscope.results.records import ProblemRecord
 
 __all__ = [
     "MANIFEST_FILE",

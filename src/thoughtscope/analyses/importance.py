@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from thoughtscope.interventions import (
+from thoughtscope.analyses.interventions import (
     ABLATIONS,
     EARLY_EXIT,
     AblationResources,
@@ -52,10 +52,12 @@ from thoughtscope.interventions import (
     parse_schedules,
     plan_conditions,
 )
+from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
+from thoughtscope.engine.sites import BOT, LATENT, parse_sites
 from thoughtscope.model.codi import CodiModel
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
-from thoughtscope.problems.record import Problem
+from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.sampling import Sample, sample_stratified
 from thoughtscope.problems.scoring import (
     DEFAULT_REL_TOLERANCE,
@@ -65,10 +67,8 @@ from thoughtscope.problems.scoring import (
 )
 from thoughtscope.problems.seeded import SeededStream
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.records import ConditionOutcome, Outcome, ProblemRecord
-from thoughtscope.runner import BASELINE, Condition, Generation, Runner, RunOptions
-from thoughtscope.sites import BOT, LATENT, parse_sites
-from thoughtscope.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, read_manifest
+from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
+from thoughtscope.results.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, read_manifest
 
 __all__ = [
     "IDENTITY_KEYS",

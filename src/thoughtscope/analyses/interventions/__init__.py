@@ -2,12 +2,12 @@
 
 Built on the runner's sites and per-row edits; the runner knows nothing about ablation
 kinds. Positions are 0-based continuous thoughts: position 0 is the first vector fed
-back, not the ``<bot>`` step (see :mod:`thoughtscope.sites`).
+back, not the ``<bot>`` step (see :mod:`thoughtscope.engine.sites`).
 """
 
 from __future__ import annotations
 
-from thoughtscope.interventions.ablations import (
+from thoughtscope.analyses.interventions.ablations import (
     ABLATIONS,
     AblationKind,
     AblationResources,
@@ -16,15 +16,19 @@ from thoughtscope.interventions.ablations import (
     parse_ablations,
     register_ablation,
 )
-from thoughtscope.interventions.activations import (
+from thoughtscope.analyses.interventions.activations import (
     MEANS_FILE,
     DonorActivations,
     MeanActivations,
     compute_means,
     load_or_compute_means,
 )
-from thoughtscope.interventions.conditions import ConditionSpec, condition_name, plan_conditions
-from thoughtscope.interventions.schedules import (
+from thoughtscope.analyses.interventions.conditions import (
+    ConditionSpec,
+    condition_name,
+    plan_conditions,
+)
+from thoughtscope.analyses.interventions.schedules import (
     EARLY_EXIT,
     SCHEDULES,
     ScheduleSpec,

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from thoughtscope.importance import ImportanceConfig, ImportanceInputError, run_importance
+from thoughtscope.analyses.importance import ImportanceConfig, ImportanceInputError, run_importance
+from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.model import CodiModel
 from thoughtscope.problems.scoring import extract_number
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.runner import Runner, RunOptions
-from thoughtscope.store import read_manifest, read_records
+from thoughtscope.results.store import read_manifest, read_records
 
 DATA = "synthetic:test:seed=1:n=6"
 

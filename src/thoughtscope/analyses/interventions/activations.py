@@ -22,9 +22,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
+from thoughtscope.engine.sites import BOT, Position, Site
 from thoughtscope.model.codi import CodiModel
-from thoughtscope.runner import BASELINE, Runner, RunOptions
-from thoughtscope.sites import BOT, Position, Site
 
 __all__ = [
     "MEANS_FILE",

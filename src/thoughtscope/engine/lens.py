@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from thoughtscope.engine.sites import BOT, EOT, position_name
 from thoughtscope.model.codi import CodiModel
-from thoughtscope.sites import BOT, EOT, position_name
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.model.codi import CodiModel
 from thoughtscope.problems import Problem, extract_number, is_correct
-from thoughtscope.runner import Runner, RunOptions
 
 CHUNK = 256
 """Problems handed to the runner at a time: results stream out, memory stays bounded."""

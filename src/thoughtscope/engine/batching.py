@@ -21,7 +21,7 @@ The policy (``batch_size="auto"``, the default):
 
 An integer ``batch_size`` overrides the policy. Memory stays bounded whatever the size
 of the dataset: the runner encodes, runs and releases one batch at a time
-(:meth:`thoughtscope.runner.Runner.stream` hands results over batch by batch).
+(:meth:`thoughtscope.engine.runner.Runner.stream` hands results over batch by batch).
 """
 
 from __future__ import annotations

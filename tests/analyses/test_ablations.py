@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from thoughtscope.interventions import (
+from thoughtscope.analyses.interventions import (
     ABLATIONS,
     AblationResources,
     DonorActivations,
@@ -14,9 +14,9 @@ from thoughtscope.interventions import (
     donor_indices,
     noise_direction,
 )
+from thoughtscope.engine.runner import BASELINE, Condition, EditContext, Runner, RunOptions
+from thoughtscope.engine.sites import LATENT, Site, block
 from thoughtscope.model import CodiModel
-from thoughtscope.runner import BASELINE, Condition, EditContext, Runner, RunOptions
-from thoughtscope.sites import LATENT, Site, block
 
 RECORD = RunOptions(max_new_tokens=2, batch_size=64, record_hidden=True)
 

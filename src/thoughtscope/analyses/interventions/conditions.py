@@ -10,7 +10,7 @@ Names:
 
 Edits apply while the latents are generated, so later thoughts see the change. A
 :class:`ConditionSpec` is static (it goes into the manifest); :meth:`ConditionSpec.bind`
-turns it into a runner :class:`~thoughtscope.runner.Condition` for one runner call.
+turns it into a runner :class:`~thoughtscope.engine.runner.Condition` for one runner call.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from thoughtscope.interventions.ablations import ABLATIONS, AblationResources
-from thoughtscope.interventions.schedules import ScheduleSpec, format_positions
-from thoughtscope.runner import Condition
-from thoughtscope.sites import Position, Site
+from thoughtscope.analyses.interventions.ablations import ABLATIONS, AblationResources
+from thoughtscope.analyses.interventions.schedules import ScheduleSpec, format_positions
+from thoughtscope.engine.runner import Condition
+from thoughtscope.engine.sites import Position, Site
 
 __all__ = ["EARLY_EXIT_ABLATION", "ConditionSpec", "condition_name", "plan_conditions"]
 
@@ -43,7 +43,7 @@ class ConditionSpec:
         name: Unique within the run (see the module docstring).
         schedules: Every schedule that asked for this condition, in order (``prefix``
             and ``single`` both ask for ``{0}``; it is run once).
-        ablation: An :data:`~thoughtscope.interventions.ablations.ABLATIONS` name, or
+        ablation: An :data:`~thoughtscope.analyses.interventions.ablations.ABLATIONS` name, or
             ``early-exit``.
         site: Where it edits (``None`` for early exit).
         positions: Thoughts edited, sorted (``-1`` is ``bot``; empty for early exit).

@@ -2,7 +2,7 @@
 
 Each kind is one entry in :data:`ABLATIONS`, registered with :func:`register_ablation`:
 a function that, given a site, a position and the run's :class:`AblationResources`,
-returns the runner's :class:`~thoughtscope.runner.Edit` (``(rows, d) -> (rows, d)``).
+returns the runner's :class:`~thoughtscope.engine.runner.Edit` (``(rows, d) -> (rows, d)``).
 
 * ``zero``: the zero vector. Simple, but off-distribution: a zero residual stream is
   something the model never sees, so zeroing can overstate importance.
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from thoughtscope.interventions.activations import DonorActivations, MeanActivations
-from thoughtscope.runner import Edit, EditContext
-from thoughtscope.sites import Position, Site, position_name
+from thoughtscope.analyses.interventions.activations import DonorActivations, MeanActivations
+from thoughtscope.engine.runner import Edit, EditContext
+from thoughtscope.engine.sites import Position, Site, position_name
 
 __all__ = [
     "ABLATIONS",

@@ -7,15 +7,15 @@ import torch
 from transformers import DynamicCache
 
 from tests.conftest import tiny_codi
-from thoughtscope.batching import (
+from thoughtscope.engine.batching import (
     CPU_MAX_ROWS,
     auto_batch_size,
     check_batch_size,
     row_footprint,
     rows_that_fit,
 )
-from thoughtscope.runner import BASELINE, Condition, Runner, RunOptions, _expand_cache
-from thoughtscope.sites import LATENT
+from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions, _expand_cache
+from thoughtscope.engine.sites import LATENT
 
 
 def test_rows_that_fit_divides_the_budget_and_clamps() -> None:

@@ -12,11 +12,11 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from thoughtscope.lens import DecodedState, decode_states, recorded_positions
+from thoughtscope.engine.lens import DecodedState, decode_states, recorded_positions
+from thoughtscope.engine.runner import Runner, RunOptions
+from thoughtscope.engine.sites import position_name
 from thoughtscope.model.codi import CodiModel
 from thoughtscope.problems import Problem
-from thoughtscope.runner import Runner, RunOptions
-from thoughtscope.sites import position_name
 
 
 @dataclass

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from thoughtscope.records import ConditionOutcome, Outcome, ProblemRecord
-from thoughtscope.store import (
+from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
+from thoughtscope.results.store import (
     ResultStore,
     ResultStoreError,
     read_manifest,

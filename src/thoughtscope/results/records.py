@@ -2,7 +2,7 @@
 
 These are the lines of ``RUN/results.jsonl``; the statistics and the report read them.
 Positions are 0-based continuous thoughts (thought 0 is the first vector fed back, the
-projection of the hidden state at ``<bot>``); see :mod:`thoughtscope.sites`.
+projection of the hidden state at ``<bot>``); see :mod:`thoughtscope.engine.sites`.
 """
 
 from __future__ import annotations

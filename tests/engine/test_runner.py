@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tests.conftest import tiny_codi
-from thoughtscope.lens import decode_states
-from thoughtscope.runner import BASELINE, Condition, EditContext, Runner, RunOptions
-from thoughtscope.sites import BOT, LATENT, block
+from thoughtscope.engine.lens import decode_states
+from thoughtscope.engine.runner import BASELINE, Condition, EditContext, Runner, RunOptions
+from thoughtscope.engine.sites import BOT, LATENT, block
 
 
 def _ids(results, j: int = 0) -> list[list[int]]:
