@@ -168,7 +168,8 @@ def _rows_of(problem: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def table_rows(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """Tidy rows of result records (dicts as in ``results.jsonl``), and how many records
+    """Tidy rows of result records (dicts as in ``results.jsonl``), each with every
+    column of :data:`COLUMNS` (``None`` where it does not apply), and how many records
     were dropped as repeats of an earlier id."""
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -180,11 +181,14 @@ def table_rows(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]],
             continue
         seen.add(problem_id)
         rows.extend(_rows_of(record))
+    tidy = []
     for row in rows:
+        full = {name: row.get(name) for name in COLUMNS}
+        full.update((name, value) for name, value in row.items() if name not in full)
         for name in ("schedules", "layers", "positions"):
-            if name in row:
-                row[name] = _joined(row[name])
-    return rows, duplicates
+            full[name] = _joined(full[name])
+        tidy.append(full)
+    return tidy, duplicates
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
