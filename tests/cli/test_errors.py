@@ -282,3 +282,21 @@ def test_a_damaged_results_line_on_resume_is_one_line_naming_it(tmp_path: Path) 
     assert message.startswith(f"Error: {run / 'results.jsonl'}, line 2: not a valid result record")
     assert "delete that line" in message
     assert (run / "results.jsonl").read_text() == "".join(lines)  # left as it was
+
+
+def test_an_unexpected_error_is_one_line_pointing_at_debug(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import thoughtscope.cli.data as data_cli
+
+    def broken(spec: str, *, skip_bad: bool = False) -> Any:
+        raise RuntimeError("an internal fault")
+
+    monkeypatch.setattr(data_cli, "load_problems", broken)
+    message = one_line_error(invoke("data", "synthetic:n=2"), 1)
+    assert message == (
+        "Error: RuntimeError: an internal fault (unexpected; rerun with `thoughtscope --debug "
+        "...` for the traceback and report it)"
+    )
+    debug = invoke("--debug", "data", "synthetic:n=2")
+    assert isinstance(debug.exception, RuntimeError)

@@ -91,8 +91,12 @@ def _one_line(error: BaseException) -> tuple[str, int]:
         where = f"{error.filename}: " if error.filename else ""
         return f"Error: {where}{error.strerror}.", 1
     text = " ".join(str(error).split())
-    if isinstance(error, ValueError | LookupError) and text:
-        # Input errors of the library (bad files, damaged runs) carry their own advice.
+    if (
+        isinstance(error, ValueError)
+        and type(error).__module__.startswith("thoughtscope.")
+        and text
+    ):
+        # thoughtscope's own input errors (bad files, damaged runs) carry their advice.
         return f"Error: {text}", 1
     return (
         f"Error: {type(error).__name__}: {text or 'no message'} (unexpected; rerun with "
