@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.conftest import GSM8K_TEST
+from tests.conftest import GSM8K_TEST, tiny_codi
 from thoughtscope.analyses.inputs import check_prompt_lengths, positions_after_question
 from thoughtscope.cli import app
+from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.model import load_model
-from thoughtscope.problems import load_problems
+from thoughtscope.problems import Problem, load_problems
 
 
 def invoke(*args: str) -> Result:
@@ -40,6 +41,20 @@ def test_the_positions_a_run_needs_count_thoughts_closing_ids_and_answer_tokens(
     check = check_prompt_lengths(toy, load_problems("synthetic:n=1").problems, max_new_tokens=12)
     assert check.limit == 256 and check.too_long == []
     assert len(toy.question_ids(question)) == len(question) + 1  # bytes, then <eos>
+
+
+def test_the_check_draws_the_line_exactly_where_gpt2_positions_run_out() -> None:
+    # GPT-2 has learned positions: one past n_positions is an IndexError in the engine.
+    model = tiny_codi("gpt2")  # n_positions 512, remove_eos: <bot> + 6 + <eot> + 7 = 15
+    fits, over = "a" * (512 - 15), "a" * (512 - 15 + 1)
+    problems = [Problem(f"q{len(q)}", q, 1.0, None, "unknown", None, "") for q in (fits, over)]
+    check = check_prompt_lengths(model, problems, max_new_tokens=8)
+    assert [p.id for p in check.too_long] == ["q498"]
+    assert check.too_long[0].positions == 513
+    (result,) = Runner(model).run([fits], options=RunOptions(max_new_tokens=8))[0]
+    assert len(result.answer_ids) == 8  # it ran to the last position allowed
+    with pytest.raises(IndexError):
+        Runner(model).run([over], options=RunOptions(max_new_tokens=8))
 
 
 def test_a_100k_character_question_is_refused_fast_with_its_id_and_length(
