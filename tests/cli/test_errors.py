@@ -300,3 +300,37 @@ def test_an_unexpected_error_is_one_line_pointing_at_debug(
     )
     debug = invoke("--debug", "data", "synthetic:n=2")
     assert isinstance(debug.exception, RuntimeError)
+
+
+def test_a_real_sigint_prints_one_line_and_the_rerun_completes(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    args = sweep_args(run)
+    args[args.index("synthetic:test:seed=4:n=6")] = "synthetic:test:seed=4:n=20"
+    command = [sys.executable, "-c", "from thoughtscope.cli import main; main()", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    results = run / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if results.is_file() and results.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the sweep ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    written = len(ids_written(run))
+    assert stderr.strip().splitlines()[-1] == (
+        f"Interrupted: {results} holds {written} complete rows; run the same command again "
+        "to continue (finished problems are kept)."
+    )
+    assert "Traceback" not in stderr
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    ids = ids_written(run)
+    assert len(ids) == 20 and len(set(ids)) == 20
