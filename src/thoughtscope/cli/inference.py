@@ -11,7 +11,7 @@ import typer
 
 from thoughtscope.analyses.answers import answer_problems
 from thoughtscope.analyses.thoughts import extract_thoughts
-from thoughtscope.cli.app import UsageError, app
+from thoughtscope.cli.app import UsageError, app, streaming_to
 from thoughtscope.cli.options import (
     BatchSizeOpt,
     DataOpt,
@@ -20,6 +20,9 @@ from thoughtscope.cli.options import (
     ModelChoice,
     ModelOpt,
     SkipBadOpt,
+    SkipLongOpt,
+    check_output,
+    fitting_problems,
     model_options,
     read_problems,
 )
@@ -36,16 +39,21 @@ def answer_command(
     max_new_tokens: MaxNewTokensOpt = 64,
     limit: LimitOpt = None,
     skip_bad: SkipBadOpt = False,
+    skip_long: SkipLongOpt = False,
 ) -> None:
     """Answer every problem through the continuous thoughts and score the answers.
 
     Writes one JSON line per problem: id, question, expected, steps, output, predicted,
-    correct, finished, n_tokens.
+    correct, finished (stopped before --max-new-tokens), clean (one well-formed number;
+    see thoughtscope.problems.scoring), n_tokens.
     """
+    check_output(out, "--out")
     problems = read_problems(data, skip_bad=skip_bad, limit=limit)
     codi = choice.load()
+    problems = fitting_problems(codi, problems, max_new_tokens=max_new_tokens, skip_long=skip_long)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_correct = 0
+    streaming_to(out, resume="run the same command again to answer them all")
     with out.open("w") as handle:
         for row in answer_problems(
             codi, problems, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=True
@@ -76,11 +84,16 @@ def thoughts_command(
     max_new_tokens: MaxNewTokensOpt = 64,
     limit: LimitOpt = None,
     skip_bad: SkipBadOpt = False,
+    skip_long: SkipLongOpt = False,
 ) -> None:
     """Extract the continuous thoughts and every chosen block's hidden state at every
     latent position (bot, thoughts 0…N-1, eot); optionally decode them (logit lens)."""
+    check_output(out, "--out")
+    if decoded is not None:
+        check_output(decoded, "--decoded")
     problems = read_problems(data, skip_bad=skip_bad, limit=limit)
     codi = choice.load()
+    problems = fitting_problems(codi, problems, max_new_tokens=max_new_tokens, skip_long=skip_long)
     if layers == "all":
         chosen = None
     else:
