@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from tests.statistics.build import (
     write_run,
 )
 from thoughtscope.statistics import StatisticsInputError, write_original_file_statistics
-from thoughtscope.statistics.conditions import condition_infos
+from thoughtscope.statistics.conditions import members_of
 from thoughtscope.statistics.files import write_run_statistics
 from thoughtscope.statistics.original import (
     choose_original_family,
@@ -135,7 +136,7 @@ def _six_prefix(pid: str, steps: int, base: bool, sizes: list[bool], site: str) 
 
 def test_choice_of_site_for_the_original_layout() -> None:
     def infos(*sites: str) -> Any:
-        return condition_infos([_six_prefix("p", 2, T, [T] * 6, s) for s in sites])
+        return members_of([_six_prefix("p", 2, T, [T] * 6, s) for s in sites])
 
     with_count = manifest()  # model has 16 layers: middle block 8
     no_count = manifest(model={"name": "toy"})
@@ -193,10 +194,10 @@ def test_run_written_in_the_original_layout(tmp_path: Path) -> None:
 def test_a_run_without_zero_prefix_conditions_writes_only_the_summary(tmp_path: Path) -> None:
     records = [prefix_problem("p1", 2, T, [F], site="latent")]
     records = [
-        type(r)(**{**r.__dict__, "conditions": [
-            type(c)(**{**c.__dict__, "ablation": "mean", "name": "mean@latent:{0}"})
+        replace(r, conditions=[
+            replace(c, condition=replace(c.condition, ablation="mean", name="mean@latent:{0}"))
             for c in r.conditions
-        ]})
+        ])
         for r in records
     ]  # fmt: skip
     run = write_run(tmp_path / "run", records, manifest())

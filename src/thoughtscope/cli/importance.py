@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -22,7 +22,6 @@ from thoughtscope.cli.options import (
     ModelOpt,
     model_options,
 )
-from thoughtscope.model.codi import CodiModel
 
 DEMO_DATA = "synthetic:test:seed=0:n=300"
 """The demo's problems: 300 synthetic test problems (the toy model's own style)."""
@@ -44,6 +43,15 @@ def _set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def _batch_size(text: str) -> int | Literal["auto"]:
+    """``--batch-size``: ``auto`` or a whole number of 1 or more."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    if not text.strip().isdigit() or int(text) < 1:
+        fail(f"--batch-size {text!r}: give auto or a whole number of 1 or more")
+    return int(text)
+
+
 def _statistics(run_dir: Path) -> Path:
     """Writes the run's statistics files, prints their tables; returns summary.json."""
     from thoughtscope.statistics import format_tables, write_run_statistics
@@ -54,13 +62,13 @@ def _statistics(run_dir: Path) -> Path:
     return summary_path
 
 
-def _report(run_dir: Path, model: CodiModel | None = None) -> Path | None:
+def _report(run_dir: Path) -> Path | None:
     """Writes the run's HTML report (``None`` when the report module is not installed)."""
     try:
         from thoughtscope.report import write_report
     except ImportError:
         return None
-    return Path(write_report(run_dir, model=model))
+    return Path(write_report(run_dir))
 
 
 def _describe(result: SweepResult) -> str:
@@ -145,8 +153,12 @@ def importance_command(
         ),
     ] = False,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Rows (problem x condition) per forward pass.")
-    ] = 128,
+        str,
+        typer.Option(
+            "--batch-size",
+            help="Rows (problem x condition) per forward pass, or auto: as many as fit memory.",
+        ),
+    ] = "auto",
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
     ] = 32,
@@ -158,6 +170,14 @@ def importance_command(
         int,
         typer.Option("--mean-reference", help="Problems averaged over for --ablation mean."),
     ] = 100,
+    examples: Annotated[
+        int,
+        typer.Option(
+            "--examples",
+            help="Example problems per difficulty stratum whose thoughts are decoded (logit "
+            "lens) into OUT/thoughts.jsonl for the report.",
+        ),
+    ] = 3,
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
         True
@@ -174,11 +194,12 @@ def importance_command(
         all_problems=all_problems,
         limit=limit,
         only_baseline_correct=only_baseline_correct,
-        batch_size=batch_size,
+        batch_size=_batch_size(batch_size),
         max_new_tokens=max_new_tokens,
         seed=seed,
         strata=strata,
         mean_reference=mean_reference,
+        examples=examples,
     )
     if validate is not None and all_problems:
         fail("--validate and --all exclude each other; give one of them")
@@ -199,7 +220,7 @@ def importance_command(
             err=True,
         )
     _statistics(out)
-    report = _report(out, codi)
+    report = _report(out)
     if report is not None:
         typer.echo(f"report: {report} (open it in a browser)")
     typer.echo(f"Positions: {POSITIONS_NOTE}")
@@ -260,7 +281,7 @@ def demo_command(
             fail(str(error))
         typer.echo(_describe(result))
         _statistics(run_dir)
-        report = _report(run_dir, codi)
+        report = _report(run_dir)
         written[label] = _listing(run_dir)
         if report is not None:
             written[label].append(f"  report: {report} (open it in a browser)")

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from thoughtscope.report.examples import DecodedThoughts
 from thoughtscope.report.figures import DPI, FigureFile
 from thoughtscope.report.panels import Group, condition_schedules, site_title, stratum_title
-from thoughtscope.results.records import ConditionOutcome, ProblemRecord
+from thoughtscope.results.records import ConditionOutcome, DecodedThoughts, ProblemRecord
 
 __all__ = ["SECTIONS", "FigureBlock", "Section", "figure_html", "page"]
 
@@ -306,17 +305,9 @@ def example_html(
         parts.append(f"<p><b>Answers under {e(first.schedule)} · {e(first.ablation)}</b></p>")
         parts.append(answers_table(record, chosen))
     if decoded is not None:
-        same = decoded.answer.strip() == record.baseline.output.strip()
-        check = (
-            "the re-run gave the recorded baseline answer"
-            if same
-            else f"the re-run answered “{visible(decoded.answer)}”, the run recorded "
-            f"“{visible(record.baseline.output)}”: the model or its settings differ from the "
-            "run's, so read these tokens with care"
-        )
         parts.append(
-            "<p><b>Decoded thoughts</b> (baseline run, logit lens, top tokens with "
-            f"probabilities; {e(check)})</p>"
+            "<p><b>Decoded thoughts</b> (recorded during the run: the baseline's states read "
+            "through the logit lens, top tokens with probabilities)</p>"
         )
         parts.append(decoded_table(decoded))
     else:

@@ -97,7 +97,8 @@ def _schedules_of(records: list[ProblemRecord], manifest: dict[str, Any]) -> dic
                     add(str(entry.get("name", "")), str(schedule))
     for record in records:
         for c in record.conditions:
-            add(c.name, c.schedule)
+            for schedule in c.condition.schedules:
+                add(c.name, schedule)
     return out
 
 

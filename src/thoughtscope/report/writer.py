@@ -21,10 +21,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from thoughtscope.report import html
-from thoughtscope.report.examples import DecodedThoughts, choose_examples, decode_thoughts
+from thoughtscope.report.examples import choose_examples
 from thoughtscope.report.figures import (
     bars_figure,
     curves_figure,
@@ -43,10 +43,8 @@ from thoughtscope.report.panels import (
     marginal_panels,
     site_title,
 )
+from thoughtscope.results.records import DecodedThoughts, read_thoughts
 from thoughtscope.statistics import DEFAULT_N_BOOT
-
-if TYPE_CHECKING:
-    from thoughtscope.model.codi import CodiModel
 
 __all__ = ["FIGURES_DIR", "REPORT_FILE", "write_report"]
 
@@ -311,32 +309,20 @@ def _heatmap_section(
 
 
 def _examples_section(
-    inputs: ReportInputs,
-    bundles: Sequence[Sequence[Group]],
-    examples: int,
-    model: CodiModel | None,
+    inputs: ReportInputs, bundles: Sequence[Sequence[Group]], examples: int
 ) -> tuple[str, bool]:
     chosen = choose_examples(inputs.records, inputs.summary["strata"], examples)
     if not chosen:
         return paragraph("No example problems requested, or no problem has results.", "note"), False
-    decoded: list[DecodedThoughts | None] = [None] * len(chosen)
+    recorded = {t.id: t for t in read_thoughts(inputs.source)} if inputs.source.is_dir() else {}
+    decoded: list[DecodedThoughts | None] = [recorded.get(r.id) for r in chosen]
     note = (
-        "Decoded thoughts were not computed: no model was given (run `thoughtscope report "
-        "RUN` where the run's model can be loaded, without --no-model)."
+        "Decoded thoughts were not recorded for this problem: the run recorded them for "
+        "its first problems of each stratum (importance --examples; runs made before "
+        "thoughtscope recorded them have none)."
     )
     if inputs.is_original_file:
         note = "Decoded thoughts are not available for a file in the original study's layout."
-    elif model is not None:
-        max_new = inputs.manifest.get("max_new_tokens")
-        try:
-            decoded = list(
-                decode_thoughts(
-                    model, chosen, max_new_tokens=max_new if isinstance(max_new, int) else 32
-                )
-            )
-        except (RuntimeError, ValueError) as error:
-            log.warning("decoding example thoughts failed: %s", error)
-            note = f"Decoded thoughts could not be computed: {error}"
     intro = paragraph(
         "Problems picked without looking at outcomes: difficulty strata take turns, each "
         "giving its next problem in file order. In the answer tables, rows are sites and "
@@ -355,7 +341,6 @@ def write_report(
     run_dir: Path,
     *,
     examples: int = 3,
-    model: CodiModel | None = None,
     out_dir: Path | None = None,
     n_boot: int = DEFAULT_N_BOOT,
 ) -> Path:
@@ -365,7 +350,6 @@ def write_report(
         run_dir: A run folder, or a file in the original study's layout
             (``step_importance_scores.json``).
         examples: Example problems to show (0: none).
-        model: The run's model, to decode the examples' thoughts (``None``: skip).
         out_dir: Where to write (default: the run folder, or the file's folder).
         n_boot: Bootstrap resamples if ``summary.json`` must be (re)computed.
 
@@ -396,7 +380,7 @@ def write_report(
         "bootstrap intervals.",
         "baseline accuracy by difficulty",
     )
-    examples_body, decoded = _examples_section(inputs, bundles, examples, model)
+    examples_body, decoded = _examples_section(inputs, bundles, examples)
     early_late = html.early_late_table(inputs.summary)
     bodies = {
         "overview": _overview(inputs),

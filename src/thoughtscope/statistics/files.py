@@ -20,7 +20,7 @@ from typing import Any
 from thoughtscope.results.records import ProblemRecord
 from thoughtscope.results.store import ResultStoreError, read_manifest, read_records
 from thoughtscope.statistics.bootstrap import DEFAULT_N_BOOT
-from thoughtscope.statistics.conditions import condition_infos
+from thoughtscope.statistics.conditions import members_of
 from thoughtscope.statistics.original import (
     OriginalLayoutError,
     choose_original_family,
@@ -148,7 +148,7 @@ def write_run_statistics(
     out.mkdir(parents=True, exist_ok=True)
 
     written = [SUMMARY_FILE]
-    choice = choose_original_family(condition_infos(records), manifest)
+    choice = choose_original_family(members_of(records), manifest)
     if choice.family is not None:
         scores = original_scores(records, choice)
         _write_json(out / ORIGINAL_SCORES_FILE, scores)

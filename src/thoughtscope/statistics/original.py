@@ -39,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from thoughtscope.results.conditions import ConditionSpec
 from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
-from thoughtscope.statistics.conditions import ConditionInfo, Family, prefix_families
+from thoughtscope.statistics.conditions import Member, ScheduleFamily, prefix_families
 
 __all__ = [
     "ORIGINAL_POSITIONS",
@@ -78,7 +79,7 @@ class OriginalLayoutChoice:
         positions: Original position → condition name, for positions 1…5 present.
     """
 
-    family: Family | None
+    family: ScheduleFamily | None
     reason: str
     positions: dict[int, str]
 
@@ -106,7 +107,7 @@ def _layer_count(manifest: Mapping[str, Any]) -> int | None:
 
 
 def choose_original_family(
-    infos: Iterable[ConditionInfo], manifest: Mapping[str, Any]
+    members: Iterable[Member], manifest: Mapping[str, Any]
 ) -> OriginalLayoutChoice:
     """The ``zero`` ablation ``prefix`` family at one site that fills the original layout.
 
@@ -117,7 +118,7 @@ def choose_original_family(
     """
     candidates = [
         f
-        for f in prefix_families(infos)
+        for f in prefix_families(members)
         if f.ablation == "zero"
         and (
             f.site in ("latent", ORIGINAL_SITE)
@@ -126,7 +127,7 @@ def choose_original_family(
         and any(i in ORIGINAL_POSITIONS for i in f.members)
     ]
 
-    def choice(family: Family, reason: str) -> OriginalLayoutChoice:
+    def choice(family: ScheduleFamily, reason: str) -> OriginalLayoutChoice:
         positions = {i: n for i, n in family.members.items() if i in ORIGINAL_POSITIONS}
         return OriginalLayoutChoice(family, reason, positions)
 
@@ -142,13 +143,13 @@ def choose_original_family(
             best = min(range(len(blocks)), key=lambda k: (abs(layers[k] - middle), layers[k]))
             how = "is the model's middle block" if layers[best] == middle else "is nearest"
             reason = (
-                f"block {layers[best]} {how} (layer count {count}, middle {middle}); "
+                f"block:{layers[best]} {how} (layer count {count}, middle {middle}); "
                 f"zero prefix blocks in the run: {layers}"
             )
         else:
             best = (len(blocks) - 1) // 2
             reason = (
-                f"block {layers[best]} is the middle of the zero prefix blocks in the run "
+                f"block:{layers[best]} is the middle of the zero prefix blocks in the run "
                 f"{layers} (the manifest does not give the model's layer count)"
             )
         return choice(blocks[best], reason)
@@ -379,12 +380,13 @@ def records_from_original(
             answer = pos.get("ablated_answer", "")
             conditions.append(
                 ConditionOutcome(
-                    name=original_condition_name(position),
-                    schedule="prefix",
-                    site=ORIGINAL_SITE,
-                    layers=[],
-                    positions=list(range(position)),
-                    ablation="zero",
+                    ConditionSpec(
+                        name=original_condition_name(position),
+                        schedules=("prefix",),
+                        ablation="zero",
+                        site=ORIGINAL_SITE,
+                        positions=tuple(range(position)),
+                    ),
                     output=str(answer),
                     predicted=None,
                     correct=bool(pos["ablated_correct"]),

@@ -74,9 +74,9 @@ from thoughtscope.statistics.bootstrap import (
     group_seed,
 )
 from thoughtscope.statistics.conditions import (
-    ConditionInfo,
-    Family,
-    condition_infos,
+    Member,
+    ScheduleFamily,
+    members_of,
     prefix_families,
     single_families,
 )
@@ -121,9 +121,11 @@ class _Table:
     kl: Float  # (n, m)
 
     @classmethod
-    def build(cls, records: Sequence[ProblemRecord], infos: Sequence[ConditionInfo]) -> _Table:
-        n, m = len(records), len(infos)
-        column = {(info.name, info.schedule): j for j, info in enumerate(infos)}
+    def build(cls, records: Sequence[ProblemRecord], members: Sequence[Member]) -> _Table:
+        n, m = len(records), len(members)
+        columns: dict[str, list[int]] = {}
+        for j, member in enumerate(members):
+            columns.setdefault(member.name, []).append(j)
         has = np.zeros((n, m), dtype=bool)
         correct = np.zeros((n, m), dtype=bool)
         changed = np.zeros((n, m), dtype=bool)
@@ -134,16 +136,16 @@ class _Table:
             if record.baseline.gold_logprob is not None:
                 base_gold[i] = record.baseline.gold_logprob
             for c in record.conditions:
-                j = column[(c.name, c.schedule)]
-                if has[i, j]:
-                    continue  # a repeated condition on one problem: keep the first
-                has[i, j] = True
-                correct[i, j] = c.correct
-                changed[i, j] = c.changed
-                if c.gold_logprob is not None:
-                    gold[i, j] = c.gold_logprob
-                if c.kl is not None:
-                    kl[i, j] = c.kl
+                for j in columns[c.name]:  # one column per schedule the condition is in
+                    if has[i, j]:
+                        continue  # a repeated condition on one problem: keep the first
+                    has[i, j] = True
+                    correct[i, j] = c.correct
+                    changed[i, j] = c.changed
+                    if c.gold_logprob is not None:
+                        gold[i, j] = c.gold_logprob
+                    if c.kl is not None:
+                        kl[i, j] = c.kl
         return cls(
             ids=[r.id for r in records],
             strata=[r.stratum for r in records],
@@ -366,7 +368,7 @@ class _Step:
 class _EarlyLate:
     """Early and late members of one family and the columns of their figures."""
 
-    family: Family
+    family: ScheduleFamily
     parts: dict[str, list[tuple[int, str]]]  # "early"/"late" -> (index, member name)
     cols: dict[str, int]
 
@@ -386,14 +388,14 @@ def _condition_columns(table: _Table, cols: _Columns) -> list[dict[str, int]]:
 def _prefix_steps(
     table: _Table,
     cols: _Columns,
-    family: Family,
-    infos: Mapping[tuple[str, str], tuple[int, ConditionInfo]],
+    family: ScheduleFamily,
+    infos: Mapping[tuple[str, str], tuple[int, Member]],
 ) -> list[_Step]:
     """Baseline → first → second …: each step's figures are paired ``to − from`` means."""
     chain: list[tuple[str, int | None, list[int]]] = [("baseline", None, [])]
     for _, name in sorted(family.members.items()):
-        j, info = infos[(name, family.schedule)]
-        chain.append((name, j, list(info.positions)))
+        j, member = infos[(name, family.schedule)]
+        chain.append((name, j, list(member.condition.positions)))
     steps = []
     for (from_name, from_j, from_pos), (to_name, to_j, to_pos) in pairwise(chain):
         before, after = _state(table, from_j), _state(table, to_j)
@@ -411,7 +413,7 @@ def _prefix_steps(
 
 
 def _early_late(
-    table: _Table, cols: _Columns, family: Family, column_of: Mapping[tuple[str, str], int]
+    table: _Table, cols: _Columns, family: ScheduleFamily, column_of: Mapping[tuple[str, str], int]
 ) -> _EarlyLate | None:
     """Early (indices 0-2) and late (3-5) mean importance of a family, or ``None`` when
     one side has no member. For prefix families index 0 is the baseline (importance 0)."""
@@ -521,7 +523,7 @@ def _baseline_json(groups: _Groups, table: _Table, base_col: int) -> dict[str, A
 
 
 def _condition_json(
-    groups: _Groups, table: _Table, info: ConditionInfo, j: int, metric_cols: dict[str, int]
+    groups: _Groups, table: _Table, info: Member, j: int, metric_cols: dict[str, int]
 ) -> dict[str, Any]:
     def view_json(scope: str, view: str) -> dict[str, Any]:
         rows = groups.mask(scope, view) & table.has[:, j]
@@ -607,15 +609,15 @@ def summary_from_records(
     """
     if n_boot < 0:
         raise ValueError(f"n_boot must be 0 or more, got {n_boot}")
-    infos = condition_infos(records)
+    infos = members_of(records)
     table = _Table.build(records, infos)
     cols = _Columns(table.n)
-    column_of = {(info.name, info.schedule): j for j, info in enumerate(infos)}
+    column_of = {info.key: j for j, info in enumerate(infos)}
 
     # Every figure becomes a column first, so that one bootstrap per group serves all.
     base_col = cols.add(table.base_correct.astype(float), np.ones(table.n, bool), "no problems")
     metric_cols = _condition_columns(table, cols)
-    indexed = {(info.name, info.schedule): (j, info) for j, info in enumerate(infos)}
+    indexed = {info.key: (j, info) for j, info in enumerate(infos)}
     prefix = prefix_families(infos)
     steps = [(family, _prefix_steps(table, cols, family, indexed)) for family in prefix]
     early_late = [
