@@ -6,6 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,8 +24,10 @@ from thoughtscope.report.examples import choose_examples
 from thoughtscope.report.html import SECTIONS, visible
 from thoughtscope.report.inputs import load_inputs
 from thoughtscope.report.panels import condition_schedules, groups
+from thoughtscope.results.conditions import ConditionSpec
 from thoughtscope.results.store import read_records
 from thoughtscope.statistics import write_run_statistics
+from thoughtscope.statistics.schema import ConditionFigures, Scoped
 
 runner = CliRunner()
 
@@ -54,7 +57,7 @@ def multi_layer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write_examples(run: Path, model: CodiModel, n: int) -> None:
     """``RUN/thoughts.jsonl`` for the report's first ``n`` examples, decoded as the sweep does."""
     records = read_records(run)
-    chosen = choose_examples(records, load_inputs(run).summary["strata"], n)
+    chosen = choose_examples(records, load_inputs(run).summary.strata, n)
     generations = Runner(model).run(
         [r.question for r in chosen], options=RunOptions(max_new_tokens=4, record_hidden=True)
     )
@@ -210,12 +213,15 @@ def test_report_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 
 
 def test_a_condition_listed_once_still_joins_every_schedule_that_asked_for_it() -> None:
-    shared = {"name": "zero@block:0:{0}", "schedule": "prefix"}
-    own = {"name": "zero@block:0:{1}", "schedule": "single"}
-    summary = {"conditions": [shared, own]}
+    def entry(name: str, schedule: str) -> ConditionFigures:
+        spec = ConditionSpec(name, (schedule,), "zero", "block:0", (0,))
+        return ConditionFigures(spec, schedule, Scoped({}, {}))
+
+    shared, own = entry("zero@block:0:{0}", "prefix"), entry("zero@block:0:{1}", "single")
+    summary = SimpleNamespace(conditions=[shared, own])
     schedules_of = {"zero@block:0:{0}": ["prefix", "single"], "zero@block:0:{1}": ["single"]}
     assert condition_schedules(summary, schedules_of) == [["prefix", "single"], ["single"]]
-    both = {"conditions": [shared, {**shared, "schedule": "single"}]}
+    both = SimpleNamespace(conditions=[shared, entry("zero@block:0:{0}", "single")])
     assert condition_schedules(both, schedules_of) == [["prefix"], ["single"]]
 
 

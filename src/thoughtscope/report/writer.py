@@ -43,8 +43,9 @@ from thoughtscope.report.panels import (
     marginal_panels,
     site_title,
 )
+from thoughtscope.results.conditions import site_sort_key
 from thoughtscope.results.records import DecodedThoughts, read_thoughts
-from thoughtscope.statistics import DEFAULT_N_BOOT
+from thoughtscope.statistics import DEFAULT_N_BOOT, Summary
 
 __all__ = ["FIGURES_DIR", "REPORT_FILE", "write_report"]
 
@@ -116,11 +117,16 @@ class _Figures:
         return figure_html(block)
 
 
+def _distinct(summary: Summary) -> int:
+    """Conditions counted once, whatever the number of schedules they belong to."""
+    return len({c.name for c in summary.conditions})
+
+
 def _overview(inputs: ReportInputs) -> str:
     s = inputs.summary
     m = inputs.manifest
-    base = s["baseline"]
-    acc = "—" if base["accuracy"] is None else f"{base['accuracy'] * 100:.1f}%"
+    accuracy = s.baseline.accuracy
+    acc = "—" if accuracy is None else f"{accuracy * 100:.1f}%"
     model: dict[str, Any] = m["model"] if isinstance(m.get("model"), dict) else {}
     data: dict[str, Any] = m["data"] if isinstance(m.get("data"), dict) else {}
     facts = [
@@ -129,11 +135,10 @@ def _overview(inputs: ReportInputs) -> str:
         f"Model: {model.get('name', 'not recorded')}"
         + (f" ({model.get('num_layers')} blocks)" if model.get("num_layers") else ""),
         f"Data: {data.get('spec', 'not recorded')}",
-        f"Problems: {s['n_problems']} ({s['n_with_conditions']} with condition results, "
-        f"{s['n_baseline_correct']} baseline-correct); baseline accuracy {acc}",
-        f"Selection: {s['selection']}: {s['selection_rule']}",
-        f"Conditions: {len(s['conditions'])}; strata: "
-        + (", ".join(s["strata"]) if s["strata"] else "none"),
+        f"Problems: {s.n_problems} ({s.n_with_conditions} with condition results, "
+        f"{s.n_baseline_correct} baseline-correct); baseline accuracy {acc}",
+        f"Selection: {s.selection}: {s.selection_rule}",
+        f"Conditions: {_distinct(s)}; strata: " + (", ".join(s.strata) if s.strata else "none"),
     ]
     return html.items(facts) + paragraph(
         "Every rate comes with a 95% bootstrap interval (bands and whiskers in the "
@@ -144,7 +149,7 @@ def _overview(inputs: ReportInputs) -> str:
 
 
 def _report_caveats(inputs: ReportInputs, decoded: bool, all_groups: Sequence[Group]) -> list[str]:
-    out = list(inputs.summary.get("caveats", []))
+    out = list(inputs.summary.caveats)
     if decoded:
         out.append(
             "Decoded thoughts are a logit-lens reading (the final norm and unembedding "
@@ -163,7 +168,7 @@ def _report_caveats(inputs: ReportInputs, decoded: bool, all_groups: Sequence[Gr
 def _schedule_section(
     inputs: ReportInputs, bundles: Sequence[Sequence[Group]], figs: _Figures
 ) -> str:
-    strata = inputs.summary["strata"]
+    strata = inputs.summary.strata
     parts = []
     for chosen in bundles:
         first = chosen[0]
@@ -251,7 +256,7 @@ def _marginals_section(inputs: ReportInputs, figs: _Figures) -> str:
 def _heatmap_section(
     inputs: ReportInputs, bundles: Sequence[Sequence[Group]], figs: _Figures
 ) -> str:
-    strata = inputs.summary["strata"]
+    strata = inputs.summary.strata
     parts = ["<h3>Layer × position</h3>"]
     layered = [
         chosen for chosen in bundles if sum(g.site.startswith("block:") for g in chosen) >= 2
@@ -311,7 +316,7 @@ def _heatmap_section(
 def _examples_section(
     inputs: ReportInputs, bundles: Sequence[Sequence[Group]], examples: int
 ) -> tuple[str, bool]:
-    chosen = choose_examples(inputs.records, inputs.summary["strata"], examples)
+    chosen = choose_examples(inputs.records, inputs.summary.strata, examples)
     if not chosen:
         return paragraph("No example problems requested, or no problem has results.", "note"), False
     recorded = {t.id: t for t in read_thoughts(inputs.source)} if inputs.source.is_dir() else {}
@@ -420,9 +425,17 @@ def write_report(
     model_name = model_info.get("name") if isinstance(model_info, dict) else None
     title = f"thoughtscope report: {inputs.source.name}"
     subtitle = (
-        f"{model_name or 'model not recorded'} · {inputs.summary['n_problems']} problems · "
-        f"{len(inputs.summary['conditions'])} conditions · sites: "
-        + (", ".join(sorted({site_title(c["site"]) for c in inputs.summary["conditions"]})) or "—")
+        f"{model_name or 'model not recorded'} · {inputs.summary.n_problems} problems · "
+        f"{_distinct(inputs.summary)} conditions · sites: "
+        + (
+            ", ".join(
+                sorted(
+                    {site_title(c.condition.site) for c in inputs.summary.conditions},
+                    key=site_sort_key,
+                )
+            )
+            or "—"
+        )
     )
     footer = (
         f"Written by thoughtscope {version} on "

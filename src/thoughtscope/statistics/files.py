@@ -30,7 +30,8 @@ from thoughtscope.statistics.original import (
     parse_original,
     records_from_original,
 )
-from thoughtscope.statistics.summary import summary_from_records
+from thoughtscope.statistics.schema import Summary
+from thoughtscope.statistics.summary import SCHEMA, summary_from_records
 
 __all__ = [
     "MANIFEST_FILE",
@@ -42,6 +43,7 @@ __all__ = [
     "StatisticsInputError",
     "load_json",
     "read_run",
+    "read_summary",
     "write_original_file_statistics",
     "write_run_statistics",
 ]
@@ -161,7 +163,7 @@ def write_run_statistics(
             written.append(ORIGINAL_VALIDATION_FILE)
     summary["files"] = written
     path = out / SUMMARY_FILE
-    _write_json(path, summary)
+    _write_json(path, Summary.from_dict(summary).to_dict())  # the typed contract covers it
     return path
 
 
@@ -220,5 +222,25 @@ def write_original_file_statistics(
     _write_json(stats_path, figures)
     summary["files"] = [SUMMARY_FILE, ORIGINAL_STATS_FILE]
     summary_path = out / SUMMARY_FILE
-    _write_json(summary_path, summary)
+    _write_json(summary_path, Summary.from_dict(summary).to_dict())
     return summary_path
+
+
+def read_summary(path: Path) -> Summary:
+    """``summary.json`` read into its typed form.
+
+    Raises:
+        StatisticsInputError: Missing, invalid JSON, another schema, or malformed.
+    """
+    data = load_json(path)
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise StatisticsInputError(
+            f"{path}: not a {SCHEMA} summary; rerun `thoughtscope stats` on the run"
+        )
+    try:
+        return Summary.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        raise StatisticsInputError(
+            f"{path}: a malformed {SCHEMA} summary ({type(error).__name__}: {error}); "
+            "rerun `thoughtscope stats` on the run"
+        ) from None
