@@ -187,7 +187,8 @@ def _schedule_section(
                 f"Importance (share of baseline-correct problems whose answer became wrong) "
                 f"for each condition of the {first.schedule} schedule, {what}, one panel "
                 "per site; black: all problems, colours: difficulty strata (n = problems "
-                "that count); bands: 95% bootstrap intervals.",
+                "that count); band: the 95% bootstrap interval of all problems (the "
+                "strata's intervals are in summary.json, conditions → by_stratum).",
                 f"importance along the {first.schedule} schedule",
             )
         )
