@@ -54,10 +54,13 @@ The writers (:mod:`~thoughtscope.statistics.files`) add ``files`` (names written
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from itertools import pairwise
 from typing import Any
 
@@ -708,66 +711,21 @@ def _selection_rule(manifest: Mapping[str, Any]) -> str:
     return "not recorded in the manifest"
 
 
+@lru_cache(maxsize=1)
+def _texts() -> dict[str, dict[str, str]]:
+    """The prose of ``summary.json`` (``texts.json``, package data)."""
+    raw = resources.files("thoughtscope.statistics").joinpath("texts.json").read_text("utf-8")
+    data = json.loads(raw)
+    return {"definitions": data["definitions"], "caveats": data["caveats"]}
+
+
 def definitions() -> dict[str, str]:
     """Plain-words definitions of every figure in ``summary.json``."""
-    return {
-        "positions": "Positions are 0-based continuous thoughts: thought 0 is the first "
-        "vector fed back (the projection of the last hidden state at <bot>), thought k the "
-        "k-th. The original study's 'position 0' was the <bot> step itself. Conditions "
-        "read from an original file (site 'original') keep the original's numbering.",
-        "condition": "One intervention, named by exactly what it changes, e.g. "
-        "zero@L8:{0,1,2} zeroes the output of block 8 at thoughts 0, 1 and 2.",
-        "unconditional": "Computed over every problem with a result for the condition, "
-        "whatever its baseline outcome.",
-        "conditional": "Computed over the baseline-correct problems only (the original "
-        "study's population).",
-        "baseline.accuracy": "Share of all problems in the run answered correctly without "
-        "intervention.",
-        "accuracy": "Share of the view's problems answered correctly under the condition.",
-        "baseline_accuracy": "Share of the same problems answered correctly without "
-        "intervention (so accuracy_change compares like with like).",
-        "accuracy_change": "accuracy minus baseline_accuracy on the same problems.",
-        "importance": "Share of the view's problems that were right at baseline and wrong "
-        "under the condition (the original study's importance). In the conditional view "
-        "this is the original's figure; in the unconditional view its denominator also "
-        "counts baseline-wrong problems.",
-        "flip_right_to_wrong": "Among baseline-correct problems, the share that became "
-        "wrong under the condition.",
-        "flip_wrong_to_right": "Among baseline-wrong problems, the share that became "
-        "right under the condition (null in the conditional view: it has none).",
-        "changed": "Share of problems whose predicted number differs from the baseline's "
-        "(for original files: whose answer text differs).",
-        "delta_gold_logprob": "Mean over problems of (condition minus baseline) "
-        "log-probability of the expected answer's tokens, teacher-forced after <eot>; "
-        "negative means the condition made the right answer less likely.",
-        "kl": "Mean over problems of KL(baseline || condition) between next-token "
-        "distributions, averaged over the baseline answer's tokens (nats).",
-        "ci": "95% percentile bootstrap interval: problems resampled with replacement "
-        "n_boot times within the group; null when fewer than 2 problems count.",
-        "mcnemar": "Exact McNemar test of baseline vs condition correctness on the same "
-        "problems: b = right->wrong, c = wrong->right, p = two-sided exact binomial "
-        "p-value of b out of b + c at 1/2 (1 when b + c = 0). p_value_holm: Holm-adjusted "
-        "over all conditions in the overall view; per-stratum p-values are unadjusted.",
-        "prefix_marginals": "For a prefix family (ablate thoughts {0..i-1}), the change "
-        "from one condition to the next larger one (and from the baseline to the first), "
-        "computed on the problems that have both, with a paired bootstrap interval: what "
-        "the added thought contributes given that the earlier ones are already ablated. "
-        "Not the importance of that thought alone (see single-thought conditions).",
-        "early_late": "The original study's early (positions 0-2) and late (3-5) means of "
-        "importance, per problem averaged over the members present; late_minus_early is "
-        "their paired difference. For prefix families index i means 'first i thoughts "
-        "ablated' (i = 0 is the baseline); for single families it is the thought ablated.",
-        "original_layout": "step_importance_*.json files in the original study's layout. "
-        "Original position i (1-5) holds the zero prefix condition ablating thoughts "
-        "{0..i-1} at one site; position 0 is the baseline. importance_score there is 1.0 "
-        "when correctness changed in either direction, as the original computed it. "
-        "early_importance is the mean of per-position means over positions 0-2, late over "
-        "3-5; pattern_validated is early >= late with no test. by_difficulty is keyed by "
-        "the number of reasoning steps, not by stratum.",
-        "by_stratum": "The same figures within one difficulty stratum (record.stratum; for "
-        "original files the difficulty value). Strata configured in the manifest but "
-        "without problems appear with n = 0 and null figures.",
-    }
+    return dict(_texts()["definitions"])
+
+
+def _caveat(key: str, **fields: object) -> str:
+    return _texts()["caveats"][key].format(**fields)
 
 
 def _strata_sizes(summary: Mapping[str, Any]) -> dict[str, int]:
@@ -788,67 +746,29 @@ def caveats(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str
     out: list[str] = []
     selection = summary["selection"]
     if summary["source"] == "original-file":
-        out.append(
-            "Re-analysis of an original-study file: positions are in the original's "
-            "numbering (its position 0 was the <bot> step), the ablated layer is not "
-            "recorded, 'changed' compares answer texts, and gold log-probability and KL "
-            "are not available."
-        )
-        out.append(f"Selection rule: {summary['selection_rule']}.")
+        out.append(_caveat("original_file"))
+        out.append(_caveat("selection_rule", selection_rule=summary["selection_rule"]))
     if selection == "baseline-correct":
-        out.append(
-            "Conditions were only run on baseline-correct problems: the unconditional and "
-            "conditional views hold the same problems, wrong->right flips cannot be "
-            "observed, and every figure describes the model only on problems it already "
-            "solves."
-        )
+        out.append(_caveat("baseline_correct_selection"))
     elif summary["n_with_conditions"] and summary["n_baseline_correct"] == summary["n_problems"]:
-        out.append(
-            "Every problem is baseline-correct, so the unconditional and conditional views "
-            "coincide."
-        )
+        out.append(_caveat("all_baseline_correct"))
     if summary["n_with_conditions"] and not any(
         c["overall"]["conditional"]["n"] for c in summary["conditions"]
     ):
-        out.append(
-            "No problem with condition results was answered correctly at baseline: the "
-            "conditional view is empty and importance (right->wrong) is 0 by definition; "
-            "read changed, wrong->right flips, gold log-probability and KL instead."
-        )
+        out.append(_caveat("no_baseline_correct"))
     sizes = _strata_sizes(summary)
     small = [f"{label} (n={size})" for label, size in sizes.items() if size < SMALL_STRATUM]
     if small:
-        out.append(
-            f"Small strata: {', '.join(small)} have fewer than {SMALL_STRATUM} problems; "
-            "their intervals are wide and percentile bootstrap intervals are unreliable at "
-            "such sizes. Strata with fewer than 2 problems get no interval."
-        )
+        out.append(_caveat("small_strata", strata=", ".join(small), limit=SMALL_STRATUM))
     odd = [label for label in sizes if label in ("unknown", "other")]
     if odd:
-        out.append(
-            f"Strata {', '.join(odd)}: problems with unknown steps or steps outside every "
-            "configured band."
-        )
+        out.append(_caveat("odd_strata", strata=", ".join(odd)))
     if summary["prefix_marginals"]:
-        out.append(
-            "Prefix conditions are cumulative (ablate thoughts 0..i-1): each point includes "
-            "the damage of every earlier thought, so the curve tends to rise whatever the "
-            "role of the last thought added. Read the marginal steps "
-            "(prefix_marginals) for what each added thought contributes on top of those "
-            "already ablated, and single-thought conditions for one thought alone; neither "
-            "the curve nor early/late is per-thought importance."
-        )
+        out.append(_caveat("cumulative_prefix"))
     if len(summary["conditions"]) > 1:
-        out.append(
-            "McNemar p-values are per condition; with many conditions some will be small by "
-            "chance. Use p_value_holm (Holm over all conditions, overall view) for claims "
-            "about any one condition; per-stratum p-values are not adjusted."
-        )
+        out.append(_caveat("many_tests"))
     if _has_zero_width(summary):
-        out.append(
-            "Some intervals have zero width because every resample gave the same value "
-            "(e.g. 0 of 20 flipped); that does not mean the rate is exactly that value."
-        )
+        out.append(_caveat("zero_width"))
     missing = []
     for key, label in (("delta_gold_logprob", "gold log-probabilities"), ("kl", "KL values")):
         if summary["conditions"] and all(
@@ -857,21 +777,11 @@ def caveats(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str
         ):
             missing.append(label)
     if missing and summary["source"] != "original-file":
-        out.append(f"No {' or '.join(missing)} were recorded in this run.")
+        out.append(_caveat("missing", what=" or ".join(missing)))
     layout = summary["original_layout"]
     if layout["written"] and summary["source"] != "original-file":
-        out.append(
-            "The original-layout files (step_importance_*.json) use the original's "
-            "semantics: its position i holds the zero prefix condition ablating thoughts "
-            "{0..i-1} at one site (" + str(layout["family"]["site"]) + "), importance_score "
-            "counts correctness changes in both directions, and by_difficulty is keyed by "
-            "steps. Thoughtscope's thought 0 is the first fed-back vector, the original's "
-            "position 0 was the <bot> step."
-        )
+        out.append(_caveat("original_files", site=layout["family"]["site"]))
     num_latent = manifest.get("num_latent")
     if isinstance(num_latent, int) and num_latent != 6 and summary["early_late"]:
-        out.append(
-            f"This run has {num_latent} thoughts; early/late keep the original's fixed "
-            "split (0-2 vs 3-5) over the members present."
-        )
+        out.append(_caveat("early_late_split", num_latent=num_latent))
     return out
