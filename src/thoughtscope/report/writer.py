@@ -43,7 +43,7 @@ from thoughtscope.report.panels import (
     marginal_panels,
     site_title,
 )
-from thoughtscope.results.conditions import site_sort_key
+from thoughtscope.results.conditions import EARLY_EXIT, schedule, site_sort_key
 from thoughtscope.results.records import DecodedThoughts, read_thoughts
 from thoughtscope.statistics import DEFAULT_N_BOOT, Summary
 
@@ -84,14 +84,14 @@ def _slug(text: str) -> str:
 
 def _what(group: Group) -> str:
     """``schedule · ablation`` in words (early exit has no ablation)."""
-    if group.ablation == "early-exit":
+    if group.ablation == EARLY_EXIT:
         return "early exit"
     return f"{group.schedule} · {group.ablation}"
 
 
 def _stem(group: Group) -> str:
     """File-name part for a (schedule, ablation) bundle: ``prefix-zero``, ``early-exit``."""
-    if group.ablation == "early-exit":
+    if group.ablation == EARLY_EXIT:
         return _slug(group.schedule)
     return _slug(f"{group.schedule}-{group.ablation}")
 
@@ -156,7 +156,7 @@ def _report_caveats(inputs: ReportInputs, decoded: bool, all_groups: Sequence[Gr
             "applied to an intermediate state): they show what a state resembles in token "
             "space, not what the model uses; they are not causal evidence."
         )
-    if any(g.schedule == "prefix" for g in all_groups):
+    if any(schedule(g.schedule).cumulative for g in all_groups):
         out.append(
             "In the importance-by-schedule figures, a prefix curve is cumulative: do not "
             "read its rise as 'later thoughts matter more'. See the marginal steps and the "
@@ -173,7 +173,7 @@ def _schedule_section(
     for chosen in bundles:
         first = chosen[0]
         name = _stem(first)
-        what = "early exit" if first.ablation == "early-exit" else first.ablation
+        what = "early exit" if first.ablation == EARLY_EXIT else first.ablation
         parts.append(f"<h3>{e(_what(first))}</h3>")
         parts.append(
             figs.add(

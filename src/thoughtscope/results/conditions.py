@@ -42,7 +42,9 @@ __all__ = [
     "BOT",
     "EARLY_EXIT",
     "EXPLICIT",
+    "PREFIX",
     "SCHEDULES",
+    "SINGLE",
     "ConditionSpec",
     "Position",
     "Schedule",
@@ -58,6 +60,10 @@ Position = int
 BOT: Position = -1
 """The ``<bot>`` step (block sites only); equal to :data:`thoughtscope.engine.sites.BOT`."""
 
+PREFIX = "prefix"
+"""The original study's cumulative schedule: ablate thoughts ``0…i-1``."""
+SINGLE = "single"
+"""One thought at a time."""
 EARLY_EXIT = "early-exit"
 """The schedule (and the ``ablation``) of conditions that stop reasoning early."""
 EXPLICIT = "positions"
@@ -198,6 +204,9 @@ class Schedule:
             ablates; single: the thought; early exit: thoughts fed), or ``None`` when the
             condition does not have the schedule's regular shape.
         ablates: ``False`` for early exit (no site, no ablation kind).
+        cumulative: Each member ablates the previous member's thoughts and one more, so
+            index 0 is "nothing ablated" (the baseline) and consecutive members differ
+            by one thought (marginal steps are defined).
     """
 
     name: str
@@ -206,6 +215,7 @@ class Schedule:
     sets: Callable[[int], list[PositionSet]] | None
     index: Callable[[ConditionSpec], int | None]
     ablates: bool = True
+    cumulative: bool = False
 
     def position_sets(self, num_latent: int) -> list[PositionSet]:
         """The position sets for a model with ``num_latent`` thoughts."""
@@ -277,11 +287,12 @@ def _keep_one_index(c: ConditionSpec) -> int | None:
 
 register_schedule(
     Schedule(
-        "prefix",
+        PREFIX,
         "ablate the first i thoughts together, i = 1 … N (cumulative)",
         "thoughts ablated together (the first i)",
         lambda n: [tuple(range(i)) for i in range(1, n + 1)],
         _prefix_index,
+        cumulative=True,
     )
 )
 register_schedule(
@@ -295,7 +306,7 @@ register_schedule(
 )
 register_schedule(
     Schedule(
-        "single",
+        SINGLE,
         "ablate one thought at a time",
         "thought ablated (alone)",
         lambda n: [(i,) for i in range(n)],

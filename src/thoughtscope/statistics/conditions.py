@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from thoughtscope.results.conditions import ConditionSpec, schedule
+from thoughtscope.results.conditions import PREFIX, SINGLE, ConditionSpec, schedule
 from thoughtscope.results.records import ProblemRecord
 
 __all__ = [
@@ -119,9 +119,9 @@ def schedule_families(members: Iterable[Member], schedule_name: str) -> list[Sch
 
 def prefix_families(members: Iterable[Member]) -> list[ScheduleFamily]:
     """Prefix families: members of ``prefix`` that ablate thoughts ``0…i-1``."""
-    return schedule_families(members, "prefix")
+    return schedule_families(members, PREFIX)
 
 
 def single_families(members: Iterable[Member]) -> list[ScheduleFamily]:
     """Single families: members of ``single`` that ablate one thought."""
-    return schedule_families(members, "single")
+    return schedule_families(members, SINGLE)

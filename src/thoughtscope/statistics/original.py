@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from thoughtscope.results.conditions import ConditionSpec
+from thoughtscope.results.conditions import PREFIX, ConditionSpec
 from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
 from thoughtscope.statistics.conditions import Member, ScheduleFamily, prefix_families
 
@@ -382,7 +382,7 @@ def records_from_original(
                 ConditionOutcome(
                     ConditionSpec(
                         name=original_condition_name(position),
-                        schedules=("prefix",),
+                        schedules=(PREFIX,),
                         ablation="zero",
                         site=ORIGINAL_SITE,
                         positions=tuple(range(position)),

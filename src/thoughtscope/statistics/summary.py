@@ -68,6 +68,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thoughtscope.problems.difficulty import Strata
+from thoughtscope.results.conditions import schedule
 from thoughtscope.results.records import ProblemRecord
 from thoughtscope.statistics.bootstrap import (
     DEFAULT_LEVEL,
@@ -426,7 +427,7 @@ def _early_late(
         chosen: list[tuple[int, str]] = []
         states = []
         for i in indices:
-            if family.schedule == "prefix" and i == 0:
+            if schedule(family.schedule).cumulative and i == 0:
                 chosen.append((0, "baseline"))
                 states.append(_state(table, None)["importance"])
             elif i in family.members:
@@ -583,15 +584,6 @@ def _figures_json(
     return view_json
 
 
-_EARLY_LATE_SEMANTICS = {
-    "prefix": "the original study's summary of a cumulative curve: early = mean importance "
-    "of ablating the first 0, 1 and 2 thoughts (0 = baseline, importance 0), late = of "
-    "ablating the first 3, 4 and 5 thoughts; not per-thought importance",
-    "single": "one thought ablated at a time: early = mean importance of ablating thought "
-    "0, 1 or 2 alone; late = thought 3, 4 or 5 alone",
-}
-
-
 def summary_from_records(
     records: Sequence[ProblemRecord],
     manifest: Mapping[str, Any],
@@ -654,7 +646,7 @@ def summary_from_records(
         {
             "family": el.family.to_dict(),
             "label": el.family.label,
-            "semantics": _EARLY_LATE_SEMANTICS[el.family.schedule],
+            "semantics": _texts()["early_late"][el.family.schedule],
             **{
                 part: {"indices": [i for i, _ in chosen], "members": [m for _, m in chosen]}
                 for part, chosen in el.parts.items()
@@ -716,7 +708,7 @@ def _texts() -> dict[str, dict[str, str]]:
     """The prose of ``summary.json`` (``texts.json``, package data)."""
     raw = resources.files("thoughtscope.statistics").joinpath("texts.json").read_text("utf-8")
     data = json.loads(raw)
-    return {"definitions": data["definitions"], "caveats": data["caveats"]}
+    return {key: data[key] for key in ("definitions", "caveats", "early_late")}
 
 
 def definitions() -> dict[str, str]:
