@@ -211,3 +211,21 @@ def test_kl_comes_from_the_engine_without_target_logits(
     )[0]
     assert rows[0].target_logits == {}
     assert run_importance(tiny_model, config(), tmp_path, progress=False).n_written == 6
+
+
+def test_batch_size_is_auto_by_default_and_answers_do_not_depend_on_it(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    assert ImportanceConfig(data=DATA).batch_size == "auto"
+    run_importance(tiny_model, config(batch_size="auto"), tmp_path / "auto", progress=False)
+    run_importance(tiny_model, config(batch_size=7), tmp_path / "seven", progress=False)
+    rows = read_manifest(tmp_path / "auto")["batch_rows"]
+    assert isinstance(rows, int) and rows >= 1
+    assert read_manifest(tmp_path / "seven")["batch_rows"] == 7
+
+    def answers(run: Path) -> list[tuple[str, str, list[str]]]:
+        return [
+            (r.id, r.baseline.output, [c.output for c in r.conditions]) for r in read_records(run)
+        ]
+
+    assert answers(tmp_path / "auto") == answers(tmp_path / "seven")

@@ -738,8 +738,9 @@ def run_importance(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     plan = plan_run(model, config, model_spec=model_spec)
-    check_manifest(run_dir, plan.manifest)
     rows = _batch_rows(model, plan)
+    plan.manifest["batch_rows"] = rows  # what batch_size ("auto" or a number) came to
+    check_manifest(run_dir, plan.manifest)
     sweep = _Sweep(model, plan, run_dir, rows)
     done = sweep.store.done_ids()
     selected = plan.problems
