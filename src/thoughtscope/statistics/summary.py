@@ -15,40 +15,10 @@ test (:mod:`~thoughtscope.statistics.significance`).
 Under the ``baseline-correct`` selection, conditions were only run on baseline-correct
 problems, so both views hold the same problems (each view says so in its ``note``).
 
-**Schema** (``schema`` = ``thoughtscope.summary/1``). A *metric* is
-``{"estimate": float|null, "ci": [low, high]|null, "n": int, "reason": str|null}``
-(``n``: problems that count towards it; ``reason``: why the estimate or interval is null
-or missing). A *view* is ``{"population": str, "n": int, "note": str|null, "metrics":
-{name: metric}, "mcnemar": {...}}``. Top-level keys:
-
-* ``schema``, ``source`` (``run`` or ``original-file``), ``selection``,
-  ``selection_rule``, ``n_problems``, ``n_with_conditions``, ``n_baseline_correct``,
-  ``strata`` (labels in order), ``bootstrap`` ``{n_boot, seed, level, method}``;
-* ``baseline``: ``{accuracy, ci, n, n_correct, reason, population, by_stratum: {label:
-  {accuracy, ci, n, n_correct, reason}}}``;
-* ``conditions``: list of ``{name, schedule, site, layers, positions, ablation,
-  num_latent, overall: {unconditional: view, conditional: view}, by_stratum: {label:
-  {unconditional: view, conditional: view}}}``; view metrics: ``accuracy``,
-  ``baseline_accuracy``, ``accuracy_change``, ``importance``, ``flip_right_to_wrong``,
-  ``flip_wrong_to_right``, ``changed``, ``delta_gold_logprob``, ``kl``; ``mcnemar``:
-  ``{b, c, discordant, p_value, p_value_holm, note}`` (``p_value_holm`` only in
-  ``overall``);
-* ``prefix_marginals``: list of ``{family, label, steps: [{from, to, from_positions,
-  to_positions, added_positions, overall: {view: step_view}, by_stratum: {label: {view:
-  step_view}}}]}``; a step view has metrics ``importance``, ``accuracy``, ``changed``,
-  ``gold_logprob``, ``kl`` (each ``to`` minus ``from``, paired);
-* ``early_late``: list of ``{family, label, semantics, early: {indices, members}, late:
-  {indices, members}, overall: {view: ...}, by_stratum: {...}}`` with metrics ``early``,
-  ``late``, ``late_minus_early`` (importance);
-* ``original_layout``: ``{written, reason, family, positions, figures}``: which family
-  fills the original study's files and why, its position mapping, and ``figures`` (the
-  original's own statistics, recomputed);
-* ``definitions``: plain-words definitions of every metric, view and of positions;
-* ``caveats``: plain-English caveats that apply to this run.
-
-The writers (:mod:`~thoughtscope.statistics.files`) add ``files`` (names written beside
-``summary.json``) and, for original files, ``source_file`` and
-``original_layout.check``.
+**Layout.** The result is the JSON layout of ``summary.json``; its typed form, field by
+field, is :class:`~thoughtscope.statistics.schema.Summary` (the writers round-trip every
+summary through it, and the report reads only that). ``docs/statistics.md`` lists every
+key; the prose (definitions, caveats) is package data (``texts.json``).
 """
 
 from __future__ import annotations
