@@ -25,6 +25,7 @@ from thoughtscope.statistics.conditions import members_of
 from thoughtscope.statistics.files import write_run_statistics
 from thoughtscope.statistics.original import (
     choose_original_family,
+    original_layout_section,
     original_statistics,
     parse_original,
     records_from_original,
@@ -73,11 +74,11 @@ def test_original_empty_means_become_null_not_nan() -> None:
 
 def test_new_figures_beside_the_original_ones() -> None:
     records, meta = records_from_original(ORIGINAL_SCORES)
-    summary = summary_from_records(
-        records, meta, n_boot=200, seed=0, original_figures=original_statistics(ORIGINAL_SCORES)
-    )
+    summary = summary_from_records(records, meta, n_boot=200, seed=0)
+    layout = original_layout_section(records, meta, original_statistics(ORIGINAL_SCORES))
     assert summary["source"] == "original-file"
-    assert summary["original_layout"]["figures"]["position_importance"] == EXPECTED_POSITIONS
+    assert layout["figures"]["position_importance"] == EXPECTED_POSITIONS
+    assert layout["written"] and layout["family"]["site"] == "original"
     names = [c["name"] for c in summary["conditions"]]
     assert names == ["zero@orig:{0}", "zero@orig:{0,1}", "zero@orig:{0,1,2}",
                      "zero@orig:{0,1,2,3}", "zero@orig:{0,1,2,3,4}"]  # fmt: skip

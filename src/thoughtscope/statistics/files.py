@@ -24,6 +24,8 @@ from thoughtscope.statistics.conditions import members_of
 from thoughtscope.statistics.original import (
     OriginalLayoutError,
     choose_original_family,
+    original_files_caveat,
+    original_layout_section,
     original_scores,
     original_statistics,
     original_validation,
@@ -122,6 +124,13 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _add_original_layout(summary: dict[str, Any], layout: dict[str, Any]) -> None:
+    """Adds the original-layout adapter's entry (and its caveat, for runs)."""
+    summary["original_layout"] = layout
+    if layout["written"] and summary["source"] != "original-file":
+        summary["caveats"].append(original_files_caveat(str(layout["family"]["site"])))
+
+
 def write_run_statistics(
     run_dir: Path,
     out_dir: Path | None = None,
@@ -161,6 +170,7 @@ def write_run_statistics(
         ):
             _write_json(out / ORIGINAL_VALIDATION_FILE, original_validation(scores))
             written.append(ORIGINAL_VALIDATION_FILE)
+    _add_original_layout(summary, original_layout_section(records, manifest))
     summary["files"] = written
     path = out / SUMMARY_FILE
     _write_json(path, Summary.from_dict(summary).to_dict())  # the typed contract covers it
@@ -193,9 +203,8 @@ def write_original_file_statistics(
         raise StatisticsInputError(str(error)) from None
     records, manifest = records_from_original(results)
     figures = original_statistics(results)
-    summary = summary_from_records(
-        records, manifest, n_boot=n_boot, seed=seed, original_figures=figures
-    )
+    summary = summary_from_records(records, manifest, n_boot=n_boot, seed=seed)
+    _add_original_layout(summary, original_layout_section(records, manifest, figures))
     summary["source_file"] = str(path)
     out = Path(out_dir) if out_dir is not None else path.parent
     out.mkdir(parents=True, exist_ok=True)

@@ -427,3 +427,32 @@ def records_from_original(
         "num_latent": 6,
     }
     return records, manifest
+
+
+def original_layout_section(
+    records: Sequence[ProblemRecord],
+    manifest: Mapping[str, Any],
+    figures: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``original_layout`` entry the writers add to ``summary.json``: which family
+    fills the original's files and why, and the original's own statistics (``figures``:
+    given when re-analysing an original file, else recomputed from ``records``).
+
+    The statistics themselves know nothing of the original layout; this adapter reads the
+    same records and writes beside them.
+    """
+    from thoughtscope.statistics.conditions import members_of
+
+    choice = choose_original_family(members_of(records), manifest)
+    layout = choice.to_dict()
+    if figures is None and choice.family is not None:
+        figures = original_statistics(original_scores(records, choice))
+    layout["figures"] = None if figures is None else dict(figures)
+    return layout
+
+
+def original_files_caveat(site: str) -> str:
+    """The caveat a run's summary gets when the original-layout files are written."""
+    from thoughtscope.statistics.summary import caveat_text
+
+    return caveat_text("original_files", site=site)

@@ -337,6 +337,8 @@ class Summary:
         conditions: One entry per (condition, schedule) member.
         definitions: Plain-words definitions of every figure.
         caveats: Caveats that apply to this run.
+        original_layout: What the original-layout adapter wrote (added by the writers;
+            ``None`` for a bare :func:`~thoughtscope.statistics.summary_from_records`).
         extra: Keys the writers add (``files``, ``source_file``).
     """
 
@@ -355,9 +357,9 @@ class Summary:
     conditions: list[ConditionFigures]
     prefix_marginals: list[PrefixMarginals]
     early_late: list[EarlyLate]
-    original_layout: OriginalLayout
     definitions: dict[str, str]
     caveats: list[str]
+    original_layout: OriginalLayout | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -397,7 +399,11 @@ class Summary:
             conditions=[ConditionFigures.from_dict(c) for c in data["conditions"]],
             prefix_marginals=[PrefixMarginals.from_dict(p) for p in data["prefix_marginals"]],
             early_late=[EarlyLate.from_dict(e) for e in data["early_late"]],
-            original_layout=OriginalLayout.from_dict(data["original_layout"]),
+            original_layout=(
+                None
+                if data.get("original_layout") is None
+                else OriginalLayout.from_dict(data["original_layout"])
+            ),
             definitions={str(k): str(v) for k, v in data["definitions"].items()},
             caveats=[str(c) for c in data["caveats"]],
             extra={k: v for k, v in data.items() if k not in known},
@@ -410,7 +416,7 @@ class Summary:
             "population": self.baseline_population,
             "by_stratum": {s: b.to_dict() for s, b in self.baseline_by_stratum.items()},
         }
-        return {
+        out: _Json = {
             "schema": self.schema,
             "source": self.source,
             "selection": self.selection,
@@ -424,8 +430,9 @@ class Summary:
             "conditions": [c.to_dict() for c in self.conditions],
             "prefix_marginals": [p.to_dict() for p in self.prefix_marginals],
             "early_late": [e.to_dict() for e in self.early_late],
-            "original_layout": self.original_layout.to_dict(),
             "definitions": self.definitions,
             "caveats": self.caveats,
-            **self.extra,
         }
+        if self.original_layout is not None:
+            out["original_layout"] = self.original_layout.to_dict()
+        return {**out, **self.extra}

@@ -54,11 +54,6 @@ from thoughtscope.statistics.conditions import (
     prefix_families,
     single_families,
 )
-from thoughtscope.statistics.original import (
-    choose_original_family,
-    original_scores,
-    original_statistics,
-)
 from thoughtscope.statistics.significance import holm_adjust, mcnemar_exact
 
 __all__ = [
@@ -560,7 +555,6 @@ def summary_from_records(
     *,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
-    original_figures: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The statistics of a run, laid out as the module docstring describes.
 
@@ -569,8 +563,6 @@ def summary_from_records(
         manifest: The run's manifest (``selection``, ``model``... are read when present).
         n_boot: Bootstrap resamples per group (0: no intervals).
         seed: Bootstrap seed; the same seed and records give the same summary.
-        original_figures: The original study's own statistics when re-analysing one of
-            its files; computed from ``records`` in its layout otherwise.
     """
     if n_boot < 0:
         raise ValueError(f"n_boot must be 0 or more, got {n_boot}")
@@ -626,12 +618,6 @@ def summary_from_records(
         for el in early_late
     ]
 
-    choice = choose_original_family(infos, manifest)
-    layout = choice.to_dict()
-    if original_figures is None and choice.family is not None:
-        original_figures = original_statistics(original_scores(records, choice))
-    layout["figures"] = None if original_figures is None else dict(original_figures)
-
     summary: dict[str, Any] = {
         "schema": SCHEMA,
         "source": str(manifest.get("source", "run")),
@@ -652,7 +638,6 @@ def summary_from_records(
         "conditions": conditions,
         "prefix_marginals": prefix_marginals,
         "early_late": early_late_json,
-        "original_layout": layout,
         "definitions": definitions(),
     }
     summary["caveats"] = caveats(summary, manifest)
@@ -686,8 +671,12 @@ def definitions() -> dict[str, str]:
     return dict(_texts()["definitions"])
 
 
-def _caveat(key: str, **fields: object) -> str:
+def caveat_text(key: str, **fields: object) -> str:
+    """The caveat ``key`` of ``texts.json`` with its fields filled in."""
     return _texts()["caveats"][key].format(**fields)
+
+
+_caveat = caveat_text
 
 
 def _strata_sizes(summary: Mapping[str, Any]) -> dict[str, int]:
@@ -740,9 +729,6 @@ def caveats(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str
             missing.append(label)
     if missing and summary["source"] != "original-file":
         out.append(_caveat("missing", what=" or ".join(missing)))
-    layout = summary["original_layout"]
-    if layout["written"] and summary["source"] != "original-file":
-        out.append(_caveat("original_files", site=layout["family"]["site"]))
     num_latent = manifest.get("num_latent")
     if isinstance(num_latent, int) and num_latent != 6 and summary["early_late"]:
         out.append(_caveat("early_late_split", num_latent=num_latent))

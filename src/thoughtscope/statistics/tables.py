@@ -213,7 +213,7 @@ def format_tables(summary: Mapping[str, Any]) -> str:
         parts.append(f"Early vs late importance, {title}\n" + _early_late(summary, view))
     if empty_line:
         parts.append(empty_line)
-    figures = summary["original_layout"].get("figures")
+    figures = (summary.get("original_layout") or {}).get("figures")
     if figures:
         parts.append("The original study's figures, computed its way\n" + _original(figures))
     if summary["caveats"]:
