@@ -175,3 +175,14 @@ def _close(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return abs(a - b) <= 1e-5 * max(1.0, abs(b))
     return bool(a == b)
+
+
+def test_every_config_field_is_an_option_declared_once_in_the_config() -> None:
+    from dataclasses import fields
+
+    from thoughtscope.analyses.importance import ImportanceConfig
+
+    result = invoke(["importance", "--help"])
+    assert result.exit_code == 0, result.output
+    for item in fields(ImportanceConfig):
+        assert item.metadata["option"] in result.output, item.name

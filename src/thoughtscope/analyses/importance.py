@@ -30,7 +30,7 @@ import os
 import platform
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -143,9 +143,17 @@ class ImportanceInputError(ValueError):
         self.option = option
 
 
+def _option(flag: str, help_text: str) -> dict[str, str]:
+    """Field metadata: the command-line option of a config field and its help."""
+    return {"option": flag, "help": help_text}
+
+
 @dataclass(frozen=True)
 class ImportanceConfig:
     """Everything that defines an importance run besides the model.
+
+    Each field's metadata names its command-line option and help text; the
+    ``importance`` command's options are made from them (:mod:`thoughtscope.cli.importance`).
 
     Attributes:
         data: Problem source (see :func:`thoughtscope.problems.sources.load_problems`).
@@ -167,21 +175,83 @@ class ImportanceConfig:
         lens_top_k: Tokens per decoded state.
     """
 
-    data: str
-    sites: str = "latent+block:all"
-    schedules: str = "prefix,single"
-    ablations: str = "zero"
-    validate: int | None = None
-    all_problems: bool = False
-    limit: int | None = None
-    only_baseline_correct: bool = False
-    batch_size: int | Literal["auto"] = AUTO
-    max_new_tokens: int = 32
-    seed: int = 0
-    strata: str = "1,2,3,4,5+"
-    mean_reference: int = 100
-    examples: int = 3
-    lens_top_k: int = 5
+    data: str = field(
+        metadata=_option(
+            "--data",
+            "Problems: synthetic[:SPLIT][:seed=S][:n=N]..., a GSM8K .jsonl, a .json/.csv "
+            "file, or hf:openai/gsm8k (see `thoughtscope data --help`).",
+        )
+    )
+    sites: str = field(
+        default="latent+block:all",
+        metadata=_option(
+            "--sites",
+            "latent, block:8, block:4,8,14, block:all, or several joined with + "
+            "(block:L is the output of decoder block L, 0-based).",
+        ),
+    )
+    schedules: str = field(
+        default="prefix,single",
+        metadata=_option(
+            "--schedule",
+            "Comma-separated: prefix, suffix, single, keep-one, all, early-exit, or "
+            "position sets like {0,2,4} / positions:0,2.",
+        ),
+    )
+    ablations: str = field(
+        default="zero",
+        metadata=_option("--ablation", "Comma-separated: zero, mean, mean-pooled, noise, patch."),
+    )
+    validate: int | None = field(
+        default=None,
+        metadata=_option(
+            "--validate", "A stratified validation sample of N problems (N in total)."
+        ),
+    )
+    all_problems: bool = field(
+        default=False,
+        metadata=_option("--all", "Every problem (the default without --validate)."),
+    )
+    limit: int | None = field(
+        default=None, metadata=_option("--limit", "Use only the first N problems of --data.")
+    )
+    only_baseline_correct: bool = field(
+        default=False,
+        metadata=_option(
+            "--only-baseline-correct",
+            "Run conditions only on problems the baseline answers correctly (the others "
+            "are still recorded, so baseline accuracy stays honest).",
+        ),
+    )
+    batch_size: int | Literal["auto"] = field(
+        default=AUTO,
+        metadata=_option(
+            "--batch-size",
+            "Rows (problem x condition) per forward pass, or auto: as many as fit memory.",
+        ),
+    )
+    max_new_tokens: int = field(
+        default=32, metadata=_option("--max-new-tokens", "Longest answer to decode.")
+    )
+    seed: int = field(default=0, metadata=_option("--seed", "Sampling, noise and reference seed."))
+    strata: str = field(
+        default="1,2,3,4,5+", metadata=_option("--strata", "Difficulty strata by step count.")
+    )
+    mean_reference: int = field(
+        default=100,
+        metadata=_option("--mean-reference", "Problems averaged over for --ablation mean."),
+    )
+    examples: int = field(
+        default=3,
+        metadata=_option(
+            "--examples",
+            "Example problems per difficulty stratum whose thoughts are decoded (logit "
+            "lens) into OUT/thoughts.jsonl for the report.",
+        ),
+    )
+    lens_top_k: int = field(
+        default=5, metadata=_option("--lens-top-k", "Tokens per decoded thought state.")
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
