@@ -229,3 +229,13 @@ def test_batch_size_is_auto_by_default_and_answers_do_not_depend_on_it(
         ]
 
     assert answers(tmp_path / "auto") == answers(tmp_path / "seven")
+
+
+def test_a_folder_of_an_older_format_is_not_resumed_into(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    run_importance(tiny_model, config(), tmp_path, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(ImportanceInputError, match="format_version: 1 here, 2 now"):
+        run_importance(tiny_model, config(), tmp_path, progress=False)

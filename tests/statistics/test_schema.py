@@ -52,3 +52,21 @@ def test_a_malformed_summary_is_one_line_naming_the_file(tmp_path: Path) -> None
     with pytest.raises(StatisticsInputError, match="malformed") as error:
         read_summary(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_records_written_once_per_schedule_are_read_as_one_condition() -> None:
+    from thoughtscope.results.records import ProblemRecord
+
+    shared = {"name": "zero@L8:{0}", "site": "block:8", "layers": [8], "positions": [0],
+              "ablation": "zero", "output": "7", "predicted": 7.0, "correct": False,
+              "changed": True, "gold_logprob": -2.0, "kl": 0.5, "num_latent": None}  # fmt: skip
+    line = {
+        "id": "p1",
+        "expected": 7.0,
+        "baseline": {"output": "7", "predicted": 7.0, "correct": True},
+        "conditions": [{**shared, "schedule": "prefix"}, {**shared, "schedule": "single"}],
+    }
+    record = ProblemRecord.from_dict(line)
+    (condition,) = record.conditions
+    assert condition.condition.schedules == ("prefix", "single")
+    assert condition.to_dict()["schedules"] == ["prefix", "single"]
