@@ -70,3 +70,15 @@ def test_records_written_once_per_schedule_are_read_as_one_condition() -> None:
     (condition,) = record.conditions
     assert condition.condition.schedules == ("prefix", "single")
     assert condition.to_dict()["schedules"] == ["prefix", "single"]
+
+
+def test_the_terminal_table_lists_a_shared_condition_once_with_its_schedules(
+    tmp_path: Path,
+) -> None:
+    from thoughtscope.statistics import format_tables
+
+    run = write_run(tmp_path / "run", n=12, sites=("block:1",), schedules=("prefix", "single"))
+    text = format_tables(read_summary(write_run_statistics(run, n_boot=0)))
+    conditions = text.split("Conditions, ")[1].split("\n\n")[0].splitlines()
+    shared = [line for line in conditions if line.startswith("zero@block:1:{0} ")]
+    assert len(shared) == 1 and "prefix,single" in shared[0]
