@@ -227,3 +227,12 @@ def test_a_condition_listed_once_still_joins_every_schedule_that_asked_for_it() 
 
 def test_unprintable_model_output_is_shown_as_escapes() -> None:
     assert visible("A:\x07 12\u200b") == "A:\\x07 12\\u200b"
+
+
+def test_every_condition_table_lists_a_shared_condition_once(multi_layer_run: Path) -> None:
+    html = _html(multi_layer_run)
+    table = html[html.index('<table class="conditions">') :]
+    table = table[: table.index("</table>")]
+    shared = table.count('<td class="mono nowrap">zero@block:0:{0}</td>')
+    assert shared == 1
+    assert '<td class="mono nowrap">zero@block:0:{0}</td><td class="nowrap">prefix, single' in table

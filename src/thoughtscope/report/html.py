@@ -13,7 +13,7 @@ from typing import Any
 from thoughtscope.report.figures import DPI, FigureFile
 from thoughtscope.report.panels import Group, condition_schedules, site_title, stratum_title
 from thoughtscope.results.records import ConditionOutcome, DecodedThoughts, ProblemRecord
-from thoughtscope.statistics.schema import Metric, Summary
+from thoughtscope.statistics.schema import ConditionFigures, Metric, Summary
 
 __all__ = ["SECTIONS", "FigureBlock", "Section", "figure_html", "page"]
 
@@ -172,7 +172,8 @@ def metric_cell(metric: Metric | None, scale: float = 100.0, unit: str = "%") ->
 
 
 def conditions_table(summary: Summary, schedules_of: Mapping[str, Sequence[str]]) -> str:
-    """Every condition's overall figures, both views, with intervals and McNemar."""
+    """Every condition's overall figures (one row each, naming all its schedules), both
+    views, with intervals and McNemar."""
     header = [
         "condition",
         "schedules",
@@ -186,10 +187,18 @@ def conditions_table(summary: Summary, schedules_of: Mapping[str, Sequence[str]]
         "KL (nats)",
         "McNemar p (Holm)",
     ]
-    rows = []
+    # One row per condition: a condition in several schedules has the same figures in each.
+    schedules_by_name: dict[str, list[str]] = {}
+    first: dict[str, ConditionFigures] = {}
     for c, schedules in zip(
         summary.conditions, condition_schedules(summary, schedules_of), strict=True
     ):
+        first.setdefault(c.name, c)
+        known = schedules_by_name.setdefault(c.name, [])
+        known.extend(s for s in schedules if s not in known)
+    rows = []
+    for c in first.values():
+        schedules = schedules_by_name[c.name]
         unc = c.scopes.overall["unconditional"]
         con = c.scopes.overall["conditional"]
         holm = None if unc.mcnemar is None else unc.mcnemar.p_value_holm
