@@ -41,7 +41,13 @@ import numpy as np
 
 from thoughtscope.results.conditions import PREFIX, ConditionSpec
 from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
-from thoughtscope.statistics.conditions import Member, ScheduleFamily, prefix_families
+from thoughtscope.statistics.conditions import (
+    Member,
+    ScheduleFamily,
+    members_of,
+    prefix_families,
+)
+from thoughtscope.statistics.summary import caveat_text
 
 __all__ = [
     "ORIGINAL_POSITIONS",
@@ -441,8 +447,6 @@ def original_layout_section(
     The statistics themselves know nothing of the original layout; this adapter reads the
     same records and writes beside them.
     """
-    from thoughtscope.statistics.conditions import members_of
-
     choice = choose_original_family(members_of(records), manifest)
     layout = choice.to_dict()
     if figures is None and choice.family is not None:
@@ -453,6 +457,4 @@ def original_layout_section(
 
 def original_files_caveat(site: str) -> str:
     """The caveat a run's summary gets when the original-layout files are written."""
-    from thoughtscope.statistics.summary import caveat_text
-
     return caveat_text("original_files", site=site)
