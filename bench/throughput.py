@@ -48,6 +48,7 @@ from transformers import DynamicCache, LlamaConfig
 
 from thoughtscope.analyses.interventions import (
     AblationResources,
+    bind,
     parse_schedules,
     plan_conditions,
 )
@@ -134,9 +135,9 @@ def prefix_plan(layers: Sequence[int], num_latent: int, problems: Sequence[Probl
     resources = AblationResources(problem_ids=[p.id for p in problems])
     ablations: dict[str, tuple[int, tuple[int, ...]] | None] = {BASELINE.name: None}
     for spec in specs:
-        assert spec.site is not None and spec.site.layer is not None
-        ablations[spec.name] = (spec.site.layer, tuple(spec.positions))
-    conditions = [BASELINE, *(spec.bind(resources) for spec in specs)]
+        (layer,) = spec.layers
+        ablations[spec.name] = (layer, tuple(spec.positions))
+    conditions = [BASELINE, *(bind(spec, resources) for spec in specs)]
     return Plan([c.name for c in conditions], ablations, conditions)
 
 

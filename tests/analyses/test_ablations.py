@@ -60,7 +60,7 @@ def test_mean_is_the_mean_of_recorded_baseline_activations(
     torch.testing.assert_close(means.at(block(2), 4), expected[5, 3])
     torch.testing.assert_close(means.pooled(LATENT), expected[1:7, 0].mean(dim=0))
 
-    resources = AblationResources(problem_ids=list("abcde"), means=means)
+    resources = AblationResources(problem_ids=list("abcde"), values={"means": means})
     results = run(
         tiny_model,
         questions,
@@ -110,7 +110,7 @@ def test_patch_puts_the_donors_activation_there(
     baseline = Runner(tiny_model).run(questions, [BASELINE], RECORD)
     donors_of = [(i + 1) % len(questions) for i in range(len(questions))]
     donors = DonorActivations(torch.stack([baseline[d][0].hidden for d in donors_of]))
-    resources = AblationResources(problem_ids=list("abcde"), donors=donors)
+    resources = AblationResources(problem_ids=list("abcde"), values={"donors": donors})
     results = run(
         tiny_model,
         questions,

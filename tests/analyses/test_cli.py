@@ -83,7 +83,8 @@ def test_a_validation_sample_larger_than_the_data_is_taken_whole_and_reported(
         (["--validate", "4", "--all"], "--validate and --all exclude each other"),
         (["--validate", "0"], "--validate needs a sample size"),
         (["--limit", "0"], "--limit must be 1 or more"),
-        (["--batch-size", "0"], "--batch-size must be 1 or more"),
+        (["--batch-size", "0"], "--batch-size must be 1 or more, got 0"),
+        (["--batch-size", "many"], "--batch-size must be auto or a whole number, got many"),
         (["--max-new-tokens", "0"], "--max-new-tokens must be 1 or more"),
         (["--strata", "3,1"], "--strata:"),
         (["--data", "EMPTY"], "--data: "),
@@ -174,3 +175,14 @@ def _close(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return abs(a - b) <= 1e-5 * max(1.0, abs(b))
     return bool(a == b)
+
+
+def test_every_config_field_is_an_option_declared_once_in_the_config() -> None:
+    from dataclasses import fields
+
+    from thoughtscope.analyses.importance import ImportanceConfig
+
+    result = invoke(["importance", "--help"])
+    assert result.exit_code == 0, result.output
+    for item in fields(ImportanceConfig):
+        assert item.metadata["option"] in result.output, item.name

@@ -64,24 +64,24 @@ def test_bad_schedules_name_the_option_and_the_item(text: str, fragment: str) ->
 
 
 def test_condition_names_say_what_changes() -> None:
-    assert condition_name("zero", block(8), (0, 1, 2)) == "zero@L8:{0,1,2}"
-    assert condition_name("zero", LATENT, (0,)) == "zero@latent:{0}"
-    assert condition_name("noise", block(0), (BOT, 0)) == "noise@L0:{bot,0}"
+    assert condition_name("zero", str(block(8)), (0, 1, 2)) == "zero@block:8:{0,1,2}"
+    assert condition_name("zero", str(LATENT), (0,)) == "zero@latent:{0}"
+    assert condition_name("noise", str(block(0)), (BOT, 0)) == "noise@block:0:{bot,0}"
 
 
 def test_a_set_several_schedules_ask_for_is_run_once_with_all_of_them() -> None:
     specs = plan_conditions([block(1)], parse_schedules("prefix,single,early-exit", 3), ["zero"])
     names = [c.name for c in specs]
     assert names == [
-        "zero@L1:{0}",
-        "zero@L1:{0,1}",
-        "zero@L1:{0,1,2}",
-        "zero@L1:{1}",
-        "zero@L1:{2}",
+        "zero@block:1:{0}",
+        "zero@block:1:{0,1}",
+        "zero@block:1:{0,1,2}",
+        "zero@block:1:{1}",
+        "zero@block:1:{2}",
         "exit@0",
         "exit@1",
         "exit@2",
         "exit@3",
     ]
     assert specs[0].schedules == ("prefix", "single")
-    assert specs[5].site is None and specs[5].num_latent == 0 and specs[5].positions == ()
+    assert specs[5].site == "" and specs[5].num_latent == 0 and specs[5].positions == ()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from thoughtscope.results.conditions import ConditionSpec
 from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
 from thoughtscope.results.store import (
     ResultStore,
@@ -18,12 +19,7 @@ from thoughtscope.results.store import (
 
 def record(i: int) -> ProblemRecord:
     condition = ConditionOutcome(
-        name="zero@L1:{0}",
-        schedule="prefix",
-        site="block:1",
-        layers=[1],
-        positions=[0],
-        ablation="zero",
+        ConditionSpec("zero@block:1:{0}", ("prefix", "single"), "zero", "block:1", (0,)),
         output="7",
         predicted=7.0,
         correct=False,

@@ -7,11 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from thoughtscope.analyses.importance import ImportanceConfig, ImportanceInputError, run_importance
-from thoughtscope.engine.runner import Runner, RunOptions
+from thoughtscope.analyses.importance import (
+    ENGINE_KL,
+    ImportanceConfig,
+    ImportanceInputError,
+    run_importance,
+)
+from thoughtscope.analyses.interventions import AblationResources, bind
+from thoughtscope.engine.runner import Condition, Runner, RunOptions
 from thoughtscope.model import CodiModel
 from thoughtscope.problems.scoring import extract_number
 from thoughtscope.problems.sources import load_problems
+from thoughtscope.results.records import read_thoughts
 from thoughtscope.results.store import read_manifest, read_records
 
 DATA = "synthetic:test:seed=1:n=6"
@@ -38,14 +45,18 @@ def test_the_empty_intervention_reproduces_the_baseline_token_for_token(
     records = read_records(tmp_path)
     assert len(records) == 6
     for record in records:
-        empty = [c for c in record.conditions if c.positions == [] and c.num_latent in (None, 6)]
+        empty = [
+            c
+            for c in record.conditions
+            if c.condition.positions == () and c.condition.num_latent in (None, 6)
+        ]
         assert len(empty) == 2 * 5 + 1  # {} at 5 sites x 2 kinds, and exit@6
         for c in empty:
             assert c.output == record.baseline.output
             assert c.predicted == record.baseline.predicted and not c.changed
             assert c.gold_logprob == pytest.approx(record.baseline.gold_logprob, abs=1e-4)
             assert c.kl == pytest.approx(0.0, abs=1e-6)
-        exits = [c for c in record.conditions if c.ablation == "early-exit"]
+        exits = [c for c in record.conditions if c.condition.is_early_exit]
         assert [c.name for c in exits] == [f"exit@{k}" for k in range(7)]
         assert all(c.kl is not None and c.kl >= -1e-6 for c in record.conditions)
 
@@ -56,13 +67,24 @@ def test_by_default_every_problem_gets_every_condition_and_the_manifest_says_so(
     result = run_importance(tiny_model, config(schedules="prefix,single"), tmp_path, progress=False)
     assert (result.n_problems, result.n_written, result.baseline_mismatches) == (6, 6, 0)
     records = read_records(tmp_path)
-    names = {(c.schedule, c.name) for c in records[0].conditions}
-    # 6 prefix + 6 single sets at 2 sites; {0} is run once but listed for both schedules.
-    assert len(names) == 24 and ("single", "zero@L1:{0}") in names
-    assert all(len(r.conditions) == 24 for r in records)
+    names = [c.name for c in records[0].conditions]
+    # 6 prefix + 6 single sets at 2 sites; {0} is in both schedules, run and recorded once.
+    assert len(names) == len(set(names)) == 22
+    schedules = {c.name: c.condition.schedules for c in records[0].conditions}
+    assert schedules["zero@block:1:{0}"] == ("prefix", "single")
+    assert schedules["zero@block:1:{0,1}"] == ("prefix",)
+    assert schedules["zero@latent:{3}"] == ("single",)
+    assert all(len(r.conditions) == 22 for r in records)
+    line = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])
+    shared = [c for c in line["conditions"] if c["name"] == "zero@block:1:{0}"]
+    assert len(shared) == 1 and shared[0]["schedules"] == ["prefix", "single"]
+    assert {"id", "baseline"} <= set(line) and {"ablation", "site", "positions", "output"} <= set(
+        shared[0]
+    )
     assert any(c.kl is not None and c.kl > 1e-6 for r in records for c in r.conditions)
     zero_first = next(c for c in records[0].conditions if c.name == "zero@latent:{0,1}")
-    assert (zero_first.site, zero_first.layers, zero_first.positions) == ("latent", [], [0, 1])
+    spec = zero_first.condition
+    assert (spec.site, spec.layers, spec.positions) == ("latent", [], (0, 1))
     manifest = read_manifest(tmp_path)
     assert manifest["selection"] == "all"
     assert manifest["sites"] == ["latent", "block:1"] and manifest["layers"] == [1]
@@ -121,7 +143,7 @@ def test_a_resumed_run_skips_finished_problems_and_ends_like_an_uninterrupted_on
     assert sorted(path.read_text().splitlines()) == sorted(expected)
     assert (resumed / "means.safetensors").is_file()
     names = {c.name for c in read_records(resumed)[0].conditions}
-    assert {"mean@L1:{0}", "noise@latent:{0,1}", "patch@L1:{0,1,2}"} <= names
+    assert {"mean@block:1:{0}", "noise@latent:{0,1}", "patch@block:1:{0,1,2}"} <= names
 
 
 def test_a_different_configuration_in_the_same_folder_is_refused(
@@ -133,3 +155,87 @@ def test_a_different_configuration_in_the_same_folder_is_refused(
     assert error.value.option == "--out"
     assert "schedules" in str(error.value) and "seed" in str(error.value)
     assert "max_new_tokens" not in str(error.value)
+
+
+def test_the_sweep_records_the_example_problems_decoded_thoughts(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    cfg = config(data="synthetic:test:seed=1:n=12", examples=1, lens_top_k=3, batch_size=8)
+    run_importance(tiny_model, cfg, tmp_path, progress=False)
+    records = read_records(tmp_path)
+    thoughts = read_thoughts(tmp_path)
+    first_of_stratum: dict[str, str] = {}
+    for r in records:
+        first_of_stratum.setdefault(r.stratum, r.id)
+    assert [t.id for t in thoughts] == list(first_of_stratum.values())
+    by_id = {r.id: r for r in records}
+    for t in thoughts:
+        assert t.answer == by_id[t.id].baseline.output  # the run's own baseline, not a re-run
+        positions = list(dict.fromkeys(s.position for s in t.states))
+        assert positions == ["bot", "0", "1", "2", "3", "4", "5", "eot"]
+        assert {s.site for s in t.states} == {"latent", "input", *(f"block:{i}" for i in range(4))}
+        assert all(len(s.tokens) == len(s.probs) == 3 for s in t.states)
+        assert all(s.probs == sorted(s.probs, reverse=True) for s in t.states)
+
+
+def test_kl_is_the_mean_per_token_kl_from_the_empty_condition(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    run_importance(tiny_model, config(sites="block:1"), tmp_path, progress=False)
+    record = read_records(tmp_path)[0]
+    outcome = next(c for c in record.conditions if c.name == "zero@block:1:{0,1,2}")
+    spec = outcome.condition
+    runner = Runner(tiny_model)
+    base = runner.run([record.question], options=RunOptions(max_new_tokens=4))[0][0]
+    along = base.answer_ids + ([tiny_model.config.eos_id] if base.finished else [])
+    zero = bind(spec, AblationResources(problem_ids=[record.id]))
+    rows = runner.run(
+        [record.question],
+        [Condition("empty"), zero],
+        RunOptions(max_new_tokens=4, record_target_logits=True),
+        targets={"baseline": [along]},
+    )[0]
+    reference = rows[0].target_logits["baseline"].float().log_softmax(-1)
+    ablated = rows[1].target_logits["baseline"].float().log_softmax(-1)
+    expected = float((reference.exp() * (reference - ablated)).sum(-1).mean())
+    assert outcome.kl == pytest.approx(expected, rel=1e-4, abs=1e-7) and expected > 1e-6
+
+
+@pytest.mark.skipif(not ENGINE_KL, reason="the engine does not compute target_kl yet")
+def test_kl_comes_from_the_engine_without_target_logits(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    options = RunOptions(max_new_tokens=4, kl_reference="baseline")  # type: ignore[call-arg]
+    rows = Runner(tiny_model).run(
+        ["1+1?"], [Condition("baseline")], options, targets={"baseline": [[5, 6]]}
+    )[0]
+    assert rows[0].target_logits == {}
+    assert run_importance(tiny_model, config(), tmp_path, progress=False).n_written == 6
+
+
+def test_batch_size_is_auto_by_default_and_answers_do_not_depend_on_it(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    assert ImportanceConfig(data=DATA).batch_size == "auto"
+    run_importance(tiny_model, config(batch_size="auto"), tmp_path / "auto", progress=False)
+    run_importance(tiny_model, config(batch_size=7), tmp_path / "seven", progress=False)
+    rows = read_manifest(tmp_path / "auto")["batch_rows"]
+    assert isinstance(rows, int) and rows >= 1
+    assert read_manifest(tmp_path / "seven")["batch_rows"] == 7
+
+    def answers(run: Path) -> list[tuple[str, str, list[str]]]:
+        return [
+            (r.id, r.baseline.output, [c.output for c in r.conditions]) for r in read_records(run)
+        ]
+
+    assert answers(tmp_path / "auto") == answers(tmp_path / "seven")
+
+
+def test_a_folder_of_an_older_format_is_not_resumed_into(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    run_importance(tiny_model, config(), tmp_path, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(ImportanceInputError, match="format_version: 1 here, 2 now"):
+        run_importance(tiny_model, config(), tmp_path, progress=False)

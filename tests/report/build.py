@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from thoughtscope.results.conditions import ConditionSpec
 from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
 
 NUM_LATENT = 6
@@ -31,13 +32,12 @@ def plan(sites: list[str], schedules: list[str]) -> list[dict[str, Any]]:
     """Manifest ``conditions``: one entry per name, with every schedule asking for it."""
     by_name: dict[str, dict[str, Any]] = {}
     for site in sites:
-        tag = "latent" if site == "latent" else f"L{site.split(':')[1]}"
         layers = [] if site == "latent" else [int(site.split(":")[1])]
         for schedule in schedules:
             if schedule == "early-exit":
                 continue
             for positions in _positions(schedule, NUM_LATENT):
-                name = f"zero@{tag}:{{{','.join(map(str, positions))}}}"
+                name = f"zero@{site}:{{{','.join(map(str, positions))}}}"
                 entry = by_name.setdefault(
                     name,
                     {
@@ -102,24 +102,17 @@ def records(
                         damage *= 1.0 - 0.15 * spec["layers"][0]
                 ok = rng.random() > damage if base_ok else rng.random() < 0.1
                 predicted = expected if ok else expected + rng.choice([1, 2, 7])
-                for schedule in spec["schedules"]:
-                    items.append(
-                        ConditionOutcome(
-                            name=spec["name"],
-                            schedule=schedule,
-                            site=spec["site"],
-                            layers=spec["layers"],
-                            positions=spec["positions"],
-                            ablation=spec["ablation"],
-                            output=f"A:{predicted:g}",
-                            predicted=predicted,
-                            correct=ok,
-                            changed=predicted != base_pred,
-                            gold_logprob=-rng.random() * 3,
-                            kl=rng.random(),
-                            num_latent=spec["num_latent"],
-                        )
+                items.append(
+                    ConditionOutcome(
+                        condition=ConditionSpec.from_dict(spec),
+                        output=f"A:{predicted:g}",
+                        predicted=predicted,
+                        correct=ok,
+                        changed=predicted != base_pred,
+                        gold_logprob=-rng.random() * 3,
+                        kl=rng.random(),
                     )
+                )
         out.append(
             ProblemRecord(
                 id=f"synthetic-{i}",

@@ -6,6 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,36 +15,55 @@ from typer.testing import CliRunner
 
 from tests.conftest import tiny_codi
 from tests.report.build import write_original_scores, write_run
+from thoughtscope.analyses.importance import append_thoughts, lens_reading
 from thoughtscope.cli import app
+from thoughtscope.engine.runner import Runner, RunOptions
+from thoughtscope.model import CodiModel
 from thoughtscope.report import ReportInputError, write_report
+from thoughtscope.report.examples import choose_examples
 from thoughtscope.report.html import SECTIONS, visible
 from thoughtscope.report.inputs import load_inputs
 from thoughtscope.report.panels import condition_schedules, groups
+from thoughtscope.results.conditions import ConditionSpec
+from thoughtscope.results.store import read_records
 from thoughtscope.statistics import write_run_statistics
+from thoughtscope.statistics.schema import ConditionFigures, Scoped
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def multi_layer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two blocks, prefix and single, strata ``1…4`` and an empty ``5+``; the
-    report is written by the CLI with the run's (tiny, saved) model."""
+    """Two blocks, prefix and single, strata ``1…4`` and an empty ``5+``; the sweep's
+    decoded thoughts of two example problems (from a tiny real model) are in the run
+    folder, as ``thoughtscope importance`` records them; the report is written by the CLI."""
     root = tmp_path_factory.mktemp("report")
-    model_dir = root / "model"
-    tiny_codi("llama").save_pretrained(model_dir)
     run = write_run(
         root / "run",
         n=24,
         sites=("block:0", "block:1"),
         schedules=("prefix", "single"),
         strata="1,2,3,4,5+",
-        model_spec=str(model_dir),
+        model_spec="tiny",
         max_steps=4,
     )
+    write_examples(run, tiny_codi("llama"), 2)
     write_run_statistics(run, n_boot=100)
     result = runner.invoke(app, ["report", str(run), "--examples", "2"])
     assert result.exit_code == 0, result.output
     return run
+
+
+def write_examples(run: Path, model: CodiModel, n: int) -> None:
+    """``RUN/thoughts.jsonl`` for the report's first ``n`` examples, decoded as the sweep does."""
+    records = read_records(run)
+    chosen = choose_examples(records, load_inputs(run).summary.strata, n)
+    generations = Runner(model).run(
+        [r.question for r in chosen], options=RunOptions(max_new_tokens=4, record_hidden=True)
+    )
+    append_thoughts(
+        run, [lens_reading(model, r.id, g[0]) for r, g in zip(chosen, generations, strict=True)]
+    )
 
 
 def _html(run: Path) -> str:
@@ -128,7 +148,7 @@ def test_report_escapes_text_from_the_run(multi_layer_run: Path) -> None:
     assert "<bags>" not in html
 
 
-def test_report_decodes_example_thoughts_with_the_runs_model(multi_layer_run: Path) -> None:
+def test_report_shows_the_example_thoughts_the_run_recorded(multi_layer_run: Path) -> None:
     html = _html(multi_layer_run)
     assert html.count('<table class="tokens">') == 2
     for position in ("bot", "0", "5", "eot"):
@@ -167,7 +187,7 @@ def test_one_layer_one_stratum_run_gets_a_sensible_report(tmp_path: Path) -> Non
     assert (run / "figures" / "notes.txt").read_text(encoding="utf-8") == "mine"
     html = path.read_text(encoding="utf-8")
     assert "fewer than two blocks" in html
-    assert "Decoded thoughts were not computed" in html
+    assert "Decoded thoughts were not recorded for this problem" in html
     for section_id, _ in SECTIONS:
         assert f'id="{section_id}"' in html
 
@@ -193,14 +213,26 @@ def test_report_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 
 
 def test_a_condition_listed_once_still_joins_every_schedule_that_asked_for_it() -> None:
-    shared = {"name": "zero@L0:{0}", "schedule": "prefix"}
-    own = {"name": "zero@L0:{1}", "schedule": "single"}
-    summary = {"conditions": [shared, own]}
-    schedules_of = {"zero@L0:{0}": ["prefix", "single"], "zero@L0:{1}": ["single"]}
+    def entry(name: str, schedule: str) -> ConditionFigures:
+        spec = ConditionSpec(name, (schedule,), "zero", "block:0", (0,))
+        return ConditionFigures(spec, schedule, Scoped({}, {}))
+
+    shared, own = entry("zero@block:0:{0}", "prefix"), entry("zero@block:0:{1}", "single")
+    summary = SimpleNamespace(conditions=[shared, own])
+    schedules_of = {"zero@block:0:{0}": ["prefix", "single"], "zero@block:0:{1}": ["single"]}
     assert condition_schedules(summary, schedules_of) == [["prefix", "single"], ["single"]]
-    both = {"conditions": [shared, {**shared, "schedule": "single"}]}
+    both = SimpleNamespace(conditions=[shared, entry("zero@block:0:{0}", "single")])
     assert condition_schedules(both, schedules_of) == [["prefix"], ["single"]]
 
 
 def test_unprintable_model_output_is_shown_as_escapes() -> None:
     assert visible("A:\x07 12\u200b") == "A:\\x07 12\\u200b"
+
+
+def test_every_condition_table_lists_a_shared_condition_once(multi_layer_run: Path) -> None:
+    html = _html(multi_layer_run)
+    table = html[html.index('<table class="conditions">') :]
+    table = table[: table.index("</table>")]
+    shared = table.count('<td class="mono nowrap">zero@block:0:{0}</td>')
+    assert shared == 1
+    assert '<td class="mono nowrap">zero@block:0:{0}</td><td class="nowrap">prefix, single' in table

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from thoughtscope.results.conditions import ConditionSpec
 from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
 
 
 def prefix_name(site: str, size: int, ablation: str = "zero") -> str:
-    tag = "latent" if site == "latent" else f"L{site.split(':')[1]}"
-    return f"{ablation}@{tag}:{{" + ",".join(str(p) for p in range(size)) + "}"
+    return f"{ablation}@{site}:{{" + ",".join(str(p) for p in range(size)) + "}"
 
 
 def condition(
@@ -20,6 +20,7 @@ def condition(
     *,
     baseline_correct: bool,
     schedule: str = "prefix",
+    schedules: tuple[str, ...] | None = None,
     site: str = "block:8",
     positions: list[int] | None = None,
     ablation: str = "zero",
@@ -27,14 +28,15 @@ def condition(
     kl: float | None = None,
     changed: bool | None = None,
 ) -> ConditionOutcome:
-    layers = [] if site == "latent" else [int(site.split(":")[1])]
-    return ConditionOutcome(
+    spec = ConditionSpec(
         name=name,
-        schedule=schedule,
-        site=site,
-        layers=layers,
-        positions=[] if positions is None else positions,
+        schedules=(schedule,) if schedules is None else schedules,
         ablation=ablation,
+        site=site,
+        positions=() if positions is None else tuple(positions),
+    )
+    return ConditionOutcome(
+        condition=spec,
         output=f"The answer is: {'18' if correct else '7'}",
         predicted=18.0 if correct else 7.0,
         correct=correct,

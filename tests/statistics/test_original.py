@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ from tests.statistics.build import (
     write_run,
 )
 from thoughtscope.statistics import StatisticsInputError, write_original_file_statistics
-from thoughtscope.statistics.conditions import condition_infos
+from thoughtscope.statistics.conditions import members_of
 from thoughtscope.statistics.files import write_run_statistics
 from thoughtscope.statistics.original import (
     choose_original_family,
+    original_layout_section,
     original_statistics,
     parse_original,
     records_from_original,
@@ -72,11 +74,11 @@ def test_original_empty_means_become_null_not_nan() -> None:
 
 def test_new_figures_beside_the_original_ones() -> None:
     records, meta = records_from_original(ORIGINAL_SCORES)
-    summary = summary_from_records(
-        records, meta, n_boot=200, seed=0, original_figures=original_statistics(ORIGINAL_SCORES)
-    )
+    summary = summary_from_records(records, meta, n_boot=200, seed=0)
+    layout = original_layout_section(records, meta, original_statistics(ORIGINAL_SCORES))
     assert summary["source"] == "original-file"
-    assert summary["original_layout"]["figures"]["position_importance"] == EXPECTED_POSITIONS
+    assert layout["figures"]["position_importance"] == EXPECTED_POSITIONS
+    assert layout["written"] and layout["family"]["site"] == "original"
     names = [c["name"] for c in summary["conditions"]]
     assert names == ["zero@orig:{0}", "zero@orig:{0,1}", "zero@orig:{0,1,2}",
                      "zero@orig:{0,1,2,3}", "zero@orig:{0,1,2,3,4}"]  # fmt: skip
@@ -135,7 +137,7 @@ def _six_prefix(pid: str, steps: int, base: bool, sizes: list[bool], site: str) 
 
 def test_choice_of_site_for_the_original_layout() -> None:
     def infos(*sites: str) -> Any:
-        return condition_infos([_six_prefix("p", 2, T, [T] * 6, s) for s in sites])
+        return members_of([_six_prefix("p", 2, T, [T] * 6, s) for s in sites])
 
     with_count = manifest()  # model has 16 layers: middle block 8
     no_count = manifest(model={"name": "toy"})
@@ -193,10 +195,10 @@ def test_run_written_in_the_original_layout(tmp_path: Path) -> None:
 def test_a_run_without_zero_prefix_conditions_writes_only_the_summary(tmp_path: Path) -> None:
     records = [prefix_problem("p1", 2, T, [F], site="latent")]
     records = [
-        type(r)(**{**r.__dict__, "conditions": [
-            type(c)(**{**c.__dict__, "ablation": "mean", "name": "mean@latent:{0}"})
+        replace(r, conditions=[
+            replace(c, condition=replace(c.condition, ablation="mean", name="mean@latent:{0}"))
             for c in r.conditions
-        ]})
+        ])
         for r in records
     ]  # fmt: skip
     run = write_run(tmp_path / "run", records, manifest())

@@ -141,7 +141,8 @@ def test_summary_is_json_without_nan_and_seeded(summary: dict[str, Any]) -> None
     assert json.dumps(again, allow_nan=False) == text
     other = summary_from_records(_two_condition_records(), manifest(), n_boot=400, seed=6)
     assert json.dumps(other) != text
-    assert {"definitions", "caveats", "original_layout", "early_late"} <= summary.keys()
+    assert {"definitions", "caveats", "early_late"} <= summary.keys()
+    assert "original_layout" not in summary  # an adapter the writers add, not a statistic
     assert "thought 0 is the first" in summary["definitions"]["positions"]
 
 
@@ -169,7 +170,7 @@ def test_early_and_late_follow_the_original_positions() -> None:
 def test_single_thought_families_get_early_and_late_by_thought() -> None:
     def single(pid: str, broken: set[int]) -> Any:
         conds = [
-            condition(f"zero@L8:{{{t}}}", t not in broken, baseline_correct=True,
+            condition(f"zero@block:8:{{{t}}}", t not in broken, baseline_correct=True,
                       schedule="single", positions=[t])
             for t in range(6)
         ]  # fmt: skip
@@ -227,7 +228,6 @@ def test_no_records_or_no_conditions_do_not_crash() -> None:
     empty = summary_from_records([], manifest(), n_boot=100, seed=0)
     assert empty["n_problems"] == 0 and empty["conditions"] == []
     assert empty["baseline"]["accuracy"] is None and empty["baseline"]["reason"]
-    assert empty["original_layout"]["written"] is False
     json.dumps(empty, allow_nan=False)
     format_tables(empty)
     bare = summary_from_records([problem("p1", 1, T, [])], manifest(), n_boot=100, seed=0)
@@ -280,24 +280,28 @@ def test_configured_strata_without_problems_appear_empty_with_reasons() -> None:
 
 
 def test_a_condition_shared_by_two_schedules_counts_in_both_families() -> None:
-    """The sweep runs `zero@L8:{0}` once and records it under `prefix` and `single`."""
+    """The sweep runs and records `zero@block:8:{0}` once, as a member of `prefix` and
+    `single`; the statistics give it figures in both families."""
     from tests.statistics.build import condition, manifest, problem
     from thoughtscope.statistics import summary_from_records
     from thoughtscope.statistics.conditions import (
-        condition_infos,
+        members_of,
         prefix_families,
         single_families,
     )
 
     def record(pid: str, ok: list[bool]) -> object:
         conds = [
-            condition("zero@L8:{0}", ok[0], baseline_correct=True, positions=[0]),
-            condition("zero@L8:{0,1}", ok[1], baseline_correct=True, positions=[0, 1]),
             condition(
-                "zero@L8:{0}", ok[0], baseline_correct=True, positions=[0], schedule="single"
+                "zero@block:8:{0}",
+                ok[0],
+                baseline_correct=True,
+                positions=[0],
+                schedules=("prefix", "single"),
             ),
+            condition("zero@block:8:{0,1}", ok[1], baseline_correct=True, positions=[0, 1]),
             condition(
-                "zero@L8:{1}", ok[2], baseline_correct=True, positions=[1], schedule="single"
+                "zero@block:8:{1}", ok[2], baseline_correct=True, positions=[1], schedule="single"
             ),
         ]
         return problem(pid, 2, True, conds)
@@ -305,12 +309,12 @@ def test_a_condition_shared_by_two_schedules_counts_in_both_families() -> None:
     records = [record("a", [False, False, True]), record("b", [True, False, False])]
     summary = summary_from_records(records, manifest(), n_boot=0)  # type: ignore[arg-type]
     pairs = {(c["name"], c["schedule"]) for c in summary["conditions"]}
-    assert ("zero@L8:{0}", "prefix") in pairs and ("zero@L8:{0}", "single") in pairs
-    infos = condition_infos(records)  # type: ignore[arg-type]
+    assert ("zero@block:8:{0}", "prefix") in pairs and ("zero@block:8:{0}", "single") in pairs
+    infos = members_of(records)  # type: ignore[arg-type]
     (single,) = single_families(infos)
-    assert single.members == {0: "zero@L8:{0}", 1: "zero@L8:{1}"}
+    assert single.members == {0: "zero@block:8:{0}", 1: "zero@block:8:{1}"}
     (prefix,) = prefix_families(infos)
-    assert prefix.members == {1: "zero@L8:{0}", 2: "zero@L8:{0,1}"}
+    assert prefix.members == {1: "zero@block:8:{0}", 2: "zero@block:8:{0,1}"}
 
 
 def test_holm_counts_a_condition_shared_by_two_schedules_once() -> None:
@@ -319,9 +323,16 @@ def test_holm_counts_a_condition_shared_by_two_schedules_once() -> None:
 
     def record(pid: str, ok0: bool, ok1: bool) -> object:
         conds = [
-            condition("zero@L8:{0}", ok0, baseline_correct=True, positions=[0]),
-            condition("zero@L8:{0}", ok0, baseline_correct=True, positions=[0], schedule="single"),
-            condition("zero@L8:{1}", ok1, baseline_correct=True, positions=[1], schedule="single"),
+            condition(
+                "zero@block:8:{0}",
+                ok0,
+                baseline_correct=True,
+                positions=[0],
+                schedules=("prefix", "single"),
+            ),
+            condition(
+                "zero@block:8:{1}", ok1, baseline_correct=True, positions=[1], schedule="single"
+            ),
         ]
         return problem(pid, 2, True, conds)
 
@@ -331,7 +342,8 @@ def test_holm_counts_a_condition_shared_by_two_schedules_once() -> None:
         (c["name"], c["schedule"]): c["overall"]["unconditional"]["mcnemar"]
         for c in summary["conditions"]
     }
-    shared = tests[("zero@L8:{0}", "prefix")], tests[("zero@L8:{0}", "single")]
+    shared = tests[("zero@block:8:{0}", "prefix")], tests[("zero@block:8:{0}", "single")]
+    assert shared[0]["b"] == shared[1]["b"] and shared[0]["c"] == shared[1]["c"]
     assert shared[0]["p_value_holm"] == shared[1]["p_value_holm"]
-    raw = [shared[0]["p_value"], tests[("zero@L8:{1}", "single")]["p_value"]]
+    raw = [shared[0]["p_value"], tests[("zero@block:8:{1}", "single")]["p_value"]]
     assert shared[0]["p_value_holm"] == holm_adjust(raw)[0]

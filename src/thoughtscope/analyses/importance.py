@@ -26,14 +26,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -41,17 +42,17 @@ from tqdm.auto import tqdm
 
 from thoughtscope.analyses.interventions import (
     ABLATIONS,
-    EARLY_EXIT,
+    RESOURCES,
     AblationResources,
-    ConditionSpec,
-    DonorActivations,
-    MeanActivations,
-    donor_indices,
-    load_or_compute_means,
+    Resource,
+    ResourceContext,
+    bind,
     parse_ablations,
     parse_schedules,
     plan_conditions,
 )
+from thoughtscope.engine.batching import AUTO, auto_batch_size
+from thoughtscope.engine.lens import decode_states
 from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, LATENT, parse_sites
 from thoughtscope.model.codi import CodiModel
@@ -65,9 +66,17 @@ from thoughtscope.problems.scoring import (
     extract_number,
     is_correct,
 )
-from thoughtscope.problems.seeded import SeededStream
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
+from thoughtscope.results.conditions import ConditionSpec
+from thoughtscope.results.records import (
+    THOUGHTS_FILE,
+    ConditionOutcome,
+    DecodedThoughts,
+    LensReading,
+    Outcome,
+    ProblemRecord,
+    read_thoughts,
+)
 from thoughtscope.results.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, read_manifest
 
 __all__ = [
@@ -77,7 +86,9 @@ __all__ = [
     "ImportanceInputError",
     "RunPlan",
     "SweepResult",
+    "append_thoughts",
     "data_fingerprint",
+    "lens_reading",
     "model_fingerprint",
     "plan_run",
     "run_importance",
@@ -86,7 +97,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMAT = "thoughtscope-importance"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: each condition recorded once per problem with all its ``schedules``; sites named
+``block:L`` in condition names (1: once per schedule, ``zero@L8:{0}``)."""
 EMPTY_CONDITION = "baseline"
 """Name of the empty condition run beside the ablations in every batch."""
 
@@ -98,6 +111,7 @@ POSITIONS_NOTE = (
 )
 
 IDENTITY_KEYS = (
+    "format_version",
     "selection",
     "strata",
     "seed",
@@ -129,9 +143,17 @@ class ImportanceInputError(ValueError):
         self.option = option
 
 
+def _option(flag: str, help_text: str) -> dict[str, str]:
+    """Field metadata: the command-line option of a config field and its help."""
+    return {"option": flag, "help": help_text}
+
+
 @dataclass(frozen=True)
 class ImportanceConfig:
     """Everything that defines an importance run besides the model.
+
+    Each field's metadata names its command-line option and help text; the
+    ``importance`` command's options are made from them (:mod:`thoughtscope.cli.importance`).
 
     Attributes:
         data: Problem source (see :func:`thoughtscope.problems.sources.load_problems`).
@@ -142,26 +164,94 @@ class ImportanceConfig:
         all_problems: Use every problem (the default when ``validate`` is not given).
         limit: Use only the first ``limit`` problems of the source.
         only_baseline_correct: Run conditions only where the baseline is correct.
-        batch_size: Rows (problems × conditions) per forward pass.
+        batch_size: Rows (problems × conditions) per forward pass, or ``"auto"``: as
+            many as fit memory (:mod:`thoughtscope.engine.batching`).
         max_new_tokens: Decoding length.
         seed: Sampling, noise and mean-reference seed.
         strata: Difficulty strata by step count.
         mean_reference: Problems averaged over for ``mean`` ablations.
+        examples: Example problems per difficulty stratum whose thoughts are decoded
+            (logit lens, top ``lens_top_k``) into ``RUN/thoughts.jsonl`` for the report.
+        lens_top_k: Tokens per decoded state.
     """
 
-    data: str
-    sites: str = "latent+block:all"
-    schedules: str = "prefix,single"
-    ablations: str = "zero"
-    validate: int | None = None
-    all_problems: bool = False
-    limit: int | None = None
-    only_baseline_correct: bool = False
-    batch_size: int = 128
-    max_new_tokens: int = 32
-    seed: int = 0
-    strata: str = "1,2,3,4,5+"
-    mean_reference: int = 100
+    data: str = field(
+        metadata=_option(
+            "--data",
+            "Problems: synthetic[:SPLIT][:seed=S][:n=N]..., a GSM8K .jsonl, a .json/.csv "
+            "file, or hf:openai/gsm8k (see `thoughtscope data --help`).",
+        )
+    )
+    sites: str = field(
+        default="latent+block:all",
+        metadata=_option(
+            "--sites",
+            "latent, block:8, block:4,8,14, block:all, or several joined with + "
+            "(block:L is the output of decoder block L, 0-based).",
+        ),
+    )
+    schedules: str = field(
+        default="prefix,single",
+        metadata=_option(
+            "--schedule",
+            "Comma-separated: prefix, suffix, single, keep-one, all, early-exit, or "
+            "position sets like {0,2,4} / positions:0,2.",
+        ),
+    )
+    ablations: str = field(
+        default="zero",
+        metadata=_option("--ablation", "Comma-separated: zero, mean, mean-pooled, noise, patch."),
+    )
+    validate: int | None = field(
+        default=None,
+        metadata=_option(
+            "--validate", "A stratified validation sample of N problems (N in total)."
+        ),
+    )
+    all_problems: bool = field(
+        default=False,
+        metadata=_option("--all", "Every problem (the default without --validate)."),
+    )
+    limit: int | None = field(
+        default=None, metadata=_option("--limit", "Use only the first N problems of --data.")
+    )
+    only_baseline_correct: bool = field(
+        default=False,
+        metadata=_option(
+            "--only-baseline-correct",
+            "Run conditions only on problems the baseline answers correctly (the others "
+            "are still recorded, so baseline accuracy stays honest).",
+        ),
+    )
+    batch_size: int | Literal["auto"] = field(
+        default=AUTO,
+        metadata=_option(
+            "--batch-size",
+            "Rows (problem x condition) per forward pass, or auto: as many as fit memory.",
+        ),
+    )
+    max_new_tokens: int = field(
+        default=32, metadata=_option("--max-new-tokens", "Longest answer to decode.")
+    )
+    seed: int = field(default=0, metadata=_option("--seed", "Sampling, noise and reference seed."))
+    strata: str = field(
+        default="1,2,3,4,5+", metadata=_option("--strata", "Difficulty strata by step count.")
+    )
+    mean_reference: int = field(
+        default=100,
+        metadata=_option("--mean-reference", "Problems averaged over for --ablation mean."),
+    )
+    examples: int = field(
+        default=3,
+        metadata=_option(
+            "--examples",
+            "Example problems per difficulty stratum whose thoughts are decoded (logit "
+            "lens) into OUT/thoughts.jsonl for the report.",
+        ),
+    )
+    lens_top_k: int = field(
+        default=5, metadata=_option("--lens-top-k", "Tokens per decoded thought state.")
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -179,18 +269,9 @@ class RunPlan:
     manifest: dict[str, Any]
 
     @property
-    def needs_means(self) -> bool:
-        """Whether some condition uses mean activations."""
-        return any(
-            c.ablation in ABLATIONS and ABLATIONS[c.ablation].needs_means for c in self.conditions
-        )
-
-    @property
-    def needs_donors(self) -> bool:
-        """Whether some condition patches from donors."""
-        return any(
-            c.ablation in ABLATIONS and ABLATIONS[c.ablation].needs_donors for c in self.conditions
-        )
+    def resources(self) -> list[str]:
+        """Names of the resources the conditions' ablation kinds need, in first-use order."""
+        return _resources_of(c.ablation for c in self.conditions if not c.is_early_exit)
 
 
 @dataclass(frozen=True)
@@ -215,6 +296,11 @@ class SweepResult:
     n_conditions: int
     seconds: float
     baseline_mismatches: int
+
+
+def _resources_of(ablations: Iterable[str]) -> list[str]:
+    names = [need for a in ablations if a in ABLATIONS for need in ABLATIONS[a].needs]
+    return list(dict.fromkeys(names))
 
 
 # ------------------------------------------------------------------------ fingerprints
@@ -270,8 +356,18 @@ def _check_numbers(config: ImportanceConfig) -> None:
         raise ImportanceInputError("--validate", "--validate needs a sample size of 1 or more")
     if config.limit is not None and config.limit < 1:
         raise ImportanceInputError("--limit", "--limit must be 1 or more (or left out)")
-    if config.batch_size < 1:
-        raise ImportanceInputError("--batch-size", "--batch-size must be 1 or more")
+    if config.batch_size != AUTO and (
+        isinstance(config.batch_size, bool)
+        or not isinstance(config.batch_size, int)
+        or config.batch_size < 1
+    ):
+        raise ImportanceInputError(
+            "--batch-size", "--batch-size must be auto or a whole number of 1 or more"
+        )
+    if config.examples < 0:
+        raise ImportanceInputError("--examples", "--examples must be 0 or more")
+    if config.lens_top_k < 1:
+        raise ImportanceInputError("--lens-top-k", "--lens-top-k must be 1 or more")
     if config.max_new_tokens < 1:
         raise ImportanceInputError("--max-new-tokens", "--max-new-tokens must be 1 or more")
     if config.mean_reference < 1:
@@ -331,13 +427,15 @@ def plan_run(model: CodiModel, config: ImportanceConfig, *, model_spec: str = ""
             f"--data {config.data}: no problem is left after --limit/--validate; "
             "check those options",
         )
-    if any(ABLATIONS[a].needs_donors for a in ablations):
+    ablating = [s for s in schedules if not s.is_early_exit]
+    resource_entries: dict[str, Any] = {"mean_reference": None, "patch_pairing": None}
+    for name in _resources_of(ablations) if ablating else []:
         try:
-            donor_indices([p.answer for p in sample.problems])
+            resource_entries.update(
+                RESOURCES[name].manifest(sample.problems, config.mean_reference)
+            )
         except ValueError as error:
             raise ImportanceInputError("--ablation", str(error)) from None
-
-    ablating = [s for s in schedules if not s.is_early_exit]
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -348,7 +446,7 @@ def plan_run(model: CodiModel, config: ImportanceConfig, *, model_spec: str = ""
         "schedules": [s.text for s in schedules],
         "sites": [str(s) for s in sites] if ablating else [],
         "ablations": ablations if ablating else [],
-        "layers": sorted({c.site.layer for c in conditions if c.site and c.site.layer is not None}),
+        "layers": sorted({layer for c in conditions for layer in c.layers}),
         "model": {
             "name": model.name,
             "spec": model_spec,
@@ -377,19 +475,17 @@ def plan_run(model: CodiModel, config: ImportanceConfig, *, model_spec: str = ""
         "batch_size": config.batch_size,
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": str(model.device),
-        "mean_reference": {
-            "n": min(config.mean_reference, len(sample.problems)),
-            "rule": "the first n selected problems after a shuffle seeded by the run's seed; "
-            "activations from their baseline runs; cached in means.safetensors",
-        }
-        if any(ABLATIONS[a].needs_means for a in ablations) and ablating
-        else None,
-        "patch_pairing": "each problem's donor is the next selected problem (cyclically, in "
-        "source order) whose expected answer differs; activations from the donor's baseline run"
-        if any(ABLATIONS[a].needs_donors for a in ablations) and ablating
-        else None,
+        **resource_entries,
         "ablation_kinds": {a: ABLATIONS[a].description for a in ablations},
-        "early_exit": any(s.name == EARLY_EXIT for s in schedules),
+        "early_exit": any(s.is_early_exit for s in schedules),
+        "examples": {
+            "per_stratum": config.examples,
+            "top_k": config.lens_top_k,
+            "file": THOUGHTS_FILE,
+            "rule": "the first problems with condition results of each difficulty stratum, "
+            "in selection order; their baseline run's recorded states read through the "
+            "logit lens (final norm + unembedding): a reading aid, not causal evidence",
+        },
         "conditions": [c.to_dict() for c in conditions],
         "metrics": {
             "correct": f"|predicted - expected| within abs {DEFAULT_TOLERANCE} or rel "
@@ -466,6 +562,13 @@ def _kl(baseline_logits: Tensor, condition_logits: Tensor) -> float:
     return float(per_token.mean())
 
 
+ENGINE_KL = "kl_reference" in {f.name for f in fields(RunOptions)}
+"""Whether the engine computes the KL to a reference condition on the device
+(``RunOptions.kl_reference`` / ``Generation.target_kl``). Until it does, the sweep records
+the target logits and computes the same KL itself (:func:`_kl`); that fallback goes once
+every engine has ``kl_reference``."""
+
+
 def _outcome_of(gen: Generation, expected: float) -> tuple[str, float | None, bool, float | None]:
     predicted = extract_number(gen.text)
     gold = gen.target_logprobs.get("gold")
@@ -477,62 +580,86 @@ def _outcome_of(gen: Generation, expected: float) -> tuple[str, float | None, bo
     )
 
 
-class _Sweep:
-    """One run's sweep state: model, plan, store and the run-wide references."""
+def _batch_rows(model: CodiModel, plan: RunPlan) -> int:
+    """Rows per forward pass: the configured number, or as many as fit memory."""
+    if plan.config.batch_size != AUTO:
+        return int(plan.config.batch_size)
+    longest = max((p.question for p in plan.problems), key=len)
+    return auto_batch_size(
+        model,
+        prompt_length=len(model.question_ids(longest)),
+        new_tokens=plan.config.max_new_tokens,
+        conditions=len(plan.conditions) + 1,
+    )
 
-    def __init__(self, model: CodiModel, plan: RunPlan, run_dir: Path):
+
+class _Sweep:
+    """One run's sweep state: model, plan, store, resources and example thoughts."""
+
+    def __init__(self, model: CodiModel, plan: RunPlan, run_dir: Path, rows: int):
         self.model = model
         self.plan = plan
         self.config = plan.config
+        self.rows = rows
         self.runner = Runner(model)
         self.store = ResultStore(run_dir)
         self.run_dir = run_dir
-        self.means: MeanActivations | None = None
-        problems = plan.problems
-        self.donor_of: dict[str, Problem] = {}
-        if plan.needs_donors:
-            donors = donor_indices([p.answer for p in problems])
-            self.donor_of = {p.id: problems[d] for p, d in zip(problems, donors, strict=True)}
+        context = ResourceContext(
+            model=model,
+            run_dir=run_dir,
+            problems=plan.problems,
+            seed=self.config.seed,
+            batch_size=rows,
+            mean_reference=self.config.mean_reference,
+        )
+        self.resources: list[Resource] = [RESOURCES[name](context) for name in plan.resources]
         self.mismatches = 0
+        # Example thoughts: the first problems with conditions of each stratum.
+        done = self.store.done_ids()
+        recorded = [t for t in read_thoughts(run_dir) if t.id in done]
+        stratum_of = {p.id: plan.strata.label_for(p.steps) for p in plan.problems}
+        self.examples_left = {label: self.config.examples for label in stratum_of.values()}
+        for thoughts in recorded:
+            if thoughts.id in stratum_of:
+                self.examples_left[stratum_of[thoughts.id]] -= 1
 
-    def options(self, record_hidden: bool = False, target_logits: bool = False) -> RunOptions:
-        return RunOptions(
-            max_new_tokens=self.config.max_new_tokens,
-            batch_size=self.config.batch_size,
-            record_hidden=record_hidden,
-            record_target_logits=target_logits,
-        )
+    def options(self, record_hidden: bool = False, kl: bool = False) -> RunOptions:
+        """Run options; ``kl``: what the KL to the empty condition needs."""
+        settings: dict[str, Any] = {
+            "max_new_tokens": self.config.max_new_tokens,
+            "batch_size": self.rows,
+            "record_hidden": record_hidden,
+        }
+        if kl:
+            # ENGINE_KL: the engine's kl_reference; otherwise the target logits for _kl.
+            settings["kl_reference" if ENGINE_KL else "record_target_logits"] = (
+                EMPTY_CONDITION if ENGINE_KL else True
+            )
+        return RunOptions(**settings)
 
-    def prepare_means(self) -> None:
-        if not self.plan.needs_means:
-            return
-        n = int(self.plan.manifest["mean_reference"]["n"])
-        stream = SeededStream(f"thoughtscope.mean-reference|{self.config.seed}")
-        reference = stream.shuffled(self.plan.problems)[:n]
-        self.means = load_or_compute_means(
-            self.run_dir,
-            self.model,
-            [p.question for p in reference],
-            [p.id for p in reference],
-            batch_size=self.config.batch_size,
-        )
+    def prepare(self) -> None:
+        """Prepares every resource the run's ablation kinds need (once per run)."""
+        for resource in self.resources:
+            resource.prepare()
 
     def run_batch(self, batch: list[Problem]) -> list[ProblemRecord]:
         """Baseline, then every condition, for one batch; one record per problem."""
-        # Pass 1: baselines of the batch (and of its donors, with their activations).
+        # Pass 1: baselines of the batch and of the problems its resources ask for.
         pass1 = list(batch)
-        if self.donor_of:
-            seen = {p.id for p in batch}
-            for p in batch:
-                donor = self.donor_of[p.id]
-                if donor.id not in seen:
-                    seen.add(donor.id)
-                    pass1.append(donor)
+        seen = {p.id for p in batch}
+        for resource in self.resources:
+            for extra in resource.baseline_problems(batch):
+                if extra.id not in seen:
+                    seen.add(extra.id)
+                    pass1.append(extra)
+        strata = {p.id: self.plan.strata.label_for(p.steps) for p in batch}
+        wants_examples = any(self.examples_left.get(strata[p.id], 0) > 0 for p in batch)
+        record_hidden = wants_examples or any(r.records_hidden for r in self.resources)
         gold = {p.id: self.model.answer_ids(p.answer) for p in pass1}
         results = self.runner.run(
             [p.question for p in pass1],
             [BASELINE],
-            self.options(record_hidden=bool(self.donor_of)),
+            self.options(record_hidden=record_hidden),
             targets={"gold": [gold[p.id] for p in pass1]},
         )
         base_gen = {p.id: row[0] for p, row in zip(pass1, results, strict=True)}
@@ -545,19 +672,34 @@ class _Sweep:
         outcomes: dict[str, list[ConditionOutcome]] = {p.id: [] for p in batch}
         if todo:
             outcomes.update(self._conditions(todo, base_gen, baselines, gold))
+            self._record_examples(todo, base_gen, strata)
         return [
             ProblemRecord(
                 id=p.id,
                 question=p.question,
                 steps=p.steps,
                 steps_source=p.steps_source,
-                stratum=self.plan.strata.label_for(p.steps),
+                stratum=strata[p.id],
                 expected=p.answer,
                 baseline=baselines[p.id],
                 conditions=outcomes[p.id],
             )
             for p in batch
         ]
+
+    def _record_examples(
+        self, todo: list[Problem], base_gen: dict[str, Generation], strata: dict[str, str]
+    ) -> None:
+        """Appends the lens reading of this batch's example problems to ``thoughts.jsonl``."""
+        chosen: list[DecodedThoughts] = []
+        for p in todo:
+            hidden = base_gen[p.id].hidden
+            if self.examples_left.get(strata[p.id], 0) <= 0 or hidden is None:
+                continue
+            self.examples_left[strata[p.id]] -= 1
+            chosen.append(lens_reading(self.model, p.id, base_gen[p.id], self.config.lens_top_k))
+        if chosen:
+            append_thoughts(self.run_dir, chosen)
 
     def _conditions(
         self,
@@ -567,18 +709,13 @@ class _Sweep:
         gold: dict[str, list[int]],
     ) -> dict[str, list[ConditionOutcome]]:
         eos = self.model.config.eos_id
-        donors = None
-        if self.donor_of:
-            hidden = [base_gen[self.donor_of[p.id].id].hidden for p in todo]
-            donors = DonorActivations(torch.stack([h for h in hidden if h is not None]))
         resources = AblationResources(
             problem_ids=[p.id for p in todo],
             seed=self.config.seed,
-            means=self.means,
-            donors=donors,
+            values={r.name: r.for_batch(todo, base_gen) for r in self.resources},
         )
         conditions = [Condition(EMPTY_CONDITION)] + [
-            c.bind(resources) for c in self.plan.conditions
+            bind(c, resources) for c in self.plan.conditions
         ]
         along_baseline = [
             base_gen[p.id].answer_ids + ([eos] if base_gen[p.id].finished else []) for p in todo
@@ -586,7 +723,7 @@ class _Sweep:
         results = self.runner.run(
             [p.question for p in todo],
             conditions,
-            self.options(target_logits=True),
+            self.options(kl=True),
             targets={"gold": [gold[p.id] for p in todo], "baseline": along_baseline},
         )
         out: dict[str, list[ConditionOutcome]] = {}
@@ -600,32 +737,58 @@ class _Sweep:
                     empty.text,
                     base_gen[p.id].text,
                 )
-            reference = empty.target_logits["baseline"]
             baseline_predicted = baselines[p.id].predicted
             items: list[ConditionOutcome] = []
             for spec, gen in zip(self.plan.conditions, rest, strict=True):
                 text, predicted, correct, gold_lp = _outcome_of(gen, p.answer)
-                kl = _kl(reference, gen.target_logits["baseline"])
-                for schedule in spec.schedules:
-                    items.append(
-                        ConditionOutcome(
-                            name=spec.name,
-                            schedule=schedule,
-                            site=spec.site_name,
-                            layers=spec.layers,
-                            positions=list(spec.positions),
-                            ablation=spec.ablation,
-                            output=text,
-                            predicted=predicted,
-                            correct=correct,
-                            changed=_changed(predicted, baseline_predicted),
-                            gold_logprob=gold_lp,
-                            kl=kl,
-                            num_latent=spec.num_latent,
-                        )
+                items.append(
+                    ConditionOutcome(
+                        condition=spec,
+                        output=text,
+                        predicted=predicted,
+                        correct=correct,
+                        changed=_changed(predicted, baseline_predicted),
+                        gold_logprob=gold_lp,
+                        kl=_kl_of(empty, gen),
                     )
+                )
             out[p.id] = items
         return out
+
+
+def _kl_of(empty: Generation, gen: Generation) -> float:
+    """KL(empty condition ‖ this row), mean over the baseline answer's tokens."""
+    if ENGINE_KL:
+        return float(cast(Any, gen).target_kl["baseline"].mean())
+    return _kl(empty.target_logits["baseline"], gen.target_logits["baseline"])
+
+
+def lens_reading(
+    model: CodiModel, problem_id: str, generation: Generation, top_k: int = 5
+) -> DecodedThoughts:
+    """A baseline generation's recorded states (``hidden``: ``(N+2, layers+1, d)``) read
+    through the logit lens, top ``top_k`` tokens each.
+
+    Raises:
+        ValueError: The generation was run without ``record_hidden``.
+    """
+    if generation.hidden is None:
+        raise ValueError("the generation has no recorded states (run with record_hidden)")
+    states = decode_states(model, generation.hidden, top_k=top_k)
+    readings = [
+        LensReading(s.position, s.site, list(s.tokens), [float(x) for x in s.probs]) for s in states
+    ]
+    return DecodedThoughts(problem_id, generation.text, readings)
+
+
+def append_thoughts(run_dir: Path, items: Sequence[DecodedThoughts]) -> None:
+    """Appends decoded thoughts to ``RUN/thoughts.jsonl`` (flushed and fsynced)."""
+    path = Path(run_dir) / THOUGHTS_FILE
+    with path.open("a", encoding="utf-8") as handle:
+        for item in items:
+            handle.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _batches(problems: list[Problem], per_batch: int) -> list[list[Problem]]:
@@ -653,18 +816,20 @@ def run_importance(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     plan = plan_run(model, config, model_spec=model_spec)
+    rows = _batch_rows(model, plan)
+    plan.manifest["batch_rows"] = rows  # what batch_size ("auto" or a number) came to
     check_manifest(run_dir, plan.manifest)
-    sweep = _Sweep(model, plan, run_dir)
+    sweep = _Sweep(model, plan, run_dir, rows)
     done = sweep.store.done_ids()
     selected = plan.problems
     n_skipped = sum(p.id in done for p in selected)
     rows_per_problem = len(plan.conditions) + 1
-    per_batch = max(1, config.batch_size // rows_per_problem)
+    per_batch = max(1, rows // rows_per_problem)
     batches = [[p for p in batch if p.id not in done] for batch in _batches(selected, per_batch)]
     batches = [b for b in batches if b]
     written = 0
     if batches:
-        sweep.prepare_means()
+        sweep.prepare()
     bar = tqdm(
         total=len(selected),
         initial=n_skipped,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, get_type_hints
 
 import typer
 
@@ -24,7 +27,6 @@ from thoughtscope.cli.options import (
     check_output,
     model_options,
 )
-from thoughtscope.model.codi import CodiModel
 
 DEMO_DATA = "synthetic:test:seed=0:n=300"
 """The demo's problems: 300 synthetic test problems (the toy model's own style)."""
@@ -48,6 +50,19 @@ def _set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def _batch_size(text: str) -> int | Literal["auto"]:
+    """``--batch-size``: ``auto`` or a whole number of 1 or more."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        fail(f"--batch-size must be auto or a whole number, got {text}")
+    if value < 1:
+        fail(f"--batch-size must be 1 or more, got {value}")
+    return value
+
+
 def _statistics(run_dir: Path, *, tables: bool = True) -> Path:
     """Writes the run's statistics files, prints their tables (unless ``tables`` is
     false); returns summary.json."""
@@ -60,13 +75,13 @@ def _statistics(run_dir: Path, *, tables: bool = True) -> Path:
     return summary_path
 
 
-def _report(run_dir: Path, model: CodiModel | None = None) -> Path | None:
+def _report(run_dir: Path) -> Path | None:
     """Writes the run's HTML report (``None`` when the report module is not installed)."""
     try:
         from thoughtscope.report import write_report
     except ImportError:
         return None
-    return Path(write_report(run_dir, model=model))
+    return Path(write_report(run_dir))
 
 
 def _describe(result: SweepResult) -> str:
@@ -96,72 +111,54 @@ def _listing(folder: Path) -> list[str]:
     return [f"  {path}" for path in sorted(folder.iterdir()) if path.is_file()]
 
 
+def _config_parameters() -> list[inspect.Parameter]:
+    """One command-line option per :class:`ImportanceConfig` field, from its metadata."""
+    hints = get_type_hints(ImportanceConfig)
+    parameters = []
+    for item in fields(ImportanceConfig):
+        # --batch-size takes "auto" or a number: read as text, converted by _batch_size.
+        kind = str if item.name == "batch_size" else hints[item.name]
+        default: Any = inspect.Parameter.empty if item.default is MISSING else item.default
+        option = typer.Option(item.metadata["option"], help=item.metadata["help"])
+        parameters.append(
+            inspect.Parameter(
+                item.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=Annotated[kind, option],
+            )
+        )
+    return parameters
+
+
+def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Gives a command one option per :class:`ImportanceConfig` field (declared once, in
+    the config's field metadata) and hands it ``config: ImportanceConfig`` built from them."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "config"]
+    names = [item.name for item in fields(ImportanceConfig)]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in names}
+        values["batch_size"] = _batch_size(str(values["batch_size"]))
+        return command(**kwargs, config=ImportanceConfig(**values))
+
+    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept]
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters + _config_parameters()
+    )
+    return wrapper
+
+
 @app.command("importance")
 @model_options
+@config_options
 def importance_command(
     choice: ModelChoice,
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data",
-            help="Problems: synthetic[:SPLIT][:seed=S][:n=N]..., a GSM8K .jsonl, a .json/.csv "
-            "file, or hf:openai/gsm8k (see `thoughtscope data --help`).",
-        ),
-    ],
+    config: ImportanceConfig,
     out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
     model: ModelOpt = "toy",
-    validate: Annotated[
-        int | None,
-        typer.Option(
-            "--validate", help="A stratified validation sample of N problems (N in total)."
-        ),
-    ] = None,
-    all_problems: Annotated[
-        bool, typer.Option("--all", help="Every problem (the default without --validate).")
-    ] = False,
-    limit: Annotated[
-        int | None, typer.Option("--limit", help="Use only the first N problems of --data.")
-    ] = None,
-    sites: Annotated[
-        str,
-        typer.Option(
-            "--sites",
-            help="latent, block:8, block:4,8,14, block:all, or several joined with + "
-            "(block:L is the output of decoder block L, 0-based).",
-        ),
-    ] = "latent+block:all",
-    schedule: Annotated[
-        str,
-        typer.Option(
-            "--schedule",
-            help="Comma-separated: prefix, suffix, single, keep-one, all, early-exit, or "
-            "position sets like {0,2,4} / positions:0,2.",
-        ),
-    ] = "prefix,single",
-    ablation: Annotated[
-        str,
-        typer.Option("--ablation", help="Comma-separated: zero, mean, mean-pooled, noise, patch."),
-    ] = "zero",
-    only_baseline_correct: Annotated[
-        bool,
-        typer.Option(
-            "--only-baseline-correct",
-            help="Run conditions only on problems the baseline answers correctly (the "
-            "others are still recorded, so baseline accuracy stays honest).",
-        ),
-    ] = False,
-    batch_size: BatchSizeOpt = 128,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
-    ] = 32,
-    seed: Annotated[int, typer.Option("--seed", help="Sampling, noise and reference seed.")] = 0,
-    strata: Annotated[
-        str, typer.Option("--strata", help="Difficulty strata by step count.")
-    ] = "1,2,3,4,5+",
-    mean_reference: Annotated[
-        int,
-        typer.Option("--mean-reference", help="Problems averaged over for --ablation mean."),
-    ] = 100,
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
         True
@@ -169,22 +166,7 @@ def importance_command(
 ) -> None:
     """Ablate continuous thoughts at chosen sites and positions and record how answers
     change; results stream to OUT/results.jsonl, statistics go to OUT/summary.json."""
-    config = ImportanceConfig(
-        data=data,
-        sites=sites,
-        schedules=schedule,
-        ablations=ablation,
-        validate=validate,
-        all_problems=all_problems,
-        limit=limit,
-        only_baseline_correct=only_baseline_correct,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        strata=strata,
-        mean_reference=mean_reference,
-    )
-    if validate is not None and all_problems:
+    if config.validate is not None and config.all_problems:
         fail("--validate and --all exclude each other; give one of them")
     _set_threads(threads)
     check_output(out, "--out", folder=True)
@@ -203,7 +185,7 @@ def importance_command(
             err=True,
         )
     _statistics(out)
-    report = _report(out, codi)
+    report = _report(out)
     if report is not None:
         typer.echo(f"report: {report} (open it in a browser)")
     typer.echo(f"Positions: {POSITIONS_NOTE}")
@@ -265,7 +247,7 @@ def demo_command(
         typer.echo(_describe(result))
         summary = _statistics(run_dir, tables=False)
         typer.echo(f"statistics: {summary} (print them with `thoughtscope stats {run_dir}`)")
-        report = _report(run_dir, codi)
+        report = _report(run_dir)
         if report is not None:
             typer.echo(f"report: {report} (open it in a browser)")
     typer.echo(f"Positions: {POSITIONS_NOTE}")

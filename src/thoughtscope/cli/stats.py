@@ -68,7 +68,7 @@ def stats(
         fail(str(error))
     summary = load_json(path)
     typer.echo(format_tables(summary), nl=False)
-    for check in summary["original_layout"].get("check", []):
+    for check in (summary.get("original_layout") or {}).get("check", []):
         verdict = "match" if check["matches"] else "DO NOT match"
         typer.echo(f"Recomputed original figures {verdict} {check['against']}.")
     typer.echo("")

@@ -165,8 +165,9 @@ def _style(series: Series) -> dict[str, object]:
     return {
         "color": STRATUM_COLORS[index % len(STRATUM_COLORS)],
         "marker": STRATUM_MARKERS[index % len(STRATUM_MARKERS)],
-        "linewidth": 1.2,
-        "markersize": 4.0,
+        "linewidth": 1.0,
+        "markersize": 3.5,
+        "alpha": 0.85,
     }
 
 
@@ -312,7 +313,8 @@ def curves_figure(
     ncols: int = 3,
     empty_text: str = "no value here",
 ) -> Figure:
-    """Lines with 95% interval bands, one panel per site, one line per series.
+    """Lines, one panel per site, one line per series; the overall series (all
+    problems) with its 95% interval band, strata without bands.
 
     Values are fractions drawn as percentages; a missing estimate leaves a gap, and a
     panel without any value says ``empty_text``.
@@ -343,13 +345,15 @@ def curves_figure(
             style = _style(series)
             ax.plot(x, est, label=series.label, **style)  # type: ignore[arg-type]
             band = np.isfinite(low) & np.isfinite(high)
-            if band.any():
+            # Only the overall line gets its band: six overlapping bands are unreadable;
+            # the strata's intervals are in summary.json and the heatmaps' source.
+            if band.any() and series.style == "overall":
                 ax.fill_between(
                     x,
                     np.where(band, low, np.nan),
                     np.where(band, high, np.nan),
                     color=style["color"],
-                    alpha=0.18 if series.style == "overall" else 0.07,
+                    alpha=0.18,
                     linewidth=0,
                 )
         _set_xticks(ax, panel.x_labels)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from thoughtscope.report.examples import DecodedThoughts
 from thoughtscope.report.figures import DPI, FigureFile
 from thoughtscope.report.panels import Group, condition_schedules, site_title, stratum_title
-from thoughtscope.results.records import ConditionOutcome, ProblemRecord
+from thoughtscope.results.records import ConditionOutcome, DecodedThoughts, ProblemRecord
+from thoughtscope.statistics.schema import ConditionFigures, Metric, Summary
 
 __all__ = ["SECTIONS", "FigureBlock", "Section", "figure_html", "page"]
 
@@ -50,6 +50,9 @@ table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
 th, td { border: 1px solid #d0d0d0; padding: 0.25em 0.5em; vertical-align: top; text-align: left; }
 th { background: #f2f2f2; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+td.nowrap { white-space: nowrap; }
+table.conditions th { white-space: normal; min-width: 4em; }
+span.ci { color: #666; font-size: 0.88em; }
 td.ok { background: #e3f3e3; }
 td.bad { background: #fbe1de; }
 td.changed { font-weight: bold; }
@@ -132,81 +135,103 @@ def cell(text: object, cls: str = "", title: str | None = None) -> str:
     return f"<td{attrs}>{e(text)}</td>"
 
 
-def percent(metric: Mapping[str, Any] | None, scale: float = 100.0, unit: str = "%") -> str:
-    """``24.7% [13.7, 32.9]``, or ``—`` when the summary has no estimate."""
-    if not metric or metric.get("estimate") is None:
-        return "—"
-    est = metric["estimate"] * scale
-    text = f"{est:.1f}{unit}"
-    ci = metric.get("ci")
-    if ci:
-        text += f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]"
+def _number(value: float, unit: str) -> str:
+    """Percentages and points to one decimal; other quantities (log-probabilities, KL) to
+    three significant digits, so small values do not print as ``0.0``; never ``−0``."""
+    text = f"{value:.1f}" if unit in ("%", " pp") else f"{value:.3g}"
+    if float(text) == 0:
+        text = text.lstrip("-")
     return text.replace("-", "−")
 
 
-def metric_cell(metric: Mapping[str, Any] | None, scale: float = 100.0, unit: str = "%") -> str:
-    """A numeric cell; the summary's reason goes into the tooltip when it has no value."""
-    reason = None if not metric else metric.get("reason")
-    return cell(percent(metric, scale, unit), "num", reason)
+def percent(metric: Metric | None, scale: float = 100.0, unit: str = "%") -> str:
+    """``24.7% [13.7, 32.9]``, or ``—`` when the summary has no estimate."""
+    if metric is None or metric.estimate is None:
+        return "—"
+    text = _number(metric.estimate * scale, unit) + unit
+    if metric.ci is not None:
+        low, high = (_number(v * scale, unit) for v in metric.ci)
+        text += f" [{low}, {high}]"
+    return text
+
+
+def metric_cell(metric: Metric | None, scale: float = 100.0, unit: str = "%") -> str:
+    """A numeric cell: the estimate, its interval on a second line; the summary's reason
+    goes into the tooltip when it has no value."""
+    if metric is None or metric.estimate is None:
+        reason = None if metric is None else metric.reason
+        return cell("—", "num", reason)
+    body = e(_number(metric.estimate * scale, unit) + unit)
+    if metric.ci is not None:
+        low, high = (_number(v * scale, unit) for v in metric.ci)
+        body += f"<br><span class='ci'>[{e(low)}, {e(high)}]</span>"
+    return f'<td class="num">{body}</td>'
 
 
 # --- sections ---------------------------------------------------------------------------
 
 
-def conditions_table(summary: Mapping[str, Any], schedules_of: Mapping[str, Sequence[str]]) -> str:
-    """Every condition's overall figures, both views, with intervals and McNemar."""
+def conditions_table(summary: Summary, schedules_of: Mapping[str, Sequence[str]]) -> str:
+    """Every condition's overall figures (one row each, naming all its schedules), both
+    views, with intervals and McNemar."""
     header = [
         "condition",
         "schedules",
-        "site",
         "n",
         "accuracy",
         "importance (baseline-correct)",
-        "importance (all problems)",
+        "importance (all)",
         "answer changed",
         "wrong→right",
         "Δ log p(gold)",
         "KL (nats)",
         "McNemar p (Holm)",
     ]
-    rows = []
+    # One row per condition: a condition in several schedules has the same figures in each.
+    schedules_by_name: dict[str, list[str]] = {}
+    first: dict[str, ConditionFigures] = {}
     for c, schedules in zip(
-        summary["conditions"], condition_schedules(summary, schedules_of), strict=True
+        summary.conditions, condition_schedules(summary, schedules_of), strict=True
     ):
-        unc = c["overall"]["unconditional"]
-        con = c["overall"]["conditional"]
-        holm = unc["mcnemar"].get("p_value_holm")
+        first.setdefault(c.name, c)
+        known = schedules_by_name.setdefault(c.name, [])
+        known.extend(s for s in schedules if s not in known)
+    rows = []
+    for c in first.values():
+        schedules = schedules_by_name[c.name]
+        unc = c.scopes.overall["unconditional"]
+        con = c.scopes.overall["conditional"]
+        holm = None if unc.mcnemar is None else unc.mcnemar.p_value_holm
         rows.append(
             [
-                cell(c["name"], "mono"),
-                cell(", ".join(schedules)),
-                cell(site_title(c["site"])),
-                cell(unc["n"], "num"),
-                metric_cell(unc["metrics"]["accuracy"]),
-                metric_cell(con["metrics"]["importance"]),
-                metric_cell(unc["metrics"]["importance"]),
-                metric_cell(unc["metrics"]["changed"]),
-                metric_cell(unc["metrics"]["flip_wrong_to_right"]),
-                metric_cell(unc["metrics"]["delta_gold_logprob"], 1.0, ""),
-                metric_cell(unc["metrics"]["kl"], 1.0, ""),
+                cell(c.name, "mono nowrap"),
+                cell(", ".join(schedules), "nowrap"),
+                cell(unc.n, "num"),
+                metric_cell(unc.metric("accuracy")),
+                metric_cell(con.metric("importance")),
+                metric_cell(unc.metric("importance")),
+                metric_cell(unc.metric("changed")),
+                metric_cell(unc.metric("flip_wrong_to_right")),
+                metric_cell(unc.metric("delta_gold_logprob"), 1.0, ""),
+                metric_cell(unc.metric("kl"), 1.0, ""),
                 cell("—" if holm is None else f"{holm:.3g}", "num"),
             ]
         )
-    return table(header, rows)
+    return table(header, rows, "conditions")
 
 
-def early_late_table(summary: Mapping[str, Any]) -> str:
+def early_late_table(summary: Summary) -> str:
     """The original study's early/late summary with intervals (empty string if none)."""
     rows = []
-    for item in summary.get("early_late", []):
-        metrics = item["overall"]["conditional"]["metrics"]
+    for item in summary.early_late:
+        view = item.scopes.overall["conditional"]
         rows.append(
             [
-                cell(item["label"]),
-                cell(item["semantics"]),
-                metric_cell(metrics["early"]),
-                metric_cell(metrics["late"]),
-                metric_cell(metrics["late_minus_early"], 100.0, " pp"),
+                cell(item.label),
+                cell(item.semantics),
+                metric_cell(view.metric("early")),
+                metric_cell(view.metric("late")),
+                metric_cell(view.metric("late_minus_early"), 100.0, " pp"),
             ]
         )
     if not rows:
@@ -267,7 +292,7 @@ def answers_table(record: ProblemRecord, chosen: Sequence[Group]) -> str:
     columns = list(dict.fromkeys(label for g in chosen for label in g.labels))
     rows = []
     for g in chosen:
-        by_label = dict(zip(g.labels, (c["name"] for c in g.conditions), strict=True))
+        by_label = dict(zip(g.labels, (c.name for c in g.conditions), strict=True))
         row = [cell(site_title(g.site))]
         for column in columns:
             outcome = outcomes.get(by_label.get(column, ""))
@@ -306,17 +331,9 @@ def example_html(
         parts.append(f"<p><b>Answers under {e(first.schedule)} · {e(first.ablation)}</b></p>")
         parts.append(answers_table(record, chosen))
     if decoded is not None:
-        same = decoded.answer.strip() == record.baseline.output.strip()
-        check = (
-            "the re-run gave the recorded baseline answer"
-            if same
-            else f"the re-run answered “{visible(decoded.answer)}”, the run recorded "
-            f"“{visible(record.baseline.output)}”: the model or its settings differ from the "
-            "run's, so read these tokens with care"
-        )
         parts.append(
-            "<p><b>Decoded thoughts</b> (baseline run, logit lens, top tokens with "
-            f"probabilities; {e(check)})</p>"
+            "<p><b>Decoded thoughts</b> (recorded during the run: the baseline's states read "
+            "through the logit lens, top tokens with probabilities)</p>"
         )
         parts.append(decoded_table(decoded))
     else:
@@ -374,10 +391,10 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def manifest_html(manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+def manifest_html(manifest: Mapping[str, Any], summary: Summary) -> str:
     """The manifest's main fields in words, then the whole manifest as JSON."""
-    rows = [[cell("selection rule"), cell(summary.get("selection_rule", "—"))]]
-    boot = summary.get("bootstrap", {})
+    rows = [[cell("selection rule"), cell(summary.selection_rule or "—")]]
+    boot = summary.bootstrap
     if boot:
         rows.append(
             [
@@ -401,9 +418,9 @@ def manifest_html(manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> st
     )
 
 
-def definitions_html(summary: Mapping[str, Any]) -> str:
+def definitions_html(summary: Summary) -> str:
     """The summary's plain-words definitions as a definition list."""
-    entries = summary.get("definitions", {})
+    entries = summary.definitions
     return "<dl>" + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in entries.items()) + "</dl>"
 
 

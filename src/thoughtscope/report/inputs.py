@@ -19,7 +19,9 @@ from thoughtscope.statistics import (
     DEFAULT_N_BOOT,
     SCHEMA,
     StatisticsInputError,
+    Summary,
     read_run,
+    read_summary,
     write_original_file_statistics,
     write_run_statistics,
 )
@@ -47,7 +49,7 @@ class ReportInputs:
         manifest: The run's manifest (for an original file: what the statistics
             inferred about it).
         records: One record per problem, in file order.
-        summary: The content of ``summary.json``.
+        summary: ``summary.json`` in its typed form.
         schedules_of: Condition name → every schedule that asked for it (a condition
             such as ``{0}`` belongs to both ``prefix`` and ``single``).
     """
@@ -56,13 +58,13 @@ class ReportInputs:
     out_dir: Path
     manifest: dict[str, Any]
     records: list[ProblemRecord]
-    summary: dict[str, Any]
+    summary: Summary
     schedules_of: dict[str, list[str]]
 
     @property
     def is_original_file(self) -> bool:
         """Whether this is a re-analysis of a file in the original study's layout."""
-        return self.summary.get("source") == "original-file"
+        return self.summary.is_original_file
 
 
 def _summary_is_current(run_dir: Path) -> bool:
@@ -97,7 +99,8 @@ def _schedules_of(records: list[ProblemRecord], manifest: dict[str, Any]) -> dic
                     add(str(entry.get("name", "")), str(schedule))
     for record in records:
         for c in record.conditions:
-            add(c.name, c.schedule)
+            for schedule in c.condition.schedules:
+                add(c.name, schedule)
     return out
 
 
@@ -137,13 +140,9 @@ def load_inputs(
             records, manifest = records_from_original(results)
             out = Path(out_dir) if out_dir is not None else source.parent
             summary_path = write_original_file_statistics(source, out, n_boot=n_boot)
-        summary = load_json(summary_path)
+        summary = read_summary(summary_path)
     except StatisticsInputError as error:
         raise ReportInputError(str(error)) from None
-    if not isinstance(summary, dict) or summary.get("schema") != SCHEMA:
-        raise ReportInputError(
-            f"{summary_path}: not a {SCHEMA} summary; rerun `thoughtscope stats` on the run"
-        )
     return ReportInputs(
         source=source,
         out_dir=out,

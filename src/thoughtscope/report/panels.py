@@ -13,9 +13,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from thoughtscope.report.figures import HeatPanel, Interval, Panel, Series
+from thoughtscope.results.conditions import positions_label, schedule, site_sort_key
+from thoughtscope.statistics.schema import (
+    BaselineAccuracy,
+    ConditionFigures,
+    Metric,
+    Scoped,
+    Summary,
+)
 
 __all__ = [
     "Group",
@@ -32,15 +39,6 @@ __all__ = [
     "stratum_title",
 ]
 
-X_TITLES = {
-    "prefix": "thoughts ablated together (the first i)",
-    "suffix": "thoughts ablated together (the last ones)",
-    "single": "thought ablated (alone)",
-    "keep-one": "thoughts ablated (every thought but one)",
-    "all": "thoughts ablated",
-    "positions": "thoughts ablated",
-    "early-exit": "thoughts fed before <eot> (early exit)",
-}
 ORIGINAL_X_TITLE = "positions zeroed (original numbering: 0 = <bot> step)"
 
 
@@ -50,62 +48,26 @@ class Group:
 
     Attributes:
         schedule, ablation, site: What the members share.
-        conditions: The members' entries of ``summary["conditions"]``.
+        conditions: The members' figures.
         labels: Short x-axis labels, one per member (``0–2`` for ``{0,1,2}``).
     """
 
     schedule: str
     ablation: str
     site: str
-    conditions: list[dict[str, Any]]
+    conditions: list[ConditionFigures]
     labels: list[str]
 
     @property
     def x_title(self) -> str:
-        """What the x axis counts, in words."""
+        """What the x axis counts, in words (the schedule's own axis title)."""
         if self.site == "original":
             return ORIGINAL_X_TITLE
-        return X_TITLES.get(self.schedule, "thoughts ablated")
-
-
-def positions_label(positions: Sequence[int]) -> str:
-    """``0–2,4`` for ``[0, 1, 2, 4]``; ``bot`` for ``-1``; ``none`` for ``[]``."""
-    if not positions:
-        return "none"
-    parts: list[str] = []
-    values = sorted(positions)
-    if values[0] < 0:
-        parts.append("bot")
-        values = [v for v in values if v >= 0]
-    start = prev = None
-    for v in [*values, None]:
-        if start is None:
-            start = prev = v
-            continue
-        if v is not None and prev is not None and v == prev + 1:
-            prev = v
-            continue
-        parts.append(str(start) if start == prev else f"{start}–{prev}")
-        start = prev = v
-    return ",".join(parts)
-
-
-def _site_key(site: str) -> tuple[int, int, str]:
-    if site == "latent":
-        return (0, 0, site)
-    match = re.fullmatch(r"block:(\d+)", site)
-    if match:
-        return (1, int(match[1]), site)
-    return (2, 0, site)
+        return schedule(self.schedule).axis_title
 
 
 def site_title(site: str) -> str:
-    """``latent (thought vectors)``, ``block 8 output``, ``early exit``..."""
-    if site == "latent":
-        return "latent (the thought vectors)"
-    match = re.fullmatch(r"block:(\d+)", site)
-    if match:
-        return f"block {match[1]} output"
+    """The one name of a site everywhere: ``latent``, ``block:8``; ``early exit``..."""
     if site == "":
         return "early exit (no ablation)"
     if site == "original":
@@ -122,89 +84,59 @@ def stratum_title(label: str) -> str:
     return label
 
 
-def _member_key(schedule: str, condition: Mapping[str, Any]) -> tuple[int, ...]:
-    positions = list(condition.get("positions") or [])
-    if schedule == "early-exit" or condition.get("ablation") == "early-exit":
-        return (int(condition.get("num_latent") or 0),)
-    if schedule == "prefix":
-        return (len(positions),)
-    if schedule == "suffix":
-        return (-len(positions),)
-    if schedule == "keep-one":
-        missing = sorted(set(range(max(positions, default=0) + 2)) - set(positions))
-        return (missing[0] if missing else 0,)
-    return tuple(positions)
-
-
 def condition_schedules(
-    summary: Mapping[str, Any], schedules_of: Mapping[str, Sequence[str]]
+    summary: Summary, schedules_of: Mapping[str, Sequence[str]]
 ) -> list[list[str]]:
-    """For each entry of ``summary["conditions"]``, the schedules it stands for.
+    """For each entry of ``summary.conditions``, the schedules it stands for.
 
     An entry stands for its own schedule, and for every other schedule that asked for
     the same condition name but has no entry of its own (summaries that list a shared
     condition once).
     """
-    present = {(c["name"], c["schedule"]) for c in summary["conditions"]}
+    present = {(c.name, c.schedule) for c in summary.conditions}
     out = []
-    for c in summary["conditions"]:
+    for c in summary.conditions:
         others = [
             s
-            for s in schedules_of.get(c["name"], [])
-            if s != c["schedule"] and (c["name"], s) not in present
+            for s in schedules_of.get(c.name, [])
+            if s != c.schedule and (c.name, s) not in present
         ]
-        out.append([c["schedule"], *others])
+        out.append([c.schedule, *others])
     return out
 
 
-def _keep_one_labels(members: Sequence[Mapping[str, Any]]) -> list[str]:
-    """``all but 3`` for each member that ablates every thought of the group but one."""
-    every = set().union(*(set(c.get("positions") or []) for c in members))
-    labels = []
-    for c in members:
-        missing = sorted(every - set(c.get("positions") or []))
-        if len(missing) == 1:
-            labels.append(f"all but {missing[0]}")
-        else:
-            labels.append(positions_label(c.get("positions") or []))
-    return labels
-
-
-def groups(summary: Mapping[str, Any], schedules_of: Mapping[str, Sequence[str]]) -> list[Group]:
+def groups(summary: Summary, schedules_of: Mapping[str, Sequence[str]]) -> list[Group]:
     """Every (schedule, ablation, site) group of the summary's conditions.
 
     Schedules keep their order of first appearance; sites go latent, blocks by layer,
-    then the rest.
+    then the rest; members go in schedule order, labelled by their schedule.
     """
-    keyed: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for condition, schedules in zip(
-        summary["conditions"], condition_schedules(summary, schedules_of), strict=True
+    keyed: dict[tuple[str, str, str], list[ConditionFigures]] = {}
+    for figures, schedules in zip(
+        summary.conditions, condition_schedules(summary, schedules_of), strict=True
     ):
-        for schedule in schedules:
-            key = (schedule, condition["ablation"], condition["site"])
-            keyed.setdefault(key, []).append(condition)
+        for name in schedules:
+            key = (name, figures.condition.ablation, figures.condition.site)
+            keyed.setdefault(key, []).append(figures)
     order = {s: k for k, s in enumerate(dict.fromkeys(s for s, _, _ in keyed))}
     out = []
-    for (schedule, ablation, site), members in sorted(
-        keyed.items(), key=lambda item: (order[item[0][0]], item[0][1], _site_key(item[0][2]))
+    for (name, ablation, site), members in sorted(
+        keyed.items(), key=lambda item: (order[item[0][0]], item[0][1], site_sort_key(item[0][2]))
     ):
-        members = sorted(members, key=lambda c: _member_key(schedule, c))
-        if schedule == "early-exit" or ablation == "early-exit":
-            labels = [str(c.get("num_latent")) for c in members]
-        elif schedule == "keep-one":
-            labels = _keep_one_labels(members)
-        else:
-            labels = [positions_label(c.get("positions") or []) for c in members]
-        out.append(Group(schedule, ablation, site, members, labels))
+        kind = schedule(name)
+        members = sorted(members, key=lambda c: kind.sort_key(c.condition))
+        specs = [m.condition for m in members]
+        labels = [kind.tick(spec, specs) for spec in specs]
+        out.append(Group(name, ablation, site, members, labels))
     return out
 
 
-def interval(metric: Mapping[str, Any] | None) -> Interval:
-    """A summary metric (``{estimate, ci, n}``) as an :class:`Interval`."""
-    if not metric:
+def interval(metric: Metric | None) -> Interval:
+    """A summary metric as an :class:`Interval`."""
+    if metric is None:
         return Interval(None)
-    ci = metric.get("ci") or [None, None]
-    return Interval(metric.get("estimate"), ci[0], ci[1], int(metric.get("n") or 0))
+    low, high = metric.ci if metric.ci is not None else (None, None)
+    return Interval(metric.estimate, low, high, metric.n)
 
 
 def _label(title: str, values: Sequence[Interval]) -> str:
@@ -213,20 +145,16 @@ def _label(title: str, values: Sequence[Interval]) -> str:
 
 
 def _series_over(
-    items: Sequence[Mapping[str, Any]],
+    items: Sequence[Scoped],
     strata: Sequence[str],
     metric: str,
     view: str,
 ) -> list[Series]:
-    """Overall and per-stratum series of ``metric`` over items holding ``overall`` and
-    ``by_stratum`` blocks (conditions or prefix steps)."""
+    """Overall and per-stratum series of ``metric`` over items' figures (conditions or
+    prefix steps)."""
 
     def values(scope: str | None) -> list[Interval]:
-        out = []
-        for item in items:
-            block = item["overall"] if scope is None else item["by_stratum"].get(scope, {})
-            out.append(interval(block.get(view, {}).get("metrics", {}).get(metric)))
-        return out
+        return [interval(item.metric(view, metric, scope)) for item in items]
 
     overall = values(None)
     series = [Series(_label("all problems", overall), overall, "overall")]
@@ -239,19 +167,18 @@ def _series_over(
     return series
 
 
-def _baseline_interval(block: Mapping[str, Any]) -> Interval:
-    low, high = block.get("ci") or (None, None)
-    return Interval(block.get("accuracy"), low, high, int(block.get("n") or 0))
+def _baseline_interval(block: BaselineAccuracy) -> Interval:
+    low, high = block.ci if block.ci is not None else (None, None)
+    return Interval(block.accuracy, low, high, block.n)
 
 
-def baseline_panel(summary: Mapping[str, Any]) -> Panel:
+def baseline_panel(summary: Summary) -> Panel:
     """Baseline accuracy overall and by stratum (one series, one bar per group)."""
-    base = summary["baseline"]
     labels = ["all"]
-    values = [_baseline_interval(base)]
-    for label in summary["strata"]:
+    values = [_baseline_interval(summary.baseline)]
+    for label in summary.strata:
         labels.append(stratum_title(label))
-        values.append(_baseline_interval(base["by_stratum"][label]))
+        values.append(_baseline_interval(summary.baseline_by_stratum[label]))
     x_labels = [f"{label}\nn={v.n}" for label, v in zip(labels, values, strict=True)]
     return Panel(
         "",
@@ -270,15 +197,14 @@ def curve_panels(
             site_title(g.site),
             g.labels,
             g.x_title,
-            _series_over(g.conditions, strata, metric, view),
+            _series_over([c.scopes for c in g.conditions], strata, metric, view),
         )
         for g in chosen
     ]
 
 
-def _value(condition: Mapping[str, Any], scope: str | None, view: str, metric: str) -> float | None:
-    block = condition["overall"] if scope is None else condition["by_stratum"].get(scope, {})
-    return interval(block.get(view, {}).get("metrics", {}).get(metric)).estimate
+def _value(condition: ConditionFigures, scope: str | None, view: str, metric: str) -> float | None:
+    return interval(condition.scopes.metric(view, metric, scope)).estimate
 
 
 def layer_position_panel(chosen: Sequence[Group], metric: str, view: str) -> HeatPanel:
@@ -293,7 +219,7 @@ def layer_position_panel(chosen: Sequence[Group], metric: str, view: str) -> Hea
     first = chosen[0]
     return HeatPanel(
         "",
-        [site_title(g.site).replace(" output", "") for g in chosen],
+        [site_title(g.site) for g in chosen],
         columns,
         values,
         first.x_title,
@@ -321,23 +247,18 @@ def difficulty_panels(
     return panels
 
 
-def marginal_panels(summary: Mapping[str, Any], metric: str, view: str) -> list[Panel]:
+def marginal_panels(summary: Summary, metric: str, view: str) -> list[Panel]:
     """One panel per prefix family: the marginal step of each added thought."""
     panels = []
-    families = sorted(
-        summary.get("prefix_marginals", []), key=lambda f: _site_key(f["family"]["site"])
-    )
-    for family in families:
-        steps = family["steps"]
-        labels = ["+" + positions_label(s["added_positions"]) for s in steps]
-        site = family["family"]["site"]
-        title = f"{family['family']['ablation']} · {site_title(site)}"
+    for family in sorted(summary.prefix_marginals, key=lambda f: site_sort_key(f.family.site)):
+        labels = ["+" + positions_label(s.added_positions) for s in family.steps]
+        site = family.family.site
+        title = f"{family.family.ablation} · {site_title(site)}"
         x_title = (
             "position added to the zeroed prefix (original numbering)"
             if site == "original"
             else "thought added to the ablated prefix"
         )
-        panels.append(
-            Panel(title, labels, x_title, _series_over(steps, summary["strata"], metric, view))
-        )
+        series = _series_over([s.scopes for s in family.steps], summary.strata, metric, view)
+        panels.append(Panel(title, labels, x_title, series))
     return panels

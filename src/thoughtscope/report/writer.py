@@ -21,10 +21,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from thoughtscope.report import html
-from thoughtscope.report.examples import DecodedThoughts, choose_examples, decode_thoughts
+from thoughtscope.report.examples import choose_examples
 from thoughtscope.report.figures import (
     bars_figure,
     curves_figure,
@@ -43,10 +43,9 @@ from thoughtscope.report.panels import (
     marginal_panels,
     site_title,
 )
-from thoughtscope.statistics import DEFAULT_N_BOOT
-
-if TYPE_CHECKING:
-    from thoughtscope.model.codi import CodiModel
+from thoughtscope.results.conditions import EARLY_EXIT, schedule, site_sort_key
+from thoughtscope.results.records import DecodedThoughts, read_thoughts
+from thoughtscope.statistics import DEFAULT_N_BOOT, Summary
 
 __all__ = ["FIGURES_DIR", "REPORT_FILE", "write_report"]
 
@@ -85,14 +84,14 @@ def _slug(text: str) -> str:
 
 def _what(group: Group) -> str:
     """``schedule · ablation`` in words (early exit has no ablation)."""
-    if group.ablation == "early-exit":
+    if group.ablation == EARLY_EXIT:
         return "early exit"
     return f"{group.schedule} · {group.ablation}"
 
 
 def _stem(group: Group) -> str:
     """File-name part for a (schedule, ablation) bundle: ``prefix-zero``, ``early-exit``."""
-    if group.ablation == "early-exit":
+    if group.ablation == EARLY_EXIT:
         return _slug(group.schedule)
     return _slug(f"{group.schedule}-{group.ablation}")
 
@@ -118,11 +117,16 @@ class _Figures:
         return figure_html(block)
 
 
+def _distinct(summary: Summary) -> int:
+    """Conditions counted once, whatever the number of schedules they belong to."""
+    return len({c.name for c in summary.conditions})
+
+
 def _overview(inputs: ReportInputs) -> str:
     s = inputs.summary
     m = inputs.manifest
-    base = s["baseline"]
-    acc = "—" if base["accuracy"] is None else f"{base['accuracy'] * 100:.1f}%"
+    accuracy = s.baseline.accuracy
+    acc = "—" if accuracy is None else f"{accuracy * 100:.1f}%"
     model: dict[str, Any] = m["model"] if isinstance(m.get("model"), dict) else {}
     data: dict[str, Any] = m["data"] if isinstance(m.get("data"), dict) else {}
     facts = [
@@ -131,11 +135,10 @@ def _overview(inputs: ReportInputs) -> str:
         f"Model: {model.get('name', 'not recorded')}"
         + (f" ({model.get('num_layers')} blocks)" if model.get("num_layers") else ""),
         f"Data: {data.get('spec', 'not recorded')}",
-        f"Problems: {s['n_problems']} ({s['n_with_conditions']} with condition results, "
-        f"{s['n_baseline_correct']} baseline-correct); baseline accuracy {acc}",
-        f"Selection: {s['selection']}: {s['selection_rule']}",
-        f"Conditions: {len(s['conditions'])}; strata: "
-        + (", ".join(s["strata"]) if s["strata"] else "none"),
+        f"Problems: {s.n_problems} ({s.n_with_conditions} with condition results, "
+        f"{s.n_baseline_correct} baseline-correct); baseline accuracy {acc}",
+        f"Selection: {s.selection}: {s.selection_rule}",
+        f"Conditions: {_distinct(s)}; strata: " + (", ".join(s.strata) if s.strata else "none"),
     ]
     return html.items(facts) + paragraph(
         "Every rate comes with a 95% bootstrap interval (bands and whiskers in the "
@@ -146,14 +149,14 @@ def _overview(inputs: ReportInputs) -> str:
 
 
 def _report_caveats(inputs: ReportInputs, decoded: bool, all_groups: Sequence[Group]) -> list[str]:
-    out = list(inputs.summary.get("caveats", []))
+    out = list(inputs.summary.caveats)
     if decoded:
         out.append(
             "Decoded thoughts are a logit-lens reading (the final norm and unembedding "
             "applied to an intermediate state): they show what a state resembles in token "
             "space, not what the model uses; they are not causal evidence."
         )
-    if any(g.schedule == "prefix" for g in all_groups):
+    if any(schedule(g.schedule).cumulative for g in all_groups):
         out.append(
             "In the importance-by-schedule figures, a prefix curve is cumulative: do not "
             "read its rise as 'later thoughts matter more'. See the marginal steps and the "
@@ -165,12 +168,12 @@ def _report_caveats(inputs: ReportInputs, decoded: bool, all_groups: Sequence[Gr
 def _schedule_section(
     inputs: ReportInputs, bundles: Sequence[Sequence[Group]], figs: _Figures
 ) -> str:
-    strata = inputs.summary["strata"]
+    strata = inputs.summary.strata
     parts = []
     for chosen in bundles:
         first = chosen[0]
         name = _stem(first)
-        what = "early exit" if first.ablation == "early-exit" else first.ablation
+        what = "early exit" if first.ablation == EARLY_EXIT else first.ablation
         parts.append(f"<h3>{e(_what(first))}</h3>")
         parts.append(
             figs.add(
@@ -184,7 +187,8 @@ def _schedule_section(
                 f"Importance (share of baseline-correct problems whose answer became wrong) "
                 f"for each condition of the {first.schedule} schedule, {what}, one panel "
                 "per site; black: all problems, colours: difficulty strata (n = problems "
-                "that count); bands: 95% bootstrap intervals.",
+                "that count); band: the 95% bootstrap interval of all problems (the "
+                "strata's intervals are in summary.json, conditions → by_stratum).",
                 f"importance along the {first.schedule} schedule",
             )
         )
@@ -253,7 +257,7 @@ def _marginals_section(inputs: ReportInputs, figs: _Figures) -> str:
 def _heatmap_section(
     inputs: ReportInputs, bundles: Sequence[Sequence[Group]], figs: _Figures
 ) -> str:
-    strata = inputs.summary["strata"]
+    strata = inputs.summary.strata
     parts = ["<h3>Layer × position</h3>"]
     layered = [
         chosen for chosen in bundles if sum(g.site.startswith("block:") for g in chosen) >= 2
@@ -311,32 +315,20 @@ def _heatmap_section(
 
 
 def _examples_section(
-    inputs: ReportInputs,
-    bundles: Sequence[Sequence[Group]],
-    examples: int,
-    model: CodiModel | None,
+    inputs: ReportInputs, bundles: Sequence[Sequence[Group]], examples: int
 ) -> tuple[str, bool]:
-    chosen = choose_examples(inputs.records, inputs.summary["strata"], examples)
+    chosen = choose_examples(inputs.records, inputs.summary.strata, examples)
     if not chosen:
         return paragraph("No example problems requested, or no problem has results.", "note"), False
-    decoded: list[DecodedThoughts | None] = [None] * len(chosen)
+    recorded = {t.id: t for t in read_thoughts(inputs.source)} if inputs.source.is_dir() else {}
+    decoded: list[DecodedThoughts | None] = [recorded.get(r.id) for r in chosen]
     note = (
-        "Decoded thoughts were not computed: no model was given (run `thoughtscope report "
-        "RUN` where the run's model can be loaded, without --no-model)."
+        "Decoded thoughts were not recorded for this problem: the run recorded them for "
+        "its first problems of each stratum (importance --examples; runs made before "
+        "thoughtscope recorded them have none)."
     )
     if inputs.is_original_file:
         note = "Decoded thoughts are not available for a file in the original study's layout."
-    elif model is not None:
-        max_new = inputs.manifest.get("max_new_tokens")
-        try:
-            decoded = list(
-                decode_thoughts(
-                    model, chosen, max_new_tokens=max_new if isinstance(max_new, int) else 32
-                )
-            )
-        except (RuntimeError, ValueError) as error:
-            log.warning("decoding example thoughts failed: %s", error)
-            note = f"Decoded thoughts could not be computed: {error}"
     intro = paragraph(
         "Problems picked without looking at outcomes: difficulty strata take turns, each "
         "giving its next problem in file order. In the answer tables, rows are sites and "
@@ -355,7 +347,6 @@ def write_report(
     run_dir: Path,
     *,
     examples: int = 3,
-    model: CodiModel | None = None,
     out_dir: Path | None = None,
     n_boot: int = DEFAULT_N_BOOT,
 ) -> Path:
@@ -365,7 +356,6 @@ def write_report(
         run_dir: A run folder, or a file in the original study's layout
             (``step_importance_scores.json``).
         examples: Example problems to show (0: none).
-        model: The run's model, to decode the examples' thoughts (``None``: skip).
         out_dir: Where to write (default: the run folder, or the file's folder).
         n_boot: Bootstrap resamples if ``summary.json`` must be (re)computed.
 
@@ -396,7 +386,7 @@ def write_report(
         "bootstrap intervals.",
         "baseline accuracy by difficulty",
     )
-    examples_body, decoded = _examples_section(inputs, bundles, examples, model)
+    examples_body, decoded = _examples_section(inputs, bundles, examples)
     early_late = html.early_late_table(inputs.summary)
     bodies = {
         "overview": _overview(inputs),
@@ -436,9 +426,17 @@ def write_report(
     model_name = model_info.get("name") if isinstance(model_info, dict) else None
     title = f"thoughtscope report: {inputs.source.name}"
     subtitle = (
-        f"{model_name or 'model not recorded'} · {inputs.summary['n_problems']} problems · "
-        f"{len(inputs.summary['conditions'])} conditions · sites: "
-        + (", ".join(sorted({site_title(c["site"]) for c in inputs.summary["conditions"]})) or "—")
+        f"{model_name or 'model not recorded'} · {inputs.summary.n_problems} problems · "
+        f"{_distinct(inputs.summary)} conditions · sites: "
+        + (
+            ", ".join(
+                sorted(
+                    {site_title(c.condition.site) for c in inputs.summary.conditions},
+                    key=site_sort_key,
+                )
+            )
+            or "—"
+        )
     )
     footer = (
         f"Written by thoughtscope {version} on "

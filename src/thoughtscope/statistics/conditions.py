@@ -1,10 +1,13 @@
-"""The conditions a run holds, and the schedule families the statistics compare.
+"""The conditions a run holds, as members of the schedule families the statistics compare.
 
-A *family* is the set of conditions one schedule produced at one site with one ablation
-kind, e.g. every ``prefix`` condition of ``zero`` at ``block:8``. Prefix families are
-indexed by how many leading thoughts they ablate (``{0}`` → 1, ``{0,1}`` → 2, ...);
-single families by the one thought they ablate. Positions are 0-based continuous
-thoughts (thought 0 is the first vector fed back), as in :mod:`thoughtscope.engine.sites`.
+A condition several schedules asked for (``{0}`` is the first ``prefix`` and the first
+``single`` condition) is recorded once, but is a member of each schedule: the statistics
+give figures per (condition, schedule) *member*, and count it as one test (Holm).
+
+A :class:`ScheduleFamily` is the set of members one schedule produced at one site with one
+ablation kind, e.g. every ``prefix`` condition of ``zero`` at ``block:8``, indexed along the
+schedule (:attr:`thoughtscope.results.conditions.Schedule.index`: prefix by how many
+leading thoughts it ablates, single by the thought it ablates).
 """
 
 from __future__ import annotations
@@ -12,45 +15,55 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from thoughtscope.results.conditions import PREFIX, SINGLE, ConditionSpec, schedule
 from thoughtscope.results.records import ProblemRecord
 
-__all__ = ["ConditionInfo", "Family", "condition_infos", "prefix_families", "single_families"]
+__all__ = [
+    "Member",
+    "ScheduleFamily",
+    "members_of",
+    "prefix_families",
+    "schedule_families",
+    "single_families",
+]
 
 
 @dataclass(frozen=True)
-class ConditionInfo:
-    """What one condition changes (everything but its outcomes)."""
-
-    name: str
-    schedule: str
-    site: str
-    layers: tuple[int, ...]
-    positions: tuple[int, ...]
-    ablation: str
-    num_latent: int | None
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready description."""
-        return {
-            "name": self.name,
-            "schedule": self.schedule,
-            "site": self.site,
-            "layers": list(self.layers),
-            "positions": list(self.positions),
-            "ablation": self.ablation,
-            "num_latent": self.num_latent,
-        }
-
-
-@dataclass(frozen=True)
-class Family:
-    """Conditions of one schedule at one site with one ablation kind.
+class Member:
+    """One condition as a member of one of its schedules.
 
     Attributes:
-        schedule: ``prefix`` or ``single``.
+        condition: What the condition changes.
+        schedule: The schedule it stands for here (one of ``condition.schedules``).
+    """
+
+    condition: ConditionSpec
+    schedule: str
+
+    @property
+    def name(self) -> str:
+        """The condition's name."""
+        return self.condition.name
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(name, schedule)``: unique within a run."""
+        return (self.condition.name, self.schedule)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready description: the condition's fields and this member's ``schedule``."""
+        described: dict[str, object] = {"name": self.name, "schedule": self.schedule}
+        return {**described, **self.condition.to_dict()}
+
+
+@dataclass(frozen=True)
+class ScheduleFamily:
+    """Members of one schedule at one site with one ablation kind.
+
+    Attributes:
+        schedule: ``prefix``, ``single``, …
         site, layers, ablation, num_latent: Shared by every member.
-        members: ``index → condition name``; the index is the number of leading thoughts
-            ablated (prefix) or the thought ablated (single), in increasing order.
+        members: ``index → condition name`` in increasing index order.
     """
 
     schedule: str
@@ -77,64 +90,38 @@ class Family:
         }
 
 
-def condition_infos(records: Iterable[ProblemRecord]) -> list[ConditionInfo]:
-    """Every distinct (condition, schedule) pair, in order of first appearance.
-
-    One condition may be produced by several schedules (``zero@L8:{0}`` is both the first
-    ``prefix`` step and the first ``single`` one); the sweep runs it once and records it
-    under each schedule, so a condition is identified by its name *and* its schedule.
-    """
-    seen: dict[tuple[str, str], ConditionInfo] = {}
+def members_of(records: Iterable[ProblemRecord]) -> list[Member]:
+    """Every distinct (condition, schedule) member, in order of first appearance."""
+    seen: dict[tuple[str, str], Member] = {}
     for record in records:
         for c in record.conditions:
-            if (c.name, c.schedule) not in seen:
-                seen[(c.name, c.schedule)] = ConditionInfo(
-                    name=c.name,
-                    schedule=c.schedule,
-                    site=c.site,
-                    layers=tuple(c.layers),
-                    positions=tuple(c.positions),
-                    ablation=c.ablation,
-                    num_latent=c.num_latent,
-                )
+            for name in c.condition.schedules or ("",):
+                seen.setdefault((c.name, name), Member(c.condition, name))
     return list(seen.values())
 
 
-def _families(
-    infos: Iterable[ConditionInfo], schedule: str, index_of: dict[str, int]
-) -> list[Family]:
+def schedule_families(members: Iterable[Member], schedule_name: str) -> list[ScheduleFamily]:
+    """Families of ``schedule_name``: its regular members grouped by site and ablation."""
+    order = schedule(schedule_name)
     groups: dict[tuple[str, tuple[int, ...], str, int | None], dict[int, str]] = {}
-    for info in infos:
-        if info.schedule != schedule or info.name not in index_of:
+    for member in members:
+        c = member.condition
+        index = order.index(c) if member.schedule == schedule_name else None
+        if index is None:
             continue
-        key = (info.site, info.layers, info.ablation, info.num_latent)
-        members = groups.setdefault(key, {})
-        members.setdefault(index_of[info.name], info.name)
+        key = (c.site, tuple(c.layers), c.ablation, c.num_latent)
+        groups.setdefault(key, {}).setdefault(index, c.name)
     return [
-        Family(schedule, site, layers, ablation, num_latent, dict(sorted(members.items())))
-        for (site, layers, ablation, num_latent), members in groups.items()
+        ScheduleFamily(schedule_name, site, layers, ablation, n, dict(sorted(found.items())))
+        for (site, layers, ablation, n), found in groups.items()
     ]
 
 
-def prefix_families(infos: Iterable[ConditionInfo]) -> list[Family]:
-    """Prefix families: conditions of schedule ``prefix`` that ablate thoughts ``0…i-1``."""
-    infos = list(infos)
-    index_of = {
-        info.name: len(info.positions)
-        for info in infos
-        if info.schedule == "prefix"
-        and info.positions
-        and list(info.positions) == list(range(len(info.positions)))
-    }
-    return _families(infos, "prefix", index_of)
+def prefix_families(members: Iterable[Member]) -> list[ScheduleFamily]:
+    """Prefix families: members of ``prefix`` that ablate thoughts ``0…i-1``."""
+    return schedule_families(members, PREFIX)
 
 
-def single_families(infos: Iterable[ConditionInfo]) -> list[Family]:
-    """Single families: conditions of schedule ``single`` that ablate one thought."""
-    infos = list(infos)
-    index_of = {
-        info.name: info.positions[0]
-        for info in infos
-        if info.schedule == "single" and len(info.positions) == 1 and info.positions[0] >= 0
-    }
-    return _families(infos, "single", index_of)
+def single_families(members: Iterable[Member]) -> list[ScheduleFamily]:
+    """Single families: members of ``single`` that ablate one thought."""
+    return schedule_families(members, SINGLE)

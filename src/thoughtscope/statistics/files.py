@@ -20,17 +20,20 @@ from typing import Any
 from thoughtscope.results.records import ProblemRecord
 from thoughtscope.results.store import ResultStoreError, read_manifest, read_records
 from thoughtscope.statistics.bootstrap import DEFAULT_N_BOOT
-from thoughtscope.statistics.conditions import condition_infos
+from thoughtscope.statistics.conditions import members_of
 from thoughtscope.statistics.original import (
     OriginalLayoutError,
     choose_original_family,
+    original_files_caveat,
+    original_layout_section,
     original_scores,
     original_statistics,
     original_validation,
     parse_original,
     records_from_original,
 )
-from thoughtscope.statistics.summary import summary_from_records
+from thoughtscope.statistics.schema import Summary
+from thoughtscope.statistics.summary import SCHEMA, summary_from_records
 
 __all__ = [
     "MANIFEST_FILE",
@@ -42,6 +45,7 @@ __all__ = [
     "StatisticsInputError",
     "load_json",
     "read_run",
+    "read_summary",
     "write_original_file_statistics",
     "write_run_statistics",
 ]
@@ -120,6 +124,13 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _add_original_layout(summary: dict[str, Any], layout: dict[str, Any]) -> None:
+    """Adds the original-layout adapter's entry (and its caveat, for runs)."""
+    summary["original_layout"] = layout
+    if layout["written"] and summary["source"] != "original-file":
+        summary["caveats"].append(original_files_caveat(str(layout["family"]["site"])))
+
+
 def write_run_statistics(
     run_dir: Path,
     out_dir: Path | None = None,
@@ -148,7 +159,7 @@ def write_run_statistics(
     out.mkdir(parents=True, exist_ok=True)
 
     written = [SUMMARY_FILE]
-    choice = choose_original_family(condition_infos(records), manifest)
+    choice = choose_original_family(members_of(records), manifest)
     if choice.family is not None:
         scores = original_scores(records, choice)
         _write_json(out / ORIGINAL_SCORES_FILE, scores)
@@ -159,9 +170,10 @@ def write_run_statistics(
         ):
             _write_json(out / ORIGINAL_VALIDATION_FILE, original_validation(scores))
             written.append(ORIGINAL_VALIDATION_FILE)
+    _add_original_layout(summary, original_layout_section(records, manifest))
     summary["files"] = written
     path = out / SUMMARY_FILE
-    _write_json(path, summary)
+    _write_json(path, Summary.from_dict(summary).to_dict())  # the typed contract covers it
     return path
 
 
@@ -191,9 +203,8 @@ def write_original_file_statistics(
         raise StatisticsInputError(str(error)) from None
     records, manifest = records_from_original(results)
     figures = original_statistics(results)
-    summary = summary_from_records(
-        records, manifest, n_boot=n_boot, seed=seed, original_figures=figures
-    )
+    summary = summary_from_records(records, manifest, n_boot=n_boot, seed=seed)
+    _add_original_layout(summary, original_layout_section(records, manifest, figures))
     summary["source_file"] = str(path)
     out = Path(out_dir) if out_dir is not None else path.parent
     out.mkdir(parents=True, exist_ok=True)
@@ -220,5 +231,25 @@ def write_original_file_statistics(
     _write_json(stats_path, figures)
     summary["files"] = [SUMMARY_FILE, ORIGINAL_STATS_FILE]
     summary_path = out / SUMMARY_FILE
-    _write_json(summary_path, summary)
+    _write_json(summary_path, Summary.from_dict(summary).to_dict())
     return summary_path
+
+
+def read_summary(path: Path) -> Summary:
+    """``summary.json`` read into its typed form.
+
+    Raises:
+        StatisticsInputError: Missing, invalid JSON, another schema, or malformed.
+    """
+    data = load_json(path)
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise StatisticsInputError(
+            f"{path}: not a {SCHEMA} summary; rerun `thoughtscope stats` on the run"
+        )
+    try:
+        return Summary.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        raise StatisticsInputError(
+            f"{path}: a malformed {SCHEMA} summary ({type(error).__name__}: {error}); "
+            "rerun `thoughtscope stats` on the run"
+        ) from None

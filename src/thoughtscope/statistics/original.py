@@ -39,8 +39,15 @@ from typing import Any
 
 import numpy as np
 
+from thoughtscope.results.conditions import PREFIX, ConditionSpec
 from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
-from thoughtscope.statistics.conditions import ConditionInfo, Family, prefix_families
+from thoughtscope.statistics.conditions import (
+    Member,
+    ScheduleFamily,
+    members_of,
+    prefix_families,
+)
+from thoughtscope.statistics.summary import caveat_text
 
 __all__ = [
     "ORIGINAL_POSITIONS",
@@ -78,7 +85,7 @@ class OriginalLayoutChoice:
         positions: Original position → condition name, for positions 1…5 present.
     """
 
-    family: Family | None
+    family: ScheduleFamily | None
     reason: str
     positions: dict[int, str]
 
@@ -106,7 +113,7 @@ def _layer_count(manifest: Mapping[str, Any]) -> int | None:
 
 
 def choose_original_family(
-    infos: Iterable[ConditionInfo], manifest: Mapping[str, Any]
+    members: Iterable[Member], manifest: Mapping[str, Any]
 ) -> OriginalLayoutChoice:
     """The ``zero`` ablation ``prefix`` family at one site that fills the original layout.
 
@@ -117,7 +124,7 @@ def choose_original_family(
     """
     candidates = [
         f
-        for f in prefix_families(infos)
+        for f in prefix_families(members)
         if f.ablation == "zero"
         and (
             f.site in ("latent", ORIGINAL_SITE)
@@ -126,7 +133,7 @@ def choose_original_family(
         and any(i in ORIGINAL_POSITIONS for i in f.members)
     ]
 
-    def choice(family: Family, reason: str) -> OriginalLayoutChoice:
+    def choice(family: ScheduleFamily, reason: str) -> OriginalLayoutChoice:
         positions = {i: n for i, n in family.members.items() if i in ORIGINAL_POSITIONS}
         return OriginalLayoutChoice(family, reason, positions)
 
@@ -142,13 +149,13 @@ def choose_original_family(
             best = min(range(len(blocks)), key=lambda k: (abs(layers[k] - middle), layers[k]))
             how = "is the model's middle block" if layers[best] == middle else "is nearest"
             reason = (
-                f"block {layers[best]} {how} (layer count {count}, middle {middle}); "
+                f"block:{layers[best]} {how} (layer count {count}, middle {middle}); "
                 f"zero prefix blocks in the run: {layers}"
             )
         else:
             best = (len(blocks) - 1) // 2
             reason = (
-                f"block {layers[best]} is the middle of the zero prefix blocks in the run "
+                f"block:{layers[best]} is the middle of the zero prefix blocks in the run "
                 f"{layers} (the manifest does not give the model's layer count)"
             )
         return choice(blocks[best], reason)
@@ -379,12 +386,13 @@ def records_from_original(
             answer = pos.get("ablated_answer", "")
             conditions.append(
                 ConditionOutcome(
-                    name=original_condition_name(position),
-                    schedule="prefix",
-                    site=ORIGINAL_SITE,
-                    layers=[],
-                    positions=list(range(position)),
-                    ablation="zero",
+                    ConditionSpec(
+                        name=original_condition_name(position),
+                        schedules=(PREFIX,),
+                        ablation="zero",
+                        site=ORIGINAL_SITE,
+                        positions=tuple(range(position)),
+                    ),
                     output=str(answer),
                     predicted=None,
                     correct=bool(pos["ablated_correct"]),
@@ -425,3 +433,28 @@ def records_from_original(
         "num_latent": 6,
     }
     return records, manifest
+
+
+def original_layout_section(
+    records: Sequence[ProblemRecord],
+    manifest: Mapping[str, Any],
+    figures: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``original_layout`` entry the writers add to ``summary.json``: which family
+    fills the original's files and why, and the original's own statistics (``figures``:
+    given when re-analysing an original file, else recomputed from ``records``).
+
+    The statistics themselves know nothing of the original layout; this adapter reads the
+    same records and writes beside them.
+    """
+    choice = choose_original_family(members_of(records), manifest)
+    layout = choice.to_dict()
+    if figures is None and choice.family is not None:
+        figures = original_statistics(original_scores(records, choice))
+    layout["figures"] = None if figures is None else dict(figures)
+    return layout
+
+
+def original_files_caveat(site: str) -> str:
+    """The caveat a run's summary gets when the original-layout files are written."""
+    return caveat_text("original_files", site=site)

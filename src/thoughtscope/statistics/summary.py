@@ -15,49 +15,22 @@ test (:mod:`~thoughtscope.statistics.significance`).
 Under the ``baseline-correct`` selection, conditions were only run on baseline-correct
 problems, so both views hold the same problems (each view says so in its ``note``).
 
-**Schema** (``schema`` = ``thoughtscope.summary/1``). A *metric* is
-``{"estimate": float|null, "ci": [low, high]|null, "n": int, "reason": str|null}``
-(``n``: problems that count towards it; ``reason``: why the estimate or interval is null
-or missing). A *view* is ``{"population": str, "n": int, "note": str|null, "metrics":
-{name: metric}, "mcnemar": {...}}``. Top-level keys:
-
-* ``schema``, ``source`` (``run`` or ``original-file``), ``selection``,
-  ``selection_rule``, ``n_problems``, ``n_with_conditions``, ``n_baseline_correct``,
-  ``strata`` (labels in order), ``bootstrap`` ``{n_boot, seed, level, method}``;
-* ``baseline``: ``{accuracy, ci, n, n_correct, reason, population, by_stratum: {label:
-  {accuracy, ci, n, n_correct, reason}}}``;
-* ``conditions``: list of ``{name, schedule, site, layers, positions, ablation,
-  num_latent, overall: {unconditional: view, conditional: view}, by_stratum: {label:
-  {unconditional: view, conditional: view}}}``; view metrics: ``accuracy``,
-  ``baseline_accuracy``, ``accuracy_change``, ``importance``, ``flip_right_to_wrong``,
-  ``flip_wrong_to_right``, ``changed``, ``delta_gold_logprob``, ``kl``; ``mcnemar``:
-  ``{b, c, discordant, p_value, p_value_holm, note}`` (``p_value_holm`` only in
-  ``overall``);
-* ``prefix_marginals``: list of ``{family, label, steps: [{from, to, from_positions,
-  to_positions, added_positions, overall: {view: step_view}, by_stratum: {label: {view:
-  step_view}}}]}``; a step view has metrics ``importance``, ``accuracy``, ``changed``,
-  ``gold_logprob``, ``kl`` (each ``to`` minus ``from``, paired);
-* ``early_late``: list of ``{family, label, semantics, early: {indices, members}, late:
-  {indices, members}, overall: {view: ...}, by_stratum: {...}}`` with metrics ``early``,
-  ``late``, ``late_minus_early`` (importance);
-* ``original_layout``: ``{written, reason, family, positions, figures}``: which family
-  fills the original study's files and why, its position mapping, and ``figures`` (the
-  original's own statistics, recomputed);
-* ``definitions``: plain-words definitions of every metric, view and of positions;
-* ``caveats``: plain-English caveats that apply to this run.
-
-The writers (:mod:`~thoughtscope.statistics.files`) add ``files`` (names written beside
-``summary.json``) and, for original files, ``source_file`` and
-``original_layout.check``.
+**Layout.** The result is the JSON layout of ``summary.json``; its typed form, field by
+field, is :class:`~thoughtscope.statistics.schema.Summary` (the writers round-trip every
+summary through it, and the report reads only that). ``docs/statistics.md`` lists every
+key; the prose (definitions, caveats) is package data (``texts.json``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from itertools import pairwise
 from typing import Any
 
@@ -65,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from thoughtscope.problems.difficulty import Strata
+from thoughtscope.results.conditions import schedule
 from thoughtscope.results.records import ProblemRecord
 from thoughtscope.statistics.bootstrap import (
     DEFAULT_LEVEL,
@@ -74,16 +48,11 @@ from thoughtscope.statistics.bootstrap import (
     group_seed,
 )
 from thoughtscope.statistics.conditions import (
-    ConditionInfo,
-    Family,
-    condition_infos,
+    Member,
+    ScheduleFamily,
+    members_of,
     prefix_families,
     single_families,
-)
-from thoughtscope.statistics.original import (
-    choose_original_family,
-    original_scores,
-    original_statistics,
 )
 from thoughtscope.statistics.significance import holm_adjust, mcnemar_exact
 
@@ -121,9 +90,11 @@ class _Table:
     kl: Float  # (n, m)
 
     @classmethod
-    def build(cls, records: Sequence[ProblemRecord], infos: Sequence[ConditionInfo]) -> _Table:
-        n, m = len(records), len(infos)
-        column = {(info.name, info.schedule): j for j, info in enumerate(infos)}
+    def build(cls, records: Sequence[ProblemRecord], members: Sequence[Member]) -> _Table:
+        n, m = len(records), len(members)
+        columns: dict[str, list[int]] = {}
+        for j, member in enumerate(members):
+            columns.setdefault(member.name, []).append(j)
         has = np.zeros((n, m), dtype=bool)
         correct = np.zeros((n, m), dtype=bool)
         changed = np.zeros((n, m), dtype=bool)
@@ -134,16 +105,16 @@ class _Table:
             if record.baseline.gold_logprob is not None:
                 base_gold[i] = record.baseline.gold_logprob
             for c in record.conditions:
-                j = column[(c.name, c.schedule)]
-                if has[i, j]:
-                    continue  # a repeated condition on one problem: keep the first
-                has[i, j] = True
-                correct[i, j] = c.correct
-                changed[i, j] = c.changed
-                if c.gold_logprob is not None:
-                    gold[i, j] = c.gold_logprob
-                if c.kl is not None:
-                    kl[i, j] = c.kl
+                for j in columns[c.name]:  # one column per schedule the condition is in
+                    if has[i, j]:
+                        continue  # a repeated condition on one problem: keep the first
+                    has[i, j] = True
+                    correct[i, j] = c.correct
+                    changed[i, j] = c.changed
+                    if c.gold_logprob is not None:
+                        gold[i, j] = c.gold_logprob
+                    if c.kl is not None:
+                        kl[i, j] = c.kl
         return cls(
             ids=[r.id for r in records],
             strata=[r.stratum for r in records],
@@ -366,7 +337,7 @@ class _Step:
 class _EarlyLate:
     """Early and late members of one family and the columns of their figures."""
 
-    family: Family
+    family: ScheduleFamily
     parts: dict[str, list[tuple[int, str]]]  # "early"/"late" -> (index, member name)
     cols: dict[str, int]
 
@@ -386,14 +357,14 @@ def _condition_columns(table: _Table, cols: _Columns) -> list[dict[str, int]]:
 def _prefix_steps(
     table: _Table,
     cols: _Columns,
-    family: Family,
-    infos: Mapping[tuple[str, str], tuple[int, ConditionInfo]],
+    family: ScheduleFamily,
+    infos: Mapping[tuple[str, str], tuple[int, Member]],
 ) -> list[_Step]:
     """Baseline → first → second …: each step's figures are paired ``to − from`` means."""
     chain: list[tuple[str, int | None, list[int]]] = [("baseline", None, [])]
     for _, name in sorted(family.members.items()):
-        j, info = infos[(name, family.schedule)]
-        chain.append((name, j, list(info.positions)))
+        j, member = infos[(name, family.schedule)]
+        chain.append((name, j, list(member.condition.positions)))
     steps = []
     for (from_name, from_j, from_pos), (to_name, to_j, to_pos) in pairwise(chain):
         before, after = _state(table, from_j), _state(table, to_j)
@@ -411,7 +382,7 @@ def _prefix_steps(
 
 
 def _early_late(
-    table: _Table, cols: _Columns, family: Family, column_of: Mapping[tuple[str, str], int]
+    table: _Table, cols: _Columns, family: ScheduleFamily, column_of: Mapping[tuple[str, str], int]
 ) -> _EarlyLate | None:
     """Early (indices 0-2) and late (3-5) mean importance of a family, or ``None`` when
     one side has no member. For prefix families index 0 is the baseline (importance 0)."""
@@ -421,7 +392,7 @@ def _early_late(
         chosen: list[tuple[int, str]] = []
         states = []
         for i in indices:
-            if family.schedule == "prefix" and i == 0:
+            if schedule(family.schedule).cumulative and i == 0:
                 chosen.append((0, "baseline"))
                 states.append(_state(table, None)["importance"])
             elif i in family.members:
@@ -521,7 +492,7 @@ def _baseline_json(groups: _Groups, table: _Table, base_col: int) -> dict[str, A
 
 
 def _condition_json(
-    groups: _Groups, table: _Table, info: ConditionInfo, j: int, metric_cols: dict[str, int]
+    groups: _Groups, table: _Table, info: Member, j: int, metric_cols: dict[str, int]
 ) -> dict[str, Any]:
     def view_json(scope: str, view: str) -> dict[str, Any]:
         rows = groups.mask(scope, view) & table.has[:, j]
@@ -578,22 +549,12 @@ def _figures_json(
     return view_json
 
 
-_EARLY_LATE_SEMANTICS = {
-    "prefix": "the original study's summary of a cumulative curve: early = mean importance "
-    "of ablating the first 0, 1 and 2 thoughts (0 = baseline, importance 0), late = of "
-    "ablating the first 3, 4 and 5 thoughts; not per-thought importance",
-    "single": "one thought ablated at a time: early = mean importance of ablating thought "
-    "0, 1 or 2 alone; late = thought 3, 4 or 5 alone",
-}
-
-
 def summary_from_records(
     records: Sequence[ProblemRecord],
     manifest: Mapping[str, Any],
     *,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
-    original_figures: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The statistics of a run, laid out as the module docstring describes.
 
@@ -602,20 +563,18 @@ def summary_from_records(
         manifest: The run's manifest (``selection``, ``model``... are read when present).
         n_boot: Bootstrap resamples per group (0: no intervals).
         seed: Bootstrap seed; the same seed and records give the same summary.
-        original_figures: The original study's own statistics when re-analysing one of
-            its files; computed from ``records`` in its layout otherwise.
     """
     if n_boot < 0:
         raise ValueError(f"n_boot must be 0 or more, got {n_boot}")
-    infos = condition_infos(records)
+    infos = members_of(records)
     table = _Table.build(records, infos)
     cols = _Columns(table.n)
-    column_of = {(info.name, info.schedule): j for j, info in enumerate(infos)}
+    column_of = {info.key: j for j, info in enumerate(infos)}
 
     # Every figure becomes a column first, so that one bootstrap per group serves all.
     base_col = cols.add(table.base_correct.astype(float), np.ones(table.n, bool), "no problems")
     metric_cols = _condition_columns(table, cols)
-    indexed = {(info.name, info.schedule): (j, info) for j, info in enumerate(infos)}
+    indexed = {info.key: (j, info) for j, info in enumerate(infos)}
     prefix = prefix_families(infos)
     steps = [(family, _prefix_steps(table, cols, family, indexed)) for family in prefix]
     early_late = [
@@ -649,7 +608,7 @@ def summary_from_records(
         {
             "family": el.family.to_dict(),
             "label": el.family.label,
-            "semantics": _EARLY_LATE_SEMANTICS[el.family.schedule],
+            "semantics": _texts()["early_late"][el.family.schedule],
             **{
                 part: {"indices": [i for i, _ in chosen], "members": [m for _, m in chosen]}
                 for part, chosen in el.parts.items()
@@ -658,12 +617,6 @@ def summary_from_records(
         }
         for el in early_late
     ]
-
-    choice = choose_original_family(infos, manifest)
-    layout = choice.to_dict()
-    if original_figures is None and choice.family is not None:
-        original_figures = original_statistics(original_scores(records, choice))
-    layout["figures"] = None if original_figures is None else dict(original_figures)
 
     summary: dict[str, Any] = {
         "schema": SCHEMA,
@@ -685,7 +638,6 @@ def summary_from_records(
         "conditions": conditions,
         "prefix_marginals": prefix_marginals,
         "early_late": early_late_json,
-        "original_layout": layout,
         "definitions": definitions(),
     }
     summary["caveats"] = caveats(summary, manifest)
@@ -706,66 +658,25 @@ def _selection_rule(manifest: Mapping[str, Any]) -> str:
     return "not recorded in the manifest"
 
 
+@lru_cache(maxsize=1)
+def _texts() -> dict[str, dict[str, str]]:
+    """The prose of ``summary.json`` (``texts.json``, package data)."""
+    raw = resources.files("thoughtscope.statistics").joinpath("texts.json").read_text("utf-8")
+    data = json.loads(raw)
+    return {key: data[key] for key in ("definitions", "caveats", "early_late")}
+
+
 def definitions() -> dict[str, str]:
     """Plain-words definitions of every figure in ``summary.json``."""
-    return {
-        "positions": "Positions are 0-based continuous thoughts: thought 0 is the first "
-        "vector fed back (the projection of the last hidden state at <bot>), thought k the "
-        "k-th. The original study's 'position 0' was the <bot> step itself. Conditions "
-        "read from an original file (site 'original') keep the original's numbering.",
-        "condition": "One intervention, named by exactly what it changes, e.g. "
-        "zero@L8:{0,1,2} zeroes the output of block 8 at thoughts 0, 1 and 2.",
-        "unconditional": "Computed over every problem with a result for the condition, "
-        "whatever its baseline outcome.",
-        "conditional": "Computed over the baseline-correct problems only (the original "
-        "study's population).",
-        "baseline.accuracy": "Share of all problems in the run answered correctly without "
-        "intervention.",
-        "accuracy": "Share of the view's problems answered correctly under the condition.",
-        "baseline_accuracy": "Share of the same problems answered correctly without "
-        "intervention (so accuracy_change compares like with like).",
-        "accuracy_change": "accuracy minus baseline_accuracy on the same problems.",
-        "importance": "Share of the view's problems that were right at baseline and wrong "
-        "under the condition (the original study's importance). In the conditional view "
-        "this is the original's figure; in the unconditional view its denominator also "
-        "counts baseline-wrong problems.",
-        "flip_right_to_wrong": "Among baseline-correct problems, the share that became "
-        "wrong under the condition.",
-        "flip_wrong_to_right": "Among baseline-wrong problems, the share that became "
-        "right under the condition (null in the conditional view: it has none).",
-        "changed": "Share of problems whose predicted number differs from the baseline's "
-        "(for original files: whose answer text differs).",
-        "delta_gold_logprob": "Mean over problems of (condition minus baseline) "
-        "log-probability of the expected answer's tokens, teacher-forced after <eot>; "
-        "negative means the condition made the right answer less likely.",
-        "kl": "Mean over problems of KL(baseline || condition) between next-token "
-        "distributions, averaged over the baseline answer's tokens (nats).",
-        "ci": "95% percentile bootstrap interval: problems resampled with replacement "
-        "n_boot times within the group; null when fewer than 2 problems count.",
-        "mcnemar": "Exact McNemar test of baseline vs condition correctness on the same "
-        "problems: b = right->wrong, c = wrong->right, p = two-sided exact binomial "
-        "p-value of b out of b + c at 1/2 (1 when b + c = 0). p_value_holm: Holm-adjusted "
-        "over all conditions in the overall view; per-stratum p-values are unadjusted.",
-        "prefix_marginals": "For a prefix family (ablate thoughts {0..i-1}), the change "
-        "from one condition to the next larger one (and from the baseline to the first), "
-        "computed on the problems that have both, with a paired bootstrap interval: what "
-        "the added thought contributes given that the earlier ones are already ablated. "
-        "Not the importance of that thought alone (see single-thought conditions).",
-        "early_late": "The original study's early (positions 0-2) and late (3-5) means of "
-        "importance, per problem averaged over the members present; late_minus_early is "
-        "their paired difference. For prefix families index i means 'first i thoughts "
-        "ablated' (i = 0 is the baseline); for single families it is the thought ablated.",
-        "original_layout": "step_importance_*.json files in the original study's layout. "
-        "Original position i (1-5) holds the zero prefix condition ablating thoughts "
-        "{0..i-1} at one site; position 0 is the baseline. importance_score there is 1.0 "
-        "when correctness changed in either direction, as the original computed it. "
-        "early_importance is the mean of per-position means over positions 0-2, late over "
-        "3-5; pattern_validated is early >= late with no test. by_difficulty is keyed by "
-        "the number of reasoning steps, not by stratum.",
-        "by_stratum": "The same figures within one difficulty stratum (record.stratum; for "
-        "original files the difficulty value). Strata configured in the manifest but "
-        "without problems appear with n = 0 and null figures.",
-    }
+    return dict(_texts()["definitions"])
+
+
+def caveat_text(key: str, **fields: object) -> str:
+    """The caveat ``key`` of ``texts.json`` with its fields filled in."""
+    return _texts()["caveats"][key].format(**fields)
+
+
+_caveat = caveat_text
 
 
 def _strata_sizes(summary: Mapping[str, Any]) -> dict[str, int]:
@@ -786,67 +697,29 @@ def caveats(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str
     out: list[str] = []
     selection = summary["selection"]
     if summary["source"] == "original-file":
-        out.append(
-            "Re-analysis of an original-study file: positions are in the original's "
-            "numbering (its position 0 was the <bot> step), the ablated layer is not "
-            "recorded, 'changed' compares answer texts, and gold log-probability and KL "
-            "are not available."
-        )
-        out.append(f"Selection rule: {summary['selection_rule']}.")
+        out.append(_caveat("original_file"))
+        out.append(_caveat("selection_rule", selection_rule=summary["selection_rule"]))
     if selection == "baseline-correct":
-        out.append(
-            "Conditions were only run on baseline-correct problems: the unconditional and "
-            "conditional views hold the same problems, wrong->right flips cannot be "
-            "observed, and every figure describes the model only on problems it already "
-            "solves."
-        )
+        out.append(_caveat("baseline_correct_selection"))
     elif summary["n_with_conditions"] and summary["n_baseline_correct"] == summary["n_problems"]:
-        out.append(
-            "Every problem is baseline-correct, so the unconditional and conditional views "
-            "coincide."
-        )
+        out.append(_caveat("all_baseline_correct"))
     if summary["n_with_conditions"] and not any(
         c["overall"]["conditional"]["n"] for c in summary["conditions"]
     ):
-        out.append(
-            "No problem with condition results was answered correctly at baseline: the "
-            "conditional view is empty and importance (right->wrong) is 0 by definition; "
-            "read changed, wrong->right flips, gold log-probability and KL instead."
-        )
+        out.append(_caveat("no_baseline_correct"))
     sizes = _strata_sizes(summary)
     small = [f"{label} (n={size})" for label, size in sizes.items() if size < SMALL_STRATUM]
     if small:
-        out.append(
-            f"Small strata: {', '.join(small)} have fewer than {SMALL_STRATUM} problems; "
-            "their intervals are wide and percentile bootstrap intervals are unreliable at "
-            "such sizes. Strata with fewer than 2 problems get no interval."
-        )
+        out.append(_caveat("small_strata", strata=", ".join(small), limit=SMALL_STRATUM))
     odd = [label for label in sizes if label in ("unknown", "other")]
     if odd:
-        out.append(
-            f"Strata {', '.join(odd)}: problems with unknown steps or steps outside every "
-            "configured band."
-        )
+        out.append(_caveat("odd_strata", strata=", ".join(odd)))
     if summary["prefix_marginals"]:
-        out.append(
-            "Prefix conditions are cumulative (ablate thoughts 0..i-1): each point includes "
-            "the damage of every earlier thought, so the curve tends to rise whatever the "
-            "role of the last thought added. Read the marginal steps "
-            "(prefix_marginals) for what each added thought contributes on top of those "
-            "already ablated, and single-thought conditions for one thought alone; neither "
-            "the curve nor early/late is per-thought importance."
-        )
+        out.append(_caveat("cumulative_prefix"))
     if len(summary["conditions"]) > 1:
-        out.append(
-            "McNemar p-values are per condition; with many conditions some will be small by "
-            "chance. Use p_value_holm (Holm over all conditions, overall view) for claims "
-            "about any one condition; per-stratum p-values are not adjusted."
-        )
+        out.append(_caveat("many_tests"))
     if _has_zero_width(summary):
-        out.append(
-            "Some intervals have zero width because every resample gave the same value "
-            "(e.g. 0 of 20 flipped); that does not mean the rate is exactly that value."
-        )
+        out.append(_caveat("zero_width"))
     missing = []
     for key, label in (("delta_gold_logprob", "gold log-probabilities"), ("kl", "KL values")):
         if summary["conditions"] and all(
@@ -855,21 +728,8 @@ def caveats(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str
         ):
             missing.append(label)
     if missing and summary["source"] != "original-file":
-        out.append(f"No {' or '.join(missing)} were recorded in this run.")
-    layout = summary["original_layout"]
-    if layout["written"] and summary["source"] != "original-file":
-        out.append(
-            "The original-layout files (step_importance_*.json) use the original's "
-            "semantics: its position i holds the zero prefix condition ablating thoughts "
-            "{0..i-1} at one site (" + str(layout["family"]["site"]) + "), importance_score "
-            "counts correctness changes in both directions, and by_difficulty is keyed by "
-            "steps. Thoughtscope's thought 0 is the first fed-back vector, the original's "
-            "position 0 was the <bot> step."
-        )
+        out.append(_caveat("missing", what=" or ".join(missing)))
     num_latent = manifest.get("num_latent")
     if isinstance(num_latent, int) and num_latent != 6 and summary["early_late"]:
-        out.append(
-            f"This run has {num_latent} thoughts; early/late keep the original's fixed "
-            "split (0-2 vs 3-5) over the members present."
-        )
+        out.append(_caveat("early_late_split", num_latent=num_latent))
     return out

@@ -6,28 +6,31 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from thoughtscope.results.conditions import format_positions
+from thoughtscope.statistics.schema import Metric, Summary, View
+
 __all__ = ["format_tables"]
 
 _WIDTH = 100
 
 
-def _pct(metric: Mapping[str, Any] | None, signed: bool = False) -> str:
-    if metric is None or metric.get("estimate") is None:
+def _pct(metric: Metric | None, signed: bool = False) -> str:
+    if metric is None or metric.estimate is None:
         return "-"
     sign = "+" if signed else ""
-    text = f"{100 * metric['estimate']:{sign}.1f}%"
-    ci = metric.get("ci")
+    text = f"{100 * metric.estimate:{sign}.1f}%"
+    ci = metric.ci
     if ci is not None:
         text += f" [{100 * ci[0]:{sign}.1f}, {100 * ci[1]:{sign}.1f}]"
     return text
 
 
-def _val(metric: Mapping[str, Any] | None, signed: bool = False) -> str:
-    if metric is None or metric.get("estimate") is None:
+def _val(metric: Metric | None, signed: bool = False) -> str:
+    if metric is None or metric.estimate is None:
         return "-"
     sign = "+" if signed else ""
-    text = f"{metric['estimate']:{sign}.3g}"
-    ci = metric.get("ci")
+    text = f"{metric.estimate:{sign}.3g}"
+    ci = metric.ci
     if ci is not None:
         text += f" [{ci[0]:{sign}.3g}, {ci[1]:{sign}.3g}]"
     return text
@@ -53,11 +56,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1)
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
-def _baseline(summary: Mapping[str, Any]) -> str:
-    base = summary["baseline"]
-    rows = [["all", str(base["n"]), _pct({"estimate": base["accuracy"], "ci": base["ci"]})]]
-    for label, b in base["by_stratum"].items():
-        rows.append([label, str(b["n"]), _pct({"estimate": b["accuracy"], "ci": b["ci"]})])
+def _baseline(summary: Summary) -> str:
+    scopes = [("all", summary.baseline), *summary.baseline_by_stratum.items()]
+    rows = [[label, str(b.n), _pct(Metric(b.accuracy, b.ci, b.n, b.reason))] for label, b in scopes]
     return _table(["stratum", "n", "baseline accuracy [95% CI]"], rows)
 
 
@@ -68,42 +69,49 @@ _VIEW_TITLE = {
 }
 
 
-def _views(summary: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str | None]:
+def _views(summary: Summary) -> tuple[list[tuple[str, str]], str | None]:
     """Which views to print (view key, title), and a line for an empty conditional view."""
-    overall = [c["overall"] for c in summary["conditions"]]
-    measured = [o for o in overall if o["unconditional"]["n"] > 0]
+    overall = [c.scopes.overall for c in summary.conditions]
+    measured = [o for o in overall if o["unconditional"].n > 0]
     if not measured:
         return [], None
-    if all(o["unconditional"]["note"] is not None for o in measured):
+    if all(o["unconditional"].note is not None for o in measured):
         return [("conditional", _VIEW_TITLE["both"])], None
     views = [("unconditional", _VIEW_TITLE["unconditional"])]
-    if any(o["conditional"]["n"] > 0 for o in measured):
+    if any(o["conditional"].n > 0 for o in measured):
         return [*views, ("conditional", _VIEW_TITLE["conditional"])], None
     return views, "Conditional view: empty (no problem with a result was baseline-correct)."
 
 
-def _conditions(summary: Mapping[str, Any], view: str) -> str:
+def _conditions(summary: Summary, view: str) -> str:
+    """One row per condition (a condition in several schedules once, all of them named)."""
     rows = []
-    for c in summary["conditions"]:
-        v = c["overall"][view]
-        m = v["metrics"]
-        test = v["mcnemar"]
+    schedules: dict[str, list[str]] = {}
+    for c in summary.conditions:
+        schedules.setdefault(c.name, []).append(c.schedule)
+    for c in summary.conditions:
+        if c.schedule != schedules[c.name][0]:
+            continue  # the same figures as its first schedule's entry
+        v: View = c.scopes.overall[view]
+        test = v.mcnemar
         rows.append(
             [
-                c["name"],
-                str(v["n"]),
-                _pct(m["importance"]),
-                _pct(m["flip_wrong_to_right"]),
-                _pct(m["changed"]),
-                _val(m["delta_gold_logprob"], signed=True),
-                _val(m["kl"]),
-                f"{test['b']}/{test['c']}",
-                _p(test["p_value"]),
-                _p(test.get("p_value_holm")),
+                c.name,
+                ",".join(schedules[c.name]),
+                str(v.n),
+                _pct(v.metric("importance")),
+                _pct(v.metric("flip_wrong_to_right")),
+                _pct(v.metric("changed")),
+                _val(v.metric("delta_gold_logprob"), signed=True),
+                _val(v.metric("kl")),
+                "-" if test is None else f"{test.b}/{test.c}",
+                _p(None if test is None else test.p_value),
+                _p(None if test is None else test.p_value_holm),
             ]
         )
     headers = [
         "condition",
+        "schedules",
         "n",
         "importance (right->wrong)",
         "wrong->right",
@@ -117,44 +125,43 @@ def _conditions(summary: Mapping[str, Any], view: str) -> str:
     return _table(headers, rows)
 
 
-def _marginals(summary: Mapping[str, Any], view: str) -> str:
+def _marginals(summary: Summary, view: str) -> str:
     blocks = []
-    for family in summary["prefix_marginals"]:
+    for family in summary.prefix_marginals:
         rows = []
-        for step in family["steps"]:
-            m = step["overall"][view]["metrics"]
-            added = ",".join(str(p) for p in step["added_positions"])
+        for step in family.steps:
+            v = step.scopes.overall[view]
             rows.append(
                 [
-                    f"{step['from']} -> {step['to']}",
-                    "{" + added + "}",
-                    str(step["overall"][view]["n"]),
-                    _pct(m["importance"], signed=True),
-                    _pct(m["accuracy"], signed=True),
-                    _pct(m["changed"], signed=True),
-                    _val(m["gold_logprob"], signed=True),
-                    _val(m["kl"], signed=True),
+                    f"{step.from_name} -> {step.to_name}",
+                    format_positions(step.added_positions),
+                    str(v.n),
+                    _pct(v.metric("importance"), signed=True),
+                    _pct(v.metric("accuracy"), signed=True),
+                    _pct(v.metric("changed"), signed=True),
+                    _val(v.metric("gold_logprob"), signed=True),
+                    _val(v.metric("kl"), signed=True),
                 ]
             )
         headers = ["step", "added", "n", "importance", "accuracy", "changed", "gold logprob", "KL"]
-        blocks.append(f"{family['label']}\n" + _table(headers, rows))
+        blocks.append(f"{family.label}\n" + _table(headers, rows))
     return "\n\n".join(blocks)
 
 
-def _early_late(summary: Mapping[str, Any], view: str) -> str:
+def _early_late(summary: Summary, view: str) -> str:
     rows = []
-    for entry in summary["early_late"]:
-        scopes = [("all", entry["overall"]), *entry["by_stratum"].items()]
+    for entry in summary.early_late:
+        scopes = [("all", entry.scopes.overall), *entry.scopes.by_stratum.items()]
         for label, scope in scopes:
-            m = scope[view]["metrics"]
+            v = scope[view]
             rows.append(
                 [
-                    entry["label"],
+                    entry.label,
                     label,
-                    str(scope[view]["n"]),
-                    _pct(m["early"]),
-                    _pct(m["late"]),
-                    _pct(m["late_minus_early"], signed=True),
+                    str(v.n),
+                    _pct(v.metric("early")),
+                    _pct(v.metric("late")),
+                    _pct(v.metric("late_minus_early"), signed=True),
                 ]
             )
     headers = ["family", "stratum", "n", "early (0-2)", "late (3-5)", "late - early"]
@@ -192,36 +199,38 @@ def _original(figures: Mapping[str, Any]) -> str:
     )
 
 
-def format_tables(summary: Mapping[str, Any]) -> str:
-    """The summary as terminal tables: baseline, conditions (both views), marginal
-    steps, early/late, the original's figures, and the caveats."""
+def format_tables(summary: Summary | Mapping[str, Any]) -> str:
+    """The summary (typed, or its JSON layout) as terminal tables: baseline, conditions
+    (both views), marginal steps, early/late, the original's figures, and the caveats."""
+    if not isinstance(summary, Summary):
+        summary = Summary.from_dict(summary)
     parts = [
-        f"{summary['n_problems']} problems; selection: {summary['selection']} "
-        f"({summary['selection_rule']}). Intervals: 95% percentile bootstrap, "
-        f"{summary['bootstrap']['n_boot']} resamples, seed {summary['bootstrap']['seed']}.",
+        f"{summary.n_problems} problems; selection: {summary.selection} "
+        f"({summary.selection_rule}). Intervals: 95% percentile bootstrap, "
+        f"{summary.bootstrap['n_boot']} resamples, seed {summary.bootstrap['seed']}.",
         "Baseline accuracy (all problems)\n" + _baseline(summary),
     ]
     views, empty_line = _views(summary)
     for view, title in views:
         parts.append(f"Conditions, {title}\n" + _conditions(summary, view))
-    for view, title in views if summary["prefix_marginals"] else []:
+    for view, title in views if summary.prefix_marginals else []:
         parts.append(
             f"Prefix marginal steps, {title}: what each added thought changes given the "
             "earlier ones are already ablated (paired differences)\n" + _marginals(summary, view)
         )
-    for view, title in views if summary["early_late"] else []:
+    for view, title in views if summary.early_late else []:
         parts.append(f"Early vs late importance, {title}\n" + _early_late(summary, view))
     if empty_line:
         parts.append(empty_line)
-    figures = summary["original_layout"].get("figures")
+    figures = None if summary.original_layout is None else summary.original_layout.figures
     if figures:
         parts.append("The original study's figures, computed its way\n" + _original(figures))
-    if summary["caveats"]:
+    if summary.caveats:
         wrapped = [
             textwrap.fill(
                 c, width=_WIDTH, initial_indent=f"{k}. ", subsequent_indent=" " * (len(str(k)) + 2)
             )
-            for k, c in enumerate(summary["caveats"], 1)
+            for k, c in enumerate(summary.caveats, 1)
         ]
         parts.append("Caveats\n" + "\n".join(wrapped))
     return "\n\n".join(parts) + "\n"

@@ -20,13 +20,14 @@ returns the runner's :class:`~thoughtscope.engine.runner.Edit` (``(rows, d) -> (
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from thoughtscope.analyses.interventions.activations import DonorActivations, MeanActivations
+from thoughtscope.analyses.interventions.resources import RESOURCES, AblationResources
 from thoughtscope.engine.runner import Edit, EditContext
 from thoughtscope.engine.sites import Position, Site, position_name
 
@@ -34,27 +35,9 @@ __all__ = [
     "ABLATIONS",
     "AblationKind",
     "AblationResources",
-    "donor_indices",
     "parse_ablations",
     "register_ablation",
 ]
-
-
-@dataclass(frozen=True)
-class AblationResources:
-    """What ablations may need beyond the activation itself, for one runner call.
-
-    Attributes:
-        problem_ids: Problem id of each of the runner's questions (by index).
-        seed: The run's seed (noise).
-        means: Mean activations (``mean``, ``mean-pooled``).
-        donors: Each problem's donor activations (``patch``).
-    """
-
-    problem_ids: Sequence[str]
-    seed: int = 0
-    means: MeanActivations | None = None
-    donors: DonorActivations | None = None
 
 
 EditFactory = Callable[[Site, Position, AblationResources], Edit]
@@ -68,15 +51,14 @@ class AblationKind:
         name: As written on the command line and in condition names.
         description: One line for docs and the manifest.
         build: ``(site, position, resources) -> edit``.
-        needs_means: Whether the run must compute mean activations first.
-        needs_donors: Whether each batch must record its donors' activations first.
+        needs: Names of the :data:`~thoughtscope.analyses.interventions.resources.RESOURCES`
+            it uses (``means``, ``donors``); the sweep prepares them, whatever they are.
     """
 
     name: str
     description: str
     build: EditFactory
-    needs_means: bool = False
-    needs_donors: bool = False
+    needs: tuple[str, ...] = ()
 
 
 ABLATIONS: dict[str, AblationKind] = {}
@@ -84,12 +66,16 @@ ABLATIONS: dict[str, AblationKind] = {}
 
 
 def register_ablation(
-    name: str, description: str, *, needs_means: bool = False, needs_donors: bool = False
+    name: str, description: str, *, needs: tuple[str, ...] = ()
 ) -> Callable[[EditFactory], EditFactory]:
-    """Registers an edit factory ``(site, position, resources) -> edit`` under ``name``."""
+    """Registers an edit factory ``(site, position, resources) -> edit`` under ``name``,
+    using the resources named in ``needs``."""
 
     def decorate(build: EditFactory) -> EditFactory:
-        ABLATIONS[name] = AblationKind(name, description, build, needs_means, needs_donors)
+        unknown = [n for n in needs if n not in RESOURCES]
+        if unknown:
+            raise ValueError(f"ablation {name!r} needs unregistered resources {unknown}")
+        ABLATIONS[name] = AblationKind(name, description, build, tuple(needs))
         return build
 
     return decorate
@@ -103,19 +89,13 @@ def _zero(site: Site, position: Position, resources: AblationResources) -> Edit:
     return edit
 
 
-def _need_means(resources: AblationResources) -> MeanActivations:
-    if resources.means is None:
-        raise ValueError("the mean ablation needs mean activations; compute them first")
-    return resources.means
-
-
 @register_ablation(
     "mean",
     "the mean activation at that site and position over the reference problems",
-    needs_means=True,
+    needs=("means",),
 )
 def _mean(site: Site, position: Position, resources: AblationResources) -> Edit:
-    vector = _need_means(resources).at(site, position)
+    vector = resources.get("means", MeanActivations).at(site, position)
 
     def edit(hidden: Tensor, context: EditContext) -> Tensor:
         return vector.to(hidden).expand_as(hidden).clone()
@@ -126,10 +106,10 @@ def _mean(site: Site, position: Position, resources: AblationResources) -> Edit:
 @register_ablation(
     "mean-pooled",
     "the mean activation at that site over the reference problems and all thought positions",
-    needs_means=True,
+    needs=("means",),
 )
 def _mean_pooled(site: Site, position: Position, resources: AblationResources) -> Edit:
-    vector = _need_means(resources).pooled(site)
+    vector = resources.get("means", MeanActivations).pooled(site)
 
     def edit(hidden: Tensor, context: EditContext) -> Tensor:
         return vector.to(hidden).expand_as(hidden).clone()
@@ -167,40 +147,15 @@ def _noise(site: Site, position: Position, resources: AblationResources) -> Edit
     "patch",
     "the same site and position from the baseline run of a donor problem (the next problem "
     "of the selection, cyclically, whose expected answer differs)",
-    needs_donors=True,
+    needs=("donors",),
 )
 def _patch(site: Site, position: Position, resources: AblationResources) -> Edit:
-    if resources.donors is None:
-        raise ValueError("the patch ablation needs donor activations; record them first")
-    donors = resources.donors
+    donors = resources.get("donors", DonorActivations)
 
     def edit(hidden: Tensor, context: EditContext) -> Tensor:
         return donors.at(site, position, context.problems).to(hidden)
 
     return edit
-
-
-def donor_indices(answers: Sequence[float]) -> list[int]:
-    """The patching donor of each problem: the next problem (cyclically, in selection
-    order) whose expected answer differs from its own.
-
-    Raises:
-        ValueError: Every problem has the same answer (no donor exists).
-    """
-    n = len(answers)
-    donors: list[int] = []
-    for i, answer in enumerate(answers):
-        for step in range(1, n):
-            j = (i + step) % n
-            if answers[j] != answer:
-                donors.append(j)
-                break
-        else:
-            raise ValueError(
-                "--ablation patch: every selected problem has the same expected answer, so "
-                "no problem has a donor; select more problems"
-            )
-    return donors
 
 
 def parse_ablations(text: str, option: str = "--ablation") -> list[str]:
