@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import os
 import platform
@@ -44,13 +43,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import DynamicCache, LlamaConfig
+from transformers import LlamaConfig
 
 from thoughtscope.analyses.interventions import (
     AblationResources,
     parse_schedules,
     plan_conditions,
 )
+from thoughtscope.engine import backend
 from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, block
 from thoughtscope.model import CodiModel, byte_level_tokenizer, load_model, new_codi_model
@@ -175,9 +175,6 @@ def naive_answer(
     receives the gap between the two best logits at each decoding step.
     """
     config, lm, device = model.config, model.lm, model.device
-    cache_arg = (
-        "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
-    )
     current: dict[str, int | None] = {"position": None}
 
     def zero_hook(_module: Any, _inputs: Any, output: Any) -> Any:
@@ -191,22 +188,17 @@ def naive_answer(
     if ablation is not None:
         handle = model.blocks[ablation[0]].register_forward_hook(zero_hook)
     try:
-        cache = DynamicCache()
+        cache = backend.new_cache()
         ids = torch.tensor([model.question_ids(question)], device=device)
-        out = lm(input_ids=ids, use_cache=True, **{cache_arg: cache})
+        out = backend.forward(lm, cache, input_ids=ids)
         embeds = model.embed(torch.tensor([[config.bot_id]], device=device))
         for position in [BOT, *range(config.num_latent)]:
             current["position"] = position
-            out = lm(
-                inputs_embeds=embeds,
-                use_cache=True,
-                output_hidden_states=True,
-                **{cache_arg: cache},
-            )
+            out = backend.forward(lm, cache, hidden_states=True, inputs_embeds=embeds)
             embeds = model.projection(out.hidden_states[-1][:, -1:])
         current["position"] = None
         eot = [config.eot_id] if config.remove_eos else [config.eot_id, config.eos_id]
-        out = lm(input_ids=torch.tensor([eot], device=device), use_cache=True, **{cache_arg: cache})
+        out = backend.forward(lm, cache, input_ids=torch.tensor([eot], device=device))
         answer: list[int] = []
         for _ in range(max_new_tokens):
             logits = out.logits[0, -1].float().clone()
@@ -220,11 +212,7 @@ def naive_answer(
             answer.append(token)
             if len(answer) == max_new_tokens:
                 break
-            out = lm(
-                input_ids=torch.tensor([[token]], device=device),
-                use_cache=True,
-                **{cache_arg: cache},
-            )
+            out = backend.forward(lm, cache, input_ids=torch.tensor([[token]], device=device))
     finally:
         if handle is not None:
             handle.remove()

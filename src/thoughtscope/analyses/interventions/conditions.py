@@ -69,12 +69,11 @@ class ConditionSpec:
 
     def bind(self, resources: AblationResources) -> Condition:
         """The runner condition for one runner call."""
-        meta = {"ablation": self.ablation, "site": self.site_name, "positions": self.positions}
         if self.site is None:
-            return Condition(self.name, num_latent=self.num_latent, meta=meta)
+            return Condition(self.name, num_latent=self.num_latent)
         kind = ABLATIONS[self.ablation]
         edits = {(self.site, p): kind.build(self.site, p, resources) for p in self.positions}
-        return Condition(self.name, edits=edits, num_latent=self.num_latent, meta=meta)
+        return Condition(self.name, edits=edits, num_latent=self.num_latent)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (for the manifest)."""
