@@ -126,13 +126,20 @@ class Plan:
     conditions: list[Condition]
 
 
-def prefix_plan(layers: Sequence[int], num_latent: int, problems: Sequence[Problem]) -> Plan:
-    """Baseline plus the ``prefix`` schedule's zero ablation at each layer."""
+def prefix_plan(
+    layers: Sequence[int],
+    num_latent: int,
+    problems: Sequence[Problem],
+    schedules: str = "prefix",
+) -> Plan:
+    """Baseline plus the zero ablation at each layer, at the positions of each schedule
+    (``prefix``, ``single``, ``suffix``, comma-separated)."""
     specs = plan_conditions(
-        [block(layer) for layer in layers], parse_schedules("prefix", num_latent), ["zero"]
+        [block(layer) for layer in layers], parse_schedules(schedules, num_latent), ["zero"]
     )
     resources = AblationResources(problem_ids=[p.id for p in problems])
     ablations: dict[str, tuple[int, tuple[int, ...]] | None] = {BASELINE.name: None}
+    specs = list({s.name: s for s in specs}.values())  # schedules may share a set
     for spec in specs:
         assert spec.site is not None and spec.site.layer is not None
         ablations[spec.name] = (spec.site.layer, tuple(spec.positions))
@@ -238,12 +245,33 @@ def run_engine(
     plan: Plan,
     max_new_tokens: int,
     batch_size: int | str,
+    *,
+    fork: bool = True,
 ) -> dict[Key, list[int]]:
     """Every problem under every condition, with thoughtscope's runner."""
     runner = Runner(model)
-    options = RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size)  # type: ignore[arg-type]
+    options = RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, fork=fork)  # type: ignore[arg-type]
     results = runner.run([p.question for p in problems], plan.conditions, options)
     return {(i, g.condition): g.answer_ids for i, row in enumerate(results) for g in row}
+
+
+@contextmanager
+def counting_forward(model: CodiModel) -> Iterator[dict[str, int]]:
+    """Counts the rows and the row × token positions every decoder pass computes."""
+    counts = {"rows": 0, "tokens": 0}
+
+    def count(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+        embeds = kwargs.get("inputs_embeds")
+        ids = kwargs.get("input_ids")
+        shape = embeds.shape[:2] if embeds is not None else ids.shape[:2]
+        counts["rows"] += int(shape[0])
+        counts["tokens"] += int(shape[0] * shape[1])
+
+    handle = model.decoder.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        yield counts
+    finally:
+        handle.remove()
 
 
 # ---------------------------------------------------------------------------- memory
@@ -373,7 +401,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--layers", default="middle", help="blocks to ablate: middle (N/2), all, or 4,8"
     )
-    parser.add_argument("--schedule", default="prefix", choices=["prefix"])
+    parser.add_argument(
+        "--schedule",
+        default="prefix",
+        help="zeroed positions: prefix, single, suffix, or several comma-separated",
+    )
     parser.add_argument("--batch-size", default="auto", help="rows per forward pass, or auto")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -401,7 +433,10 @@ def _run(args: argparse.Namespace) -> tuple[float, float]:
     model = build_model(args.model, device, dtype, args.seed)
     problems = load_problems(f"synthetic:test:seed=0:n={args.problems}").problems
     layers = parse_layers(args.layers, model.num_layers)
-    plan = prefix_plan(layers, model.config.num_latent, problems)
+    try:
+        plan = prefix_plan(layers, model.config.num_latent, problems, args.schedule)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     n, k = len(problems), len(plan.names)
 
     print(f"model {args.model}: {model.num_layers} blocks, d={model.d_model}, {dtype}, {device}")
@@ -433,6 +468,22 @@ def _run(args: argparse.Namespace) -> tuple[float, float]:
             f"{label}: {phase.seconds:8.2f} s  {phase.per_hour(n):10.0f} problems/h  "
             f"(CPU {phase.cpu_seconds:.2f} s)  peak memory +{_mib(phase.peak_bytes)}"
         )
+    # What forking saves: the same run with and without it, counted (not timed).
+    with counting_forward(model) as forked:
+        forked_answers = run_engine(model, problems, plan, args.max_new_tokens, batch_size)
+    with counting_forward(model) as unforked:
+        unforked_answers = run_engine(
+            model, problems, plan, args.max_new_tokens, batch_size, fork=False
+        )
+    saved_rows = unforked["rows"] - forked["rows"]
+    saved_tokens = unforked["tokens"] - forked["tokens"]
+    print(
+        f"engine forward passes: {forked['rows']} rows, {forked['tokens']} row-tokens computed "
+        f"with forking; {unforked['rows']} rows, {unforked['tokens']} row-tokens without; saved "
+        f"{saved_rows} rows, {saved_tokens} row-tokens "
+        f"({100 * saved_tokens / max(1, unforked['tokens']):.1f}%); forking changes "
+        f"{sum(forked_answers[k] != unforked_answers[k] for k in unforked_answers)} answers"
+    )
 
     if len(layers) > 1:
         one = prefix_plan([model.num_layers // 2], model.config.num_latent, problems)

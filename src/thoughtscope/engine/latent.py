@@ -148,20 +148,88 @@ PlannedEdit = tuple[Edit, Tensor, EditContext]
 EditPlan = dict[tuple[Site, Position], list[PlannedEdit]]
 
 
-def plan_edits(conditions: Sequence[Condition], condition_of_row: Tensor, rows: Rows) -> EditPlan:
-    """Which edit applies to which rows at each ``(site, position)``; ``condition_of_row``
-    ``(rows,)`` indexes ``conditions``."""
-    plan: EditPlan = {}
-    for c_index, condition in enumerate(conditions):
-        if not condition.edits:
-            continue
-        members = (condition_of_row == c_index).nonzero().flatten()
-        if len(members) == 0:
-            continue
-        for (site, position), edit in condition.edits.items():
-            context = EditContext(site, position, rows.problems[members], condition.name)
-            plan.setdefault((site, position), []).append((edit, members, context))
-    return plan
+def edits_at(condition: Condition, position: Position) -> dict[Site, Edit]:
+    """The edits ``condition`` makes at ``position``, by site."""
+    return {site: edit for (site, pos), edit in condition.edits.items() if pos == position}
+
+
+@dataclass
+class Branches:
+    """Conditions that share rows: while their edits agree, a problem's conditions run
+    as one row (a *branch*) and fork when the edits first differ.
+
+    Rows are problem-major: row ``p * len(members) + b`` is problem ``p`` in branch
+    ``b``. ``members[b]`` lists the condition indices branch ``b`` stands for.
+    """
+
+    conditions: Sequence[Condition]
+    members: list[list[int]]
+    n_problems: int
+
+    @classmethod
+    def start(cls, conditions: Sequence[Condition], n_problems: int) -> Branches:
+        """One branch for all conditions (one row per problem)."""
+        return cls(conditions, [list(range(len(conditions)))], n_problems)
+
+    def separate(self) -> Tensor:
+        """Gives every condition its own branch; returns the new rows' source rows."""
+        parent = [b for b, branch in enumerate(self.members) for _ in branch]
+        index = self._rows(torch.tensor(parent), len(self.members))
+        self.members = [[c] for branch in self.members for c in branch]
+        return index
+
+    def split(self, position: Position) -> Tensor | None:
+        """Splits every branch whose conditions edit ``position`` differently; returns
+        the new rows' source rows ``(new rows,)``, or ``None`` when nothing split."""
+        members: list[list[int]] = []
+        parent: list[int] = []
+        for b, branch in enumerate(self.members):
+            parts: list[tuple[dict[Site, Edit], list[int]]] = []
+            for c in branch:
+                signature = edits_at(self.conditions[c], position)
+                for seen, part in parts:
+                    if seen == signature:
+                        part.append(c)
+                        break
+                else:
+                    parts.append((signature, [c]))
+            for _, part in parts:
+                members.append(part)
+                parent.append(b)
+        if len(members) == len(self.members):
+            return None
+        index = self._rows(torch.tensor(parent), len(self.members))
+        self.members = members
+        return index
+
+    def per_condition(self) -> Tensor:
+        """Source rows ``(n_problems * n_conditions,)`` of one row per problem and
+        condition, problem-major, in the conditions' order."""
+        branch_of = torch.zeros(len(self.conditions), dtype=torch.long)
+        for b, branch in enumerate(self.members):
+            branch_of[branch] = b
+        return self._rows(branch_of, len(self.members))
+
+    def _rows(self, branch: Tensor, width: int) -> Tensor:
+        problem = torch.arange(self.n_problems)[:, None] * width
+        return (problem + branch[None, :]).flatten()
+
+    def plan(self, position: Position, rows: Rows) -> EditPlan:
+        """The edits at ``position`` of each branch's rows (every member of a branch
+        makes the same ones; the context names the first)."""
+        plan: EditPlan = {}
+        width = len(self.members)
+        device = rows.problems.device
+        for b, branch in enumerate(self.members):
+            condition = self.conditions[branch[0]]
+            edits = edits_at(condition, position)
+            if not edits:
+                continue
+            members = torch.arange(self.n_problems, device=device) * width + b
+            for site, edit in edits.items():
+                context = EditContext(site, position, rows.problems[members], condition.name)
+                plan.setdefault((site, position), []).append((edit, members, context))
+        return plan
 
 
 class BlockHooks:
@@ -236,32 +304,53 @@ def think(
     num_thoughts: int,
     *,
     first: Tensor | None = None,
-    plan: EditPlan | None = None,
+    conditions: Sequence[Condition] | None = None,
+    fork: bool = True,
     hooks: BlockHooks | None = None,
     record: bool = False,
 ) -> Thinking:
     """Feeds the family's start ids, then ``num_thoughts`` thoughts, for every row.
 
     ``first`` ``(rows, 1, d)``: the start step already ran and produced this thought;
-    only the thought steps run. ``plan`` applies edits at the ``latent`` site (to the
-    thought before it enters) and at blocks (through ``hooks``, needed for a plan or
-    ``record``). Gradients flow when the caller enables them (training).
+    only the thought steps run. With ``conditions``, ``rows`` holds one row per problem
+    and ends with one row per problem and condition (problem-major): with ``fork``, a
+    problem's conditions share one row while their edits agree and fork at the first
+    position where they differ (same results, fewer rows computed). Edits at the
+    ``latent`` site change the thought before it enters; edits at blocks go through
+    ``hooks`` (made when needed). Gradients flow when the caller enables them.
     """
     family = model.family
-    n_rows = len(rows.problems)
+    n_problems = len(rows.problems)
     if first is None:
         start = torch.tensor(family.start_ids(), device=rows.mask.device)
-        inputs = model.embed(start).expand(n_rows, -1, -1)
+        inputs = model.embed(start).expand(n_problems, -1, -1)
         positions: list[Position] = [BOT, *range(num_thoughts)]
     else:
         inputs, positions = first, list(range(num_thoughts))
-    plan = plan or {}
-    if (plan or record) and hooks is None:
+    branches = None if conditions is None else Branches.start(conditions, n_problems)
+    if hooks is None and (record or (conditions and any(c.edits for c in conditions))):
         hooks = BlockHooks(model)
     thoughts: list[Tensor] = []
     recorded: list[Tensor] = []
+
+    def regroup(index: Tensor) -> None:
+        nonlocal inputs
+        index = index.to(rows.mask.device)
+        rows.select(index)
+        inputs = inputs[index]
+        thoughts[:] = [t[index] for t in thoughts]
+        recorded[:] = [r[index] for r in recorded]
+
+    if branches is not None and not fork:
+        regroup(branches.separate())
     with hooks.installed() if hooks is not None else _nothing():
         for position in positions:
+            plan: EditPlan = {}
+            if branches is not None:
+                forked = branches.split(position)
+                if forked is not None:
+                    regroup(forked)
+                plan = branches.plan(position, rows)
             if position != BOT:
                 for edit, members, context in plan.get((LATENT, position), []):
                     inputs = inputs.clone()
@@ -269,9 +358,7 @@ def think(
                 thoughts.append(inputs[:, -1])
             if hooks is not None:
                 hooks.plan = {
-                    site.layer: edits
-                    for (site, pos), edits in plan.items()
-                    if pos == position and site.layer is not None
+                    site.layer: edits for (site, _), edits in plan.items() if site.layer is not None
                 }
                 hooks.recorder = [] if record else None
             mask, position_ids = rows.step_inputs(inputs.shape[1])
@@ -279,13 +366,15 @@ def think(
             state = state[:, -1:]
             if hooks is not None and hooks.recorder is not None:
                 recorded.append(torch.stack([inputs[:, -1], *hooks.recorder], dim=1))
-            step = len(thoughts) - 1
-            if family.stopped(step, state) is not None:
+            if family.stopped(len(thoughts) - 1, state) is not None:
                 raise NotImplementedError(
                     f"thought family {family.name!r} stops rows early; the engine runs a "
                     "fixed number of thoughts for now"
                 )
             inputs = family.next_thought(model, state)
+    if branches is not None and fork:
+        regroup(branches.per_condition())
+    n_rows = len(rows.problems)
     d_model = inputs.shape[-1]
     stacked = torch.stack(thoughts, dim=1) if thoughts else inputs.new_zeros(n_rows, 0, d_model)
     return Thinking(stacked, torch.stack(recorded, dim=1) if record else None, inputs)

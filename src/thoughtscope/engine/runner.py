@@ -91,6 +91,8 @@ class RunOptions:
         kl_reference: Name of a condition of the same run: every row then gets
             ``target_kl`` against its problem's row under that condition, computed on
             the device.
+        fork: Let a problem's conditions share rows while their edits agree, forking
+            where they first differ (same answers, fewer rows computed).
         progress: Show a progress bar.
     """
 
@@ -100,6 +102,7 @@ class RunOptions:
     record_answer_logits: bool = False
     record_target_logits: bool = False
     kl_reference: str | None = None
+    fork: bool = True
     progress: bool = False
 
 
@@ -295,7 +298,6 @@ class Runner:
             n_problems, n_cond = len(batch), len(group)
             # Problem-major rows: row = problem * n_cond + condition.
             index = torch.arange(n_problems, device=device).repeat_interleave(n_cond)
-            condition_of_row = torch.arange(n_cond, device=device).repeat(n_problems)
             # Room for every position the rows will see, so no step copies the cache.
             capacity = (
                 prefix.mask.shape[1]
@@ -304,14 +306,17 @@ class Runner:
                 + n_closing
                 + max(options.max_new_tokens, longest_target)
             )
-            rows = latent.fan_out(prefix, index, numbering, capacity)
-            plan = latent.plan_edits(group, condition_of_row, rows)
+            # One row per problem; think() fans out to the conditions.
+            rows = latent.fan_out(
+                prefix, torch.arange(n_problems, device=device), numbering, capacity
+            )
             thinking = latent.think(
                 model,
                 rows,
                 steps,
-                first=None if after_start is None else after_start.next_input[index],
-                plan=plan,
+                first=None if after_start is None else after_start.next_input,
+                conditions=group,
+                fork=options.fork,
                 hooks=self._hooks,
                 record=record,
             )
