@@ -42,6 +42,25 @@ def test_branches_split_where_edits_first_differ() -> None:
     assert branches.per_condition().tolist() == [0, 1, 2, 3, 4, 5]
 
 
+def test_edits_that_cannot_say_whether_they_are_equal_count_as_different() -> None:
+    from dataclasses import dataclass
+
+    from thoughtscope.engine.latent import same_edits
+
+    @dataclass(frozen=True)
+    class Replace:
+        vector: torch.Tensor
+
+        def __call__(self, hidden: torch.Tensor, context: EditContext) -> torch.Tensor:
+            return self.vector.expand_as(hidden)
+
+    a, b = Replace(torch.zeros(4)), Replace(torch.zeros(4))
+    assert same_edits({LATENT: a}, {LATENT: a})
+    assert not same_edits({LATENT: a}, {LATENT: b})  # tensor == is elementwise
+    assert not same_edits({LATENT: a}, {block(0): a})
+    assert same_edits({}, {})
+
+
 def test_forking_changes_no_result_and_computes_fewer_rows(
     family: str, questions: list[str]
 ) -> None:

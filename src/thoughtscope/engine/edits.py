@@ -25,7 +25,8 @@ class EditContext:
         site: Where the activation was read.
         position: ``BOT`` or the thought index.
         problems: ``(rows,)`` index of each edited row's problem in the runner's input.
-        condition: Name of the condition being applied.
+        condition: Name of the condition being applied (when several conditions share
+            the rows up to here, because their edits agree, the first of them).
     """
 
     site: Site

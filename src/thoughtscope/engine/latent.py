@@ -153,6 +153,24 @@ def edits_at(condition: Condition, position: Position) -> dict[Site, Edit]:
     return {site: edit for (site, pos), edit in condition.edits.items() if pos == position}
 
 
+def same_edits(a: dict[Site, Edit], b: dict[Site, Edit]) -> bool:
+    """Whether two sets of edits certainly do the same: the same sites, and at each the
+    same edit object or edits that compare equal (an edit whose ``==`` cannot say, e.g.
+    one holding tensors, counts as different)."""
+    if a.keys() != b.keys():
+        return False
+    for site, edit in a.items():
+        other = b[site]
+        if edit is other:
+            continue
+        try:
+            if not bool(edit == other):
+                return False
+        except (RuntimeError, TypeError, ValueError):
+            return False
+    return True
+
+
 @dataclass
 class Branches:
     """Conditions that share rows: while their edits agree, a problem's conditions run
@@ -188,7 +206,7 @@ class Branches:
             for c in branch:
                 signature = edits_at(self.conditions[c], position)
                 for seen, part in parts:
-                    if seen == signature:
+                    if same_edits(seen, signature):
                         part.append(c)
                         break
                 else:
