@@ -432,14 +432,14 @@ class Forced:
         logprobs: ``(len(target),)`` log-probability of each target token.
         logits: On request, ``(len(target), vocab)`` float32 logits along the target.
         kl: With a reference, ``(len(target),)`` KL(reference ‖ row) per token.
-        full_logprobs: ``(rows, width, vocab)`` float32 log-probabilities on the device
-            (rows past their target's length hold padding's), to serve as a reference.
+        kept: On request (``keep_rows``), those rows' float32 log-probabilities
+            ``(kept, width, vocab)``, on the device, to serve as a later reference.
     """
 
     logprobs: list[Tensor]
     logits: list[Tensor] | None
     kl: list[Tensor] | None
-    full_logprobs: Tensor
+    kept: Tensor | None
 
 
 def teacher_force(
@@ -450,12 +450,16 @@ def teacher_force(
     *,
     keep_logits: bool = False,
     reference: Tensor | None = None,
+    reference_rows: Tensor | None = None,
+    keep_rows: Tensor | None = None,
 ) -> Forced:
     """Scores each row's target after the closing ids; the cache is restored after.
 
-    ``first_logits`` ``(rows, vocab)`` predict the first target token. ``reference``
-    ``(rows, width, vocab)``: log-probabilities to compare each row with (its problem's
-    reference row's, along the same target), giving per-token KL(reference ‖ row).
+    ``first_logits`` ``(rows, vocab)`` predict the first target token. The reference a
+    row is compared with (per-token KL(reference ‖ row), both along the row's target) is
+    ``reference`` ``(rows, width, vocab)``, log-probabilities kept from an earlier call,
+    or, with ``reference_rows`` ``(rows,)``, another row of this call. Everything of
+    vocabulary size stays on the device.
     """
     n_rows = len(rows.problems)
     lengths = [len(t) for t in targets]
@@ -478,15 +482,18 @@ def teacher_force(
     for row, target in enumerate(targets):
         index[row, : len(target)] = torch.tensor(list(target), dtype=torch.long)
     chosen = logprobs.gather(2, index.to(device)[:, :, None])[:, :, 0].cpu()
-    per_token_kl = None
+    if reference is None and reference_rows is not None:
+        reference = logprobs[reference_rows]
+    kl = None
     if reference is not None:
-        per_token_kl = (reference.exp() * (reference - logprobs)).sum(dim=-1).cpu()
+        per_token = (reference.exp() * (reference - logprobs)).sum(dim=-1).cpu()
+        kl = [per_token[row, :n] for row, n in enumerate(lengths)]
     kept = logits.float().cpu() if keep_logits else None
     return Forced(
         logprobs=[chosen[row, :n] for row, n in enumerate(lengths)],
         logits=None if kept is None else [kept[row, :n] for row, n in enumerate(lengths)],
-        kl=None if per_token_kl is None else [per_token_kl[r, :n] for r, n in enumerate(lengths)],
-        full_logprobs=logprobs,
+        kl=kl,
+        kept=None if keep_rows is None else logprobs[keep_rows],
     )
 
 

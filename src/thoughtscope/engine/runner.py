@@ -327,7 +327,8 @@ class Runner:
             first_logits, closing_states = latent.close(
                 model, rows, hooks=self._hooks if record else None
             )
-            reference_row = _reference_rows(group, options.kl_reference, n_problems, device)
+            # The reference condition's row of each problem, when it is in this group.
+            own = _reference_rows(group, options.kl_reference, n_problems, device)
             forced: dict[str, latent.Forced] = {}
             for target_name, sequences in (targets or {}).items():
                 row_targets = [sequences[batch[p]] for p in index.tolist()]
@@ -339,15 +340,13 @@ class Runner:
                     row_targets,
                     keep_logits=options.record_target_logits,
                     reference=None if stored is None else stored[index],
+                    reference_rows=None if own is None else own[index],
+                    keep_rows=own,
                 )
-                if reference_row is not None:
-                    reference_lp = forced[target_name].full_logprobs[reference_row]
-                    references[target_name] = reference_lp
-                    if stored is None:  # the reference's own group: compare now
-                        forced[target_name].kl = _kl_rows(
-                            reference_lp[index], forced[target_name].full_logprobs, row_targets
-                        )
-                forced[target_name].full_logprobs = torch.empty(0)  # free it early
+                kept = forced[target_name].kept
+                if kept is not None:
+                    references[target_name] = kept
+                    forced[target_name].kept = None
             decoded = latent.decode(
                 model,
                 rows,
@@ -383,9 +382,3 @@ def _reference_rows(
     if reference is None or reference not in names:
         return None
     return torch.arange(n_problems, device=device) * len(group) + names.index(reference)
-
-
-def _kl_rows(reference: Tensor, logprobs: Tensor, targets: Sequence[Sequence[int]]) -> list[Tensor]:
-    """Per-token KL(reference ‖ row) ``(rows, width, vocab) × 2 -> [(len(target),)]``."""
-    per_token = (reference.exp() * (reference - logprobs)).sum(dim=-1).cpu()
-    return [per_token[row, : len(t)] for row, t in enumerate(targets)]
