@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import os
 import platform
@@ -44,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import DynamicCache, LlamaConfig
+from transformers import LlamaConfig
 
 from thoughtscope.analyses.interventions import (
     AblationResources,
@@ -52,6 +51,7 @@ from thoughtscope.analyses.interventions import (
     parse_schedules,
     plan_conditions,
 )
+from thoughtscope.engine import backend
 from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, block
 from thoughtscope.model import CodiModel, byte_level_tokenizer, load_model, new_codi_model
@@ -127,13 +127,20 @@ class Plan:
     conditions: list[Condition]
 
 
-def prefix_plan(layers: Sequence[int], num_latent: int, problems: Sequence[Problem]) -> Plan:
-    """Baseline plus the ``prefix`` schedule's zero ablation at each layer."""
+def prefix_plan(
+    layers: Sequence[int],
+    num_latent: int,
+    problems: Sequence[Problem],
+    schedules: str = "prefix",
+) -> Plan:
+    """Baseline plus the zero ablation at each layer, at the positions of each schedule
+    (``prefix``, ``single``, ``suffix``, comma-separated)."""
     specs = plan_conditions(
-        [block(layer) for layer in layers], parse_schedules("prefix", num_latent), ["zero"]
+        [block(layer) for layer in layers], parse_schedules(schedules, num_latent), ["zero"]
     )
     resources = AblationResources(problem_ids=[p.id for p in problems])
     ablations: dict[str, tuple[int, tuple[int, ...]] | None] = {BASELINE.name: None}
+    specs = list({s.name: s for s in specs}.values())  # schedules may share a set
     for spec in specs:
         (layer,) = spec.layers
         ablations[spec.name] = (layer, tuple(spec.positions))
@@ -176,9 +183,6 @@ def naive_answer(
     receives the gap between the two best logits at each decoding step.
     """
     config, lm, device = model.config, model.lm, model.device
-    cache_arg = (
-        "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
-    )
     current: dict[str, int | None] = {"position": None}
 
     def zero_hook(_module: Any, _inputs: Any, output: Any) -> Any:
@@ -192,22 +196,17 @@ def naive_answer(
     if ablation is not None:
         handle = model.blocks[ablation[0]].register_forward_hook(zero_hook)
     try:
-        cache = DynamicCache()
+        cache = backend.new_cache()
         ids = torch.tensor([model.question_ids(question)], device=device)
-        out = lm(input_ids=ids, use_cache=True, **{cache_arg: cache})
+        out = backend.forward(lm, cache, input_ids=ids)
         embeds = model.embed(torch.tensor([[config.bot_id]], device=device))
         for position in [BOT, *range(config.num_latent)]:
             current["position"] = position
-            out = lm(
-                inputs_embeds=embeds,
-                use_cache=True,
-                output_hidden_states=True,
-                **{cache_arg: cache},
-            )
+            out = backend.forward(lm, cache, hidden_states=True, inputs_embeds=embeds)
             embeds = model.projection(out.hidden_states[-1][:, -1:])
         current["position"] = None
         eot = [config.eot_id] if config.remove_eos else [config.eot_id, config.eos_id]
-        out = lm(input_ids=torch.tensor([eot], device=device), use_cache=True, **{cache_arg: cache})
+        out = backend.forward(lm, cache, input_ids=torch.tensor([eot], device=device))
         answer: list[int] = []
         for _ in range(max_new_tokens):
             logits = out.logits[0, -1].float().clone()
@@ -221,11 +220,7 @@ def naive_answer(
             answer.append(token)
             if len(answer) == max_new_tokens:
                 break
-            out = lm(
-                input_ids=torch.tensor([[token]], device=device),
-                use_cache=True,
-                **{cache_arg: cache},
-            )
+            out = backend.forward(lm, cache, input_ids=torch.tensor([[token]], device=device))
     finally:
         if handle is not None:
             handle.remove()
@@ -251,12 +246,33 @@ def run_engine(
     plan: Plan,
     max_new_tokens: int,
     batch_size: int | str,
+    *,
+    fork: bool = True,
 ) -> dict[Key, list[int]]:
     """Every problem under every condition, with thoughtscope's runner."""
     runner = Runner(model)
-    options = RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size)  # type: ignore[arg-type]
+    options = RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, fork=fork)  # type: ignore[arg-type]
     results = runner.run([p.question for p in problems], plan.conditions, options)
     return {(i, g.condition): g.answer_ids for i, row in enumerate(results) for g in row}
+
+
+@contextmanager
+def counting_forward(model: CodiModel) -> Iterator[dict[str, int]]:
+    """Counts the rows and the row × token positions every decoder pass computes."""
+    counts = {"rows": 0, "tokens": 0}
+
+    def count(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+        embeds = kwargs.get("inputs_embeds")
+        ids = kwargs.get("input_ids")
+        shape = embeds.shape[:2] if embeds is not None else ids.shape[:2]
+        counts["rows"] += int(shape[0])
+        counts["tokens"] += int(shape[0] * shape[1])
+
+    handle = model.decoder.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        yield counts
+    finally:
+        handle.remove()
 
 
 # ---------------------------------------------------------------------------- memory
@@ -386,7 +402,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--layers", default="middle", help="blocks to ablate: middle (N/2), all, or 4,8"
     )
-    parser.add_argument("--schedule", default="prefix", choices=["prefix"])
+    parser.add_argument(
+        "--schedule",
+        default="prefix",
+        help="zeroed positions: prefix, single, suffix, or several comma-separated",
+    )
     parser.add_argument("--batch-size", default="auto", help="rows per forward pass, or auto")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -414,7 +434,10 @@ def _run(args: argparse.Namespace) -> tuple[float, float]:
     model = build_model(args.model, device, dtype, args.seed)
     problems = load_problems(f"synthetic:test:seed=0:n={args.problems}").problems
     layers = parse_layers(args.layers, model.num_layers)
-    plan = prefix_plan(layers, model.config.num_latent, problems)
+    try:
+        plan = prefix_plan(layers, model.config.num_latent, problems, args.schedule)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     n, k = len(problems), len(plan.names)
 
     print(f"model {args.model}: {model.num_layers} blocks, d={model.d_model}, {dtype}, {device}")
@@ -446,6 +469,22 @@ def _run(args: argparse.Namespace) -> tuple[float, float]:
             f"{label}: {phase.seconds:8.2f} s  {phase.per_hour(n):10.0f} problems/h  "
             f"(CPU {phase.cpu_seconds:.2f} s)  peak memory +{_mib(phase.peak_bytes)}"
         )
+    # What forking saves: the same run with and without it, counted (not timed).
+    with counting_forward(model) as forked:
+        forked_answers = run_engine(model, problems, plan, args.max_new_tokens, batch_size)
+    with counting_forward(model) as unforked:
+        unforked_answers = run_engine(
+            model, problems, plan, args.max_new_tokens, batch_size, fork=False
+        )
+    saved_rows = unforked["rows"] - forked["rows"]
+    saved_tokens = unforked["tokens"] - forked["tokens"]
+    print(
+        f"engine forward passes: {forked['rows']} rows, {forked['tokens']} row-tokens computed "
+        f"with forking; {unforked['rows']} rows, {unforked['tokens']} row-tokens without; saved "
+        f"{saved_rows} rows, {saved_tokens} row-tokens "
+        f"({100 * saved_tokens / max(1, unforked['tokens']):.1f}%); forking changes "
+        f"{sum(forked_answers[k] != unforked_answers[k] for k in unforked_answers)} answers"
+    )
 
     if len(layers) > 1:
         one = prefix_plan([model.num_layers // 2], model.config.num_latent, problems)

@@ -18,6 +18,29 @@ def test_the_benchmark_runs_and_both_paths_give_identical_answers(
     assert lines[-1] == f"speedup {speedup:.1f}x, identical answers 100.0%"
 
 
+def test_forking_saves_rows_and_changes_no_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    _, identical = main(
+        [
+            "--model",
+            "random-toy-size",
+            "--problems",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--schedule",
+            "single,suffix",
+            "--threads",
+            "1",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert identical == 100.0
+    (line,) = [x for x in out.splitlines() if x.startswith("engine forward passes:")]
+    assert line.endswith("forking changes 0 answers")
+    saved = int(line.split("saved ")[1].split(" rows")[0])
+    assert saved > 0  # single and suffix conditions share the baseline's first thoughts
+
+
 def test_all_layers_mode_reports_the_cost_per_condition(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -7,6 +7,7 @@ import torch
 from transformers import DynamicCache
 
 from tests.conftest import tiny_codi
+from thoughtscope.engine.backend import expand_rows
 from thoughtscope.engine.batching import (
     CPU_MAX_ROWS,
     auto_batch_size,
@@ -14,7 +15,7 @@ from thoughtscope.engine.batching import (
     row_footprint,
     rows_that_fit,
 )
-from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions, _expand_cache
+from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
 from thoughtscope.engine.sites import LATENT
 
 
@@ -31,7 +32,8 @@ def test_a_row_grows_with_its_question_and_answer() -> None:
     assert long.kv_cache > short.kv_cache > 0
     assert long.total > short.total
     # Two blocks, 2 KV heads of width 8, float32: 2 * 2 * 2 * 8 * 4 bytes per position.
-    positions = 10 + 1 + model.config.num_latent + 2 + 8
+    # Prompt, <bot>, the thoughts, the closing ids (<eot> alone: remove_eos), the answer.
+    positions = 10 + 1 + model.config.num_latent + 1 + 8
     assert short.kv_cache == 2 * 2 * 2 * 8 * 4 * positions
 
 
@@ -89,7 +91,7 @@ def test_reserved_cache_matches_a_growing_cache_even_past_its_reserve() -> None:
     keys, values = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
     prefix.update(keys, values, 0)
     index = torch.tensor([0, 0, 2, 1])
-    reserved = _expand_cache(prefix, index, capacity=6)  # room for one step only
+    reserved = expand_rows(prefix, index, capacity=6)  # room for one step only
     plain = DynamicCache()
     plain.update(keys[index], values[index], 0)
     for _ in range(4):

@@ -12,7 +12,7 @@ from transformers import GPTNeoXConfig
 from tests.conftest import tiny_codi
 from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.model import CodiModel, byte_level_tokenizer, load_model, new_codi_model
-from thoughtscope.model.architectures import family_for
+from thoughtscope.model.architectures import architecture_for
 
 
 def test_save_and_load_round_trip(tmp_path: Path, family: str, questions: list[str]) -> None:
@@ -87,4 +87,4 @@ def test_a_model_without_findable_blocks_gets_a_clear_error() -> None:
             self.stack = nn.Sequential(nn.Linear(2, 2))
 
     with pytest.raises(ValueError, match="cannot find the decoder blocks"):
-        family_for(Opaque())
+        architecture_for(Opaque())

@@ -28,14 +28,18 @@ def published_protocol(
     num_latent: int,
     remove_eos: bool,
     max_new_tokens: int,
+    normalise: bool = True,
 ) -> list[int]:
     """The published inference loop (zhenyi4/codi test.py), one question, no batching.
 
     Written out plainly against the PEFT-wrapped LM with unmerged LoRA, using HF's own
-    ``hidden_states`` and cache handling: encode question [+eos] + bot, feed the projected
-    last hidden state back ``num_latent`` times, feed eot [+eos], then greedy-decode over
-    every id but the last (eot) until eos.
+    ``hidden_states`` and cache handling: clean the question as the published evaluation
+    does (``strip``, then ``replace('  ', ' ')``), encode question [+eos] + bot, feed the
+    projected last hidden state back ``num_latent`` times, feed eot [+eos], then
+    greedy-decode over every id but the last (eot) until eos.
     """
+    if normalise:
+        question = question.strip().replace("  ", " ")
     vocab_rows = peft_lm.get_input_embeddings().weight.shape[0]
     bot_id, eot_id = vocab_rows - 2, vocab_rows - 1
     eos = tokenizer.eos_token_id
@@ -63,11 +67,22 @@ def published_protocol(
     return answer
 
 
+def _spaced(questions: list[str]) -> list[str]:
+    """Questions as datasets sometimes hold them: surrounding and doubled spaces."""
+    return [
+        "  " + questions[0] + " ",
+        questions[1].replace(" ", "  ", 1) if " " in questions[1] else questions[1] + "  x",
+        questions[2] + "   ",
+        " a  =  1 ;   b = a + 2 ; b = ? \n",
+    ]
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "bin"])
 def test_official_checkpoint_reproduces_the_published_protocol(
     tmp_path: Path, family: str, fmt: str, questions: list[str]
 ) -> None:
     ckpt, base = write_official_checkpoint(tmp_path, family, fmt=fmt)
+    questions = questions[:6] + _spaced(questions)
     for remove_eos in (True, False):
         model = load_official(ckpt, _options(base, remove_eos=remove_eos, merge_lora=False))
         with torch.inference_mode():
@@ -81,10 +96,39 @@ def test_official_checkpoint_reproduces_the_published_protocol(
                     remove_eos=remove_eos,
                     max_new_tokens=10,
                 )
-                for q in questions[:6]
+                for q in questions
             ]
-        got = Runner(model).run(questions[:6], options=RunOptions(max_new_tokens=10))
+        got = Runner(model).run(questions, options=RunOptions(max_new_tokens=10))
         assert [g[0].answer_ids for g in got] == expected
+
+
+def test_question_normalisation_is_recorded_and_can_be_switched_off(
+    tmp_path: Path, family: str, questions: list[str]
+) -> None:
+    ckpt, base = write_official_checkpoint(tmp_path, family)
+    spaced = _spaced(questions)
+    on = load_official(ckpt, _options(base, merge_lora=False))
+    off = load_official(ckpt, _options(base, merge_lora=False, normalise_question=False))
+    assert on.config.to_dict()["normalise_question"] is True
+    assert off.config.to_dict()["normalise_question"] is False
+    assert on.question_ids(spaced[0]) == on.question_ids(spaced[0].strip())
+    assert off.question_ids(spaced[0]) != off.question_ids(spaced[0].strip())
+    with torch.inference_mode():
+        expected = [
+            published_protocol(
+                off.lm,
+                off.projection,
+                off.tokenizer,
+                q,
+                num_latent=6,
+                remove_eos=True,
+                max_new_tokens=10,
+                normalise=False,
+            )
+            for q in spaced
+        ]
+    got = Runner(off).run(spaced, options=RunOptions(max_new_tokens=10))
+    assert [g[0].answer_ids for g in got] == expected
 
 
 def test_settings_are_read_from_the_state_dict(tmp_path: Path, family: str) -> None:

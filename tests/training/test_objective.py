@@ -91,3 +91,39 @@ def test_distillation_is_zero_when_student_matches_teacher():
     other = [s + 1e-3 for s in states]
     big = distillation([s * 1e3 for s in other], [s * 1e3 for s in states])
     assert torch.allclose(distillation(other, states), big, rtol=1e-4)
+
+
+def _student_loss_written_out(model, example) -> torch.Tensor:
+    """The student pass as the CODI training code writes it, one example, no padding:
+    HF's own cache and ``hidden_states``; question, ``<bot>``, N projected thoughts, then
+    ``<eot> [eos] answer [eos]`` teacher-forced; cross-entropy over the answer tokens."""
+    lm, c = model.lm, model.config
+    out = lm(input_ids=torch.tensor([example.question]), use_cache=True)
+    cache = out.past_key_values
+    inputs = lm.get_input_embeddings()(torch.tensor([[c.bot_id]]))
+    for _ in range(c.num_latent + 1):
+        out = lm(
+            inputs_embeds=inputs, past_key_values=cache, use_cache=True, output_hidden_states=True
+        )
+        cache = out.past_key_values
+        inputs = model.projection(out.hidden_states[-1][:, -1:])
+    out = lm(input_ids=torch.tensor([example.student]), past_key_values=cache, use_cache=True)
+    first = example.student_answer - 1
+    logits = out.logits[0, first:-1]
+    labels = torch.tensor(example.student[first + 1 :])
+    return torch.nn.functional.cross_entropy(logits.float(), labels)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize("remove_eos", [False, True])
+def test_student_loss_equals_the_codi_loop_written_out(family, remove_eos, problems):
+    """The objective's student pass (the engine's latent loop) gives the loss of the
+    CODI training loop written out plainly, example by example."""
+    model = tiny_model(family, remove_eos=remove_eos).eval()
+    for problem in problems[:3]:
+        example = encode_problem(model, problem, bare_steps=True)
+        with torch.no_grad():
+            parts = codi_losses(model, collate([example], model.config.pad_id))
+            want = _student_loss_written_out(model, example)
+        assert parts.student is not None
+        assert abs(float(parts.student[0]) - float(want)) < 1e-6

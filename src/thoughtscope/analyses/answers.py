@@ -7,16 +7,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from thoughtscope.engine.runner import Runner, RunOptions
-from thoughtscope.model.codi import CodiModel
+from thoughtscope.engine.runner import Generation, Runner, RunOptions
+from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems import Problem, extract_number, is_clean, is_correct
-
-CHUNK = 256
-"""Problems handed to the runner at a time: results stream out, memory stays bounded."""
 
 
 def answer_problems(
-    model: CodiModel,
+    model: ThoughtModel,
     problems: Sequence[Problem],
     *,
     batch_size: int = 32,
@@ -27,27 +24,35 @@ def answer_problems(
 
     Each dict has ``id``, ``question``, ``expected``, ``steps``, ``output`` (decoded,
     special tokens skipped), ``predicted`` (number read from it, or ``None``),
-    ``correct``, ``finished`` (stopped at ``<eos>``), ``clean`` (one well-formed number,
-    :func:`~thoughtscope.problems.scoring.is_clean`) and ``n_tokens``.
+    ``correct``, ``finished`` (stopped at ``<eos>``) and ``n_tokens``.
     """
     runner = Runner(model)
     options = RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    questions = [p.question for p in problems]
+    # The runner yields problems batch by batch (grouped by length); hold each answer
+    # only until every problem before it has been yielded.
+    waiting: dict[int, Generation] = {}
+    next_index = 0
     with tqdm(total=len(problems), disable=not progress, desc="answering", unit="problem") as bar:
-        for start in range(0, len(problems), CHUNK):
-            chunk = problems[start : start + CHUNK]
-            results = runner.run([p.question for p in chunk], options=options)
-            for problem, (generation,) in zip(chunk, results, strict=True):
-                predicted = extract_number(generation.text)
-                yield {
-                    "id": problem.id,
-                    "question": problem.question,
-                    "expected": problem.to_dict()["answer"],
-                    "steps": problem.steps,
-                    "output": generation.text,
-                    "predicted": predicted,
-                    "correct": is_correct(predicted, problem.answer),
-                    "finished": generation.finished,
-                    "clean": is_clean(generation.text),
-                    "n_tokens": len(generation.answer_ids),
-                }
-            bar.update(len(chunk))
+        for index, (generation,) in runner.stream(questions, options=options):
+            waiting[index] = generation
+            while next_index in waiting:
+                yield _scored(problems[next_index], waiting.pop(next_index))
+                next_index += 1
+                bar.update(1)
+
+
+def _scored(problem: Problem, generation: Generation) -> dict[str, Any]:
+    predicted = extract_number(generation.text)
+    return {
+        "id": problem.id,
+        "question": problem.question,
+        "expected": problem.to_dict()["answer"],
+        "steps": problem.steps,
+        "output": generation.text,
+        "predicted": predicted,
+        "correct": is_correct(predicted, problem.answer),
+        "finished": generation.finished,
+        "clean": is_clean(generation.text),
+        "n_tokens": len(generation.answer_ids),
+    }

@@ -457,6 +457,7 @@ def plan_run(model: CodiModel, config: ImportanceConfig, *, model_spec: str = ""
             "num_latent": n_latent,
             "remove_eos": model.config.remove_eos,
             "answer_format": model.config.answer_format,
+            "settings": model.family.to_dict(),  # the family's config, all of it
         },
         "data": {
             "spec": config.data,

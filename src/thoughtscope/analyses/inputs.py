@@ -15,29 +15,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from thoughtscope.model.codi import CodiModel
+from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems import Problem
 
 __all__ = ["LengthCheck", "LongPrompt", "check_prompt_lengths", "context_limit"]
 
-_LIMIT_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length")
-
-
-def context_limit(model: CodiModel) -> int | None:
+def context_limit(model: ThoughtModel) -> int | None:
     """The most positions the model's LM was built for, or ``None`` if its config says not."""
-    config = model.base_lm.config
-    for name in _LIMIT_FIELDS:
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    return model.context_length
 
 
-def positions_after_question(model: CodiModel, max_new_tokens: int) -> int:
-    """Positions a run uses besides the question's own tokens: ``<bot>``, the thoughts,
-    the closing ids and ``max_new_tokens - 1`` fed-back answer tokens."""
-    closing = 1 if model.config.remove_eos else 2
-    return 1 + model.config.num_latent + closing + max(max_new_tokens - 1, 0)
+def positions_after_question(model: ThoughtModel, max_new_tokens: int) -> int:
+    """Positions a run uses besides the question's own tokens: the start ids (CODI:
+    ``<bot>``), the thoughts, the closing ids and ``max_new_tokens - 1`` fed-back answer
+    tokens."""
+    family = model.family
+    fed = len(family.start_ids()) + family.num_thoughts + len(family.closing_ids())
+    return fed + max(max_new_tokens - 1, 0)
 
 
 @dataclass(frozen=True)
@@ -84,7 +78,7 @@ class LengthCheck:
 
 
 def check_prompt_lengths(
-    model: CodiModel, problems: Sequence[Problem], *, max_new_tokens: int
+    model: ThoughtModel, problems: Sequence[Problem], *, max_new_tokens: int
 ) -> LengthCheck:
     """Which of ``problems`` need more positions than ``model`` has (tokenises only)."""
     limit = context_limit(model)

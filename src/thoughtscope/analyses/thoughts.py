@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from thoughtscope.engine.lens import DecodedState, decode_states, recorded_positions
 from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.engine.sites import position_name
-from thoughtscope.model.codi import CodiModel
+from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems import Problem
 from thoughtscope.tensorfile import save_tensors
 
@@ -62,7 +62,7 @@ class ThoughtDump:
 
 
 def extract_thoughts(
-    model: CodiModel,
+    model: ThoughtModel,
     problems: Sequence[Problem],
     *,
     layers: Sequence[int] | None = None,
@@ -80,29 +80,25 @@ def extract_thoughts(
             )
     runner = Runner(model)
     options = RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, record_hidden=True)
-    thoughts: list[Tensor] = []
-    hidden: list[Tensor] = []
-    answers: list[str] = []
-    decoded: list[list[DecodedState]] = []
+    thoughts: list[Tensor | None] = [None] * len(problems)
+    hidden: list[Tensor | None] = [None] * len(problems)
+    answers: list[str] = [""] * len(problems)
+    decoded: list[list[DecodedState]] = [[] for _ in problems] if top_k else []
     index = torch.tensor([layer + 1 for layer in chosen], dtype=torch.long)
-    step = max(1, batch_size)
+    questions = [p.question for p in problems]
     with tqdm(total=len(problems), disable=not progress, desc="thoughts", unit="problem") as bar:
-        for start in range(0, len(problems), step):
-            chunk = problems[start : start + step]
-            for (generation,) in runner.run([p.question for p in chunk], options=options):
-                assert generation.hidden is not None
-                thoughts.append(generation.thoughts)
-                hidden.append(generation.hidden[:, index])
-                answers.append(generation.text)
-                if top_k:
-                    decoded.append(
-                        decode_states(model, generation.hidden, layers=chosen, top_k=top_k)
-                    )
-            bar.update(len(chunk))
+        for i, (generation,) in runner.stream(questions, options=options):
+            assert generation.hidden is not None
+            thoughts[i] = generation.thoughts
+            hidden[i] = generation.hidden[:, index]
+            answers[i] = generation.text
+            if top_k:
+                decoded[i] = decode_states(model, generation.hidden, layers=chosen, top_k=top_k)
+            bar.update(1)
     return ThoughtDump(
         ids=[p.id for p in problems],
-        thoughts=torch.stack(thoughts),
-        hidden=torch.stack(hidden),
+        thoughts=torch.stack([t for t in thoughts if t is not None]),
+        hidden=torch.stack([h for h in hidden if h is not None]),
         layers=chosen,
         answers=answers,
         decoded=decoded,

@@ -1,6 +1,8 @@
 """The engine: batched latent reasoning with an intervention plan, for every family.
 
-Sites and positions (:mod:`~thoughtscope.engine.sites`), the runner that drives a
-family's latent loop over many problems and conditions at once
-(:mod:`~thoughtscope.engine.runner`), batch sizing and the logit lens.
+Sites and positions (:mod:`~thoughtscope.engine.sites`), conditions and per-row edits
+(:mod:`~thoughtscope.engine.edits`), the latent loop as step functions shared with
+training (:mod:`~thoughtscope.engine.latent`), the batching driver
+(:mod:`~thoughtscope.engine.runner`), every transformers cache detail
+(:mod:`~thoughtscope.engine.backend`), batch sizing and the logit lens.
 """

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import torch
 
-from thoughtscope.model.codi import CodiModel
+from thoughtscope.model.thought_model import ThoughtModel
 
 __all__ = [
     "AUTO",
@@ -83,14 +83,14 @@ class RowFootprint:
         return self.kv_cache + self.step + self.prompt
 
 
-def _text_config(model: CodiModel) -> Any:
+def _text_config(model: ThoughtModel) -> Any:
     config = model.base_lm.config
     get_text = getattr(config, "get_text_config", None)
     return get_text() if callable(get_text) else config
 
 
 def row_footprint(
-    model: CodiModel,
+    model: ThoughtModel,
     *,
     prompt_length: int,
     new_tokens: int,
@@ -110,8 +110,15 @@ def row_footprint(
         or getattr(config, "n_inner", None)
         or 4 * d_model
     )
-    vocab = model.config.base_vocab_size + 3
-    positions = prompt_length + 1 + model.config.num_latent + 2 + new_tokens
+    vocab = model.vocab_size
+    family = model.family
+    positions = (
+        prompt_length
+        + len(family.start_ids())
+        + family.num_thoughts
+        + len(family.closing_ids())
+        + new_tokens
+    )
     kv_cache = 2 * model.num_layers * kv_heads * head_dim * itemsize * positions
     # Logits in the model's dtype, a float32 copy (masking, log-softmax) and the argmax;
     # activations of one step: residual, attention and MLP intermediates.
@@ -153,7 +160,7 @@ def rows_that_fit(budget: int, per_row: int, cap: int) -> int:
 
 
 def auto_batch_size(
-    model: CodiModel,
+    model: ThoughtModel,
     *,
     prompt_length: int,
     new_tokens: int,

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from thoughtscope.engine.sites import BOT, EOT, position_name
-from thoughtscope.model.codi import CodiModel
+from thoughtscope.model.thought_model import ThoughtModel
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def recorded_positions(num_latent: int) -> list[int]:
 
 
 def decode_states(
-    model: CodiModel,
+    model: ThoughtModel,
     hidden: Tensor,
     *,
     layers: Sequence[int] | None = None,

@@ -57,11 +57,6 @@ class Site:
         """Compact tag used in condition names: ``latent`` or ``L8``."""
         return "latent" if self.kind == "latent" else f"L{self.layer}"
 
-    @property
-    def hidden_state_index(self) -> int | None:
-        """Index into HF ``hidden_states`` for block sites (``layer + 1``)."""
-        return None if self.layer is None else self.layer + 1
-
 
 LATENT = Site("latent")
 
@@ -105,29 +100,11 @@ def parse_sites(text: str, num_layers: int) -> list[Site]:
     return list(dict.fromkeys(sites))
 
 
-def parse_site(text: str, num_layers: int) -> Site:
-    """Parses one site (see :func:`parse_sites`)."""
-    sites = parse_sites(text, num_layers)
-    if len(sites) != 1:
-        raise ValueError(f"expected one site, got {text!r}")
-    return sites[0]
-
-
 def position_name(position: Position) -> str:
-    """``bot``, ``eot`` or the thought index as a string."""
+    """``bot``, ``eot`` or the thought index as a string: the one way positions are
+    written in names, files and reports."""
     if position == BOT:
         return "bot"
     if position == EOT:
         return "eot"
     return str(position)
-
-
-def parse_position(text: str, num_latent: int) -> Position:
-    """Reads ``bot`` or a thought index ``0…N-1``."""
-    if text == "bot":
-        return BOT
-    if text.isdigit() and int(text) < num_latent:
-        return int(text)
-    raise ValueError(
-        f"position {text!r} is out of range: use bot or a thought index 0…{num_latent - 1}"
-    )

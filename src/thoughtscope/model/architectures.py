@@ -1,8 +1,10 @@
-"""Model families: where a causal LM keeps its embeddings, decoder blocks and final norm.
+"""Architectures: where a causal LM keeps its embeddings, decoder blocks and final norm.
 
-Each family is registered once; adding one is one new :class:`Family` and a call to
-:func:`register_family`. Unknown ``model_type`` values fall back to a structural search
-and fail with a clear error when the decoder blocks cannot be found.
+Each architecture is registered once; adding one is one new :class:`Architecture` and a
+call to :func:`register_architecture`. (How a model *thinks* is a different question,
+answered by its thought family: :mod:`thoughtscope.model.families`.) Unknown
+``model_type`` values fall back to a structural search and fail with a clear error when
+the decoder blocks cannot be found.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from torch import nn
 
 
 @dataclass(frozen=True)
-class Family:
-    """How to reach the parts of one HF causal-LM family.
+class Architecture:
+    """How to reach the parts of one HF causal-LM architecture.
 
     Attributes:
         name: Registry key, e.g. ``gpt2``, ``llama``.
-        model_types: HF ``config.model_type`` values that belong to this family.
+        model_types: HF ``config.model_type`` values that belong to this architecture.
         blocks: Returns the ``nn.ModuleList`` of decoder blocks of a (non-PEFT) LM.
         final_norm: Returns the norm applied after the last block.
         lora_targets: Default LoRA target modules (those the published CODI code uses).
@@ -36,13 +38,13 @@ class Family:
     ignorable_keys: tuple[str, ...] = ()
 
 
-_FAMILIES: dict[str, Family] = {}
+_ARCHITECTURES: dict[str, Architecture] = {}
 
 
-def register_family(family: Family) -> Family:
-    """Adds ``family`` to the registry (later registrations win)."""
-    _FAMILIES[family.name] = family
-    return family
+def register_architecture(architecture: Architecture) -> Architecture:
+    """Adds ``architecture`` to the registry (later registrations win)."""
+    _ARCHITECTURES[architecture.name] = architecture
+    return architecture
 
 
 def _attr_path(*path: str) -> Callable[[nn.Module], nn.Module]:
@@ -55,8 +57,8 @@ def _attr_path(*path: str) -> Callable[[nn.Module], nn.Module]:
     return get
 
 
-register_family(
-    Family(
+register_architecture(
+    Architecture(
         name="gpt2",
         model_types=("gpt2",),
         blocks=_attr_path("transformer", "h"),  # type: ignore[arg-type]
@@ -65,8 +67,8 @@ register_family(
         ignorable_keys=(".attn.bias", ".attn.masked_bias"),
     )
 )
-register_family(
-    Family(
+register_architecture(
+    Architecture(
         name="llama",
         model_types=("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"),
         blocks=_attr_path("model", "layers"),  # type: ignore[arg-type]
@@ -85,27 +87,27 @@ def _search(lm: nn.Module, names: tuple[str, ...], kind: type) -> nn.Module | No
     return None
 
 
-def family_for(lm: nn.Module) -> Family:
-    """The registered family of ``lm``, or a structural fallback for unknown model types.
+def architecture_for(lm: nn.Module) -> Architecture:
+    """The registered architecture of ``lm``, or a structural fallback for unknown model types.
 
     Raises:
         ValueError: when the decoder blocks or the final norm cannot be located.
     """
     model_type = getattr(getattr(lm, "config", None), "model_type", None)
-    for family in _FAMILIES.values():
-        if model_type in family.model_types:
-            return family
+    for architecture in _ARCHITECTURES.values():
+        if model_type in architecture.model_types:
+            return architecture
     blocks = _search(lm, ("layers", "h", "blocks"), nn.ModuleList)
     norm = _search(lm, ("norm", "ln_f", "final_layernorm", "final_layer_norm"), nn.Module)
     if blocks is None or norm is None:
-        known = ", ".join(sorted(t for f in _FAMILIES.values() for t in f.model_types))
+        known = ", ".join(sorted(t for f in _ARCHITECTURES.values() for t in f.model_types))
         raise ValueError(
             f"thoughtscope cannot find the decoder blocks and final norm of model type "
-            f"{model_type!r}. Known types: {known}. Register a Family for it in "
+            f"{model_type!r}. Known types: {known}. Register an Architecture for it in "
             f"thoughtscope.model.architectures."
         )
     found_blocks, found_norm = cast(nn.ModuleList, blocks), norm
-    return Family(
+    return Architecture(
         name=str(model_type),
         model_types=(str(model_type),),
         blocks=lambda _lm: found_blocks,

@@ -11,7 +11,7 @@ class CodiConfig:
     """What turns a causal LM into a CODI model.
 
     Attributes:
-        base_vocab_size: V, the vocabulary size before the three CODI ids were appended.
+        base_vocab_size: V, the vocabulary size before the CODI ids were appended.
         num_latent: N, how many continuous thoughts are fed back.
         remove_eos: When False, an ``<eos>`` goes before ``<bot>`` and after ``<eot>``.
         eos_id: The tokenizer's end-of-sequence id; decoding stops there.
@@ -19,6 +19,10 @@ class CodiConfig:
         projection_layer_norm: Whether the projection ends with a LayerNorm.
         answer_format: How the model writes its final answer; ``{answer}`` stands for the
             number. Used to teacher-force the expected answer (``gold_logprob``).
+        normalise_question: Feed ``question.strip().replace('  ', ' ')``, as the
+            published CODI evaluation does, instead of the question as given.
+        special_ids: ``(pad, bot, eot)`` as the checkpoint defines them. Left out
+            (``None``), the published layout ``(V, V+1, V+2)``.
     """
 
     base_vocab_size: int
@@ -28,26 +32,38 @@ class CodiConfig:
     projection_width: int = 2048
     projection_layer_norm: bool = True
     answer_format: str = "The answer is: {answer}"
+    normalise_question: bool = True
+    special_ids: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        # The published layout appends pad, bot and eot after the base vocabulary.
+        v = self.base_vocab_size
+        ids = (v, v + 1, v + 2) if self.special_ids is None else self.special_ids
+        object.__setattr__(self, "special_ids", tuple(int(i) for i in ids))
 
     @property
     def pad_id(self) -> int:
-        """Padding id, V (never attended to: we always pass an attention mask)."""
-        return self.base_vocab_size
+        """Padding id (never attended to: the engine always passes an attention mask)."""
+        assert self.special_ids is not None
+        return self.special_ids[0]
 
     @property
     def bot_id(self) -> int:
-        """Begin-of-thought id, V+1."""
-        return self.base_vocab_size + 1
+        """Begin-of-thought id."""
+        assert self.special_ids is not None
+        return self.special_ids[1]
 
     @property
     def eot_id(self) -> int:
-        """End-of-thought id, V+2."""
-        return self.base_vocab_size + 2
+        """End-of-thought id."""
+        assert self.special_ids is not None
+        return self.special_ids[2]
 
     @property
     def vocab_size(self) -> int:
-        """Rows of the resized embedding matrix, V+3."""
-        return self.base_vocab_size + 3
+        """Rows of the resized embedding matrix: the base vocabulary and the CODI ids."""
+        assert self.special_ids is not None
+        return max(self.base_vocab_size - 1, *self.special_ids) + 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

@@ -26,6 +26,8 @@ class OfficialOptions:
     """Settings for an official CODI checkpoint that its state dict does not hold.
 
     ``None`` fields come from the preset (see :data:`thoughtscope.model.official.PRESETS`).
+    ``normalise_question`` (default on) feeds ``question.strip().replace('  ', ' ')``, as
+    the published CODI evaluation does; off, the question goes in exactly as given.
     """
 
     base_model: str | None = None
@@ -35,6 +37,7 @@ class OfficialOptions:
     remove_eos: bool | None = None
     merge_lora: bool = True
     allow_hub: bool = False
+    normalise_question: bool = True
 
 
 def load_model(

@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from thoughtscope.model.architectures import family_for
+from thoughtscope.model.architectures import architecture_for
 from thoughtscope.model.codi import CodiModel, resolve_device, resolve_dtype
 from thoughtscope.model.config import CodiConfig
 from thoughtscope.model.loading import OfficialOptions
@@ -241,7 +241,7 @@ def load_official(
     settings = _settings(options)
     state, source = read_state_dict(folder)
     lm, tokenizer = _load_base(options.base_model, options.allow_hub)
-    family = family_for(lm)
+    architecture = architecture_for(lm)
     embedding_key = next(
         name for name, param in lm.named_parameters() if param is lm.get_input_embeddings().weight
     )
@@ -284,7 +284,8 @@ def load_official(
     # Base weights may be absent (they come from --base-model); LoRA weights and the
     # resized input embedding may not.
     optional = {k for k in expected if "lora_" not in k and not k.endswith(embedding_key)} | tied
-    _check_keys(expected, given, ignorable=family.ignorable_keys, optional=optional, source=source)
+    ignorable = architecture.ignorable_keys
+    _check_keys(expected, given, ignorable=ignorable, optional=optional, source=source)
     peft_lm.load_state_dict({k: v for k, v in given.items() if k in expected}, strict=False)
     lm.tie_weights()  # peft wraps lm in place; tie the head to the loaded embedding
 
@@ -304,6 +305,7 @@ def load_official(
         projection_width=shape.projection_width,
         projection_layer_norm=shape.projection_layer_norm,
         answer_format=settings.answer_format,
+        normalise_question=options.normalise_question,
     )
     model = CodiModel(peft_lm, projection, tokenizer, config, name=folder.name)  # type: ignore[arg-type]
     if options.merge_lora:

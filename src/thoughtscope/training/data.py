@@ -72,7 +72,7 @@ def encode_problem(model: CodiModel, problem: Problem, *, bare_steps: bool) -> E
     answer = model.answer_ids(problem.answer)  # ends with <eos>
     steps = list(tok(steps_text(problem, bare=bare_steps), add_special_tokens=False)["input_ids"])
     teacher = [*steps, eos, *answer]
-    after_eot = [config.eot_id] if config.remove_eos else [config.eot_id, eos]
+    after_eot = model.family.closing_ids()
     return Example(
         question=model.question_ids(problem.question),
         teacher=teacher,

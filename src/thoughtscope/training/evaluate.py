@@ -3,21 +3,20 @@ explicit-CoT teacher.
 
 The latent path and its ablations go through :class:`thoughtscope.engine.runner.Runner`, the
 same decoding the analyses use. The teacher path (the plain LM writing its steps, then
-``<eos>``, the answer and ``<eos>``) has no latents, so it has its own small greedy loop
-here.
+``<eos>``, the answer and ``<eos>``) has no thoughts: it is the engine's prompt encoding
+and greedy decoding (:mod:`thoughtscope.engine.latent`) without the thought steps.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
+from thoughtscope.engine import latent
 from thoughtscope.engine.runner import BASELINE, Condition, EditContext, Runner, RunOptions
 from thoughtscope.engine.sites import LATENT, Site, block
 from thoughtscope.model.codi import CodiModel
@@ -59,11 +58,7 @@ def _zero(hidden: Tensor, context: EditContext) -> Tensor:
 def zero_all_thoughts(site: Site, num_latent: int) -> Condition:
     """Zeroes every continuous thought (positions ``0 … N-1``) at ``site``."""
     positions = range(num_latent)
-    return Condition(
-        f"zero@{site.short}:all",
-        {(site, k): _zero for k in positions},
-        meta={"kind": "zero", "site": str(site), "positions": list(positions)},
-    )
+    return Condition(f"zero@{site.short}:all", {(site, k): _zero for k in positions})
 
 
 def middle_blocks(num_layers: int) -> list[int]:
@@ -118,48 +113,22 @@ def teacher_generate(
     Returns the decoded text with ``<eos>`` written as ``\\n`` (steps, newline, answer).
     """
     config = model.config
-    stack = model.base_lm.base_model
-    head = model.base_lm.get_output_embeddings()
-    parameters = inspect.signature(stack.forward).parameters
-    cache_arg = "cache" if "cache" in parameters else "past_key_values"
-    device = model.device
+    # The plain LM may choose no id the family added (pad, <bot>, <eot>).
+    banned = sorted(model.family.added_ids)
     texts: list[str] = []
     bar = tqdm(total=len(questions), disable=not progress, desc="teacher", unit="problem")
     for begin in range(0, len(questions), batch_size):
         chunk = [model.question_ids(q) for q in questions[begin : begin + batch_size]]
-        width = max(len(x) for x in chunk)
-        ids = torch.full((len(chunk), width), config.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, seq in enumerate(chunk):
-            ids[row, width - len(seq) :] = torch.tensor(seq)
-            mask[row, width - len(seq) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        position = (mask.cumsum(1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        inputs = ids
-        generated: list[list[int]] = [[] for _ in chunk]
-        eos_seen = torch.zeros(len(chunk), dtype=torch.long)
-        for _ in range(max_new_tokens):
-            out = stack(
-                inputs_embeds=model.embed(inputs),
-                attention_mask=mask,
-                position_ids=position,
-                use_cache=True,
-                **{cache_arg: cache},
-            )
-            logits = head(out.last_hidden_state[:, -1])
-            logits[:, config.base_vocab_size :] = float("-inf")  # no pad, bot, eot
-            chosen = logits.argmax(dim=-1)
-            for row, token in enumerate(chosen.tolist()):
-                if eos_seen[row] < 2:
-                    generated[row].append(token)
-                    eos_seen[row] += int(token == config.eos_id)
-            if bool((eos_seen >= 2).all()):
-                break
-            inputs = chosen[:, None]
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            position = position[:, -1:] + 1
-        for row_ids in generated:
+        rows, hidden = latent.encode(model, *latent.pad_left(chunk, config.pad_id, model.device))
+        decoded = latent.decode(
+            model,
+            rows,
+            model.head(hidden[:, -1]),
+            max_new_tokens,
+            banned=banned,
+            eos_count=2,  # after the steps, then after the answer
+        )
+        for row_ids in decoded.ids:
             parts = [model.decode(part) for part in _split(row_ids, config.eos_id)]
             texts.append("\n".join(parts))
         bar.update(len(chunk))

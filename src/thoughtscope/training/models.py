@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from thoughtscope.model.architectures import family_for
+from thoughtscope.model.architectures import architecture_for
 from thoughtscope.model.codi import CodiModel, codi_around, resolve_device, resolve_dtype
 
 
@@ -61,7 +61,7 @@ def codi_from_pretrained(
     if lora_rank > 0:
         from peft import LoraConfig, get_peft_model
 
-        targets = list(family_for(lm).lora_targets)
+        targets = list(architecture_for(lm).lora_targets)
         model.lm = get_peft_model(  # type: ignore[assignment]
             lm,
             LoraConfig(

@@ -20,16 +20,14 @@ All losses are returned per example; :func:`codi_loss` weights and averages them
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from transformers import DynamicCache
+from torch import Tensor
 
-from thoughtscope.model.codi import CodiModel
+from thoughtscope.engine import backend, latent
+from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.training.data import IGNORE, Batch
 
 
@@ -53,40 +51,9 @@ class LossWeights:
     question: float = 0.0
 
 
-class _Decoder:
-    """Calls the model's transformer stack (final norm included) with a KV cache."""
-
-    def __init__(self, model: CodiModel):
-        self.stack: nn.Module = model.base_lm.base_model
-        self.head: nn.Module = model.base_lm.get_output_embeddings()
-        parameters = inspect.signature(self.stack.forward).parameters
-        self.cache_arg = "cache" if "cache" in parameters else "past_key_values"
-
-    def __call__(
-        self,
-        embeds: Tensor,
-        mask: Tensor,
-        position_ids: Tensor,
-        cache: DynamicCache,
-        *,
-        hidden_states: bool = False,
-    ) -> Any:
-        return self.stack(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=position_ids,
-            use_cache=True,
-            output_hidden_states=hidden_states,
-            **{self.cache_arg: cache},
-        )
-
-
-def copy_cache(cache: DynamicCache) -> DynamicCache:
+def copy_cache(cache: backend.Cache) -> backend.Cache:
     """A new cache over the same key/value tensors (extending it leaves ``cache`` as is)."""
-    out = DynamicCache()
-    for layer_idx, layer in enumerate(cache.layers):
-        out.update(layer.keys, layer.values, layer_idx)  # type: ignore[union-attr,arg-type]
-    return out
+    return backend.shared(cache)
 
 
 def _token_ce(logits: Tensor, labels: Tensor) -> Tensor:
@@ -114,21 +81,16 @@ def distillation(student: list[Tensor], teacher: list[Tensor]) -> Tensor:
     return torch.stack(per_layer).mean(dim=0)
 
 
-def codi_losses(model: CodiModel, batch: Batch, *, student: bool = True) -> LossParts:
+def codi_losses(model: ThoughtModel, batch: Batch, *, student: bool = True) -> LossParts:
     """Runs the teacher (and, with ``student``, the latent student) on ``batch``.
 
     The question is encoded once; its KV cache serves both passes, which gives the same
     gradient as running them separately.
     """
-    decoder = _Decoder(model)
-    config = model.config
     q_mask = batch.question_mask
-    q_len = q_mask.sum(dim=1)
-    cache = DynamicCache()
-    q_out = decoder(
-        model.embed(batch.question_ids), q_mask, (q_mask.cumsum(1) - 1).clamp(min=0), cache
-    )
-    q_logits = decoder.head(q_out.last_hidden_state)  # (b, q, V)
+    prompt, q_hidden = latent.encode(model, batch.question_ids, q_mask)
+    cache, q_len = prompt.cache, prompt.next_position
+    q_logits = model.head(q_hidden)  # (b, q, V)
     # Question LM loss: position i predicts token i+1 (left padding is never a target).
     q_labels = batch.question_ids[:, 1:].masked_fill((q_mask[:, :-1] * q_mask[:, 1:]) == 0, IGNORE)
     question_loss = _token_ce(q_logits[:, :-1], q_labels)
@@ -136,41 +98,36 @@ def codi_losses(model: CodiModel, batch: Batch, *, student: bool = True) -> Loss
     # Teacher: question [eos] steps [eos] answer [eos].
     t_width = batch.teacher_ids.shape[1]
     offsets = torch.arange(t_width, device=q_len.device)
-    t_out = decoder(
+    t_out = latent.forward(
+        model,
         model.embed(batch.teacher_ids),
         torch.cat([q_mask, batch.teacher_mask], dim=1),
         q_len[:, None] + offsets[None, :],
         copy_cache(cache),
         hidden_states=student,
     )
-    t_logits = torch.cat([q_logits[:, -1:], decoder.head(t_out.last_hidden_state[:, :-1])], 1)
+    t_logits = torch.cat([q_logits[:, -1:], model.head(t_out.last_hidden_state[:, :-1])], 1)
     labels = batch.teacher_labels
     teacher_loss = _token_ce(t_logits, labels)
     parts = LossParts(teacher=teacher_loss, question=question_loss)
     if not student:
         return parts
 
-    # Student: <bot>, N thoughts through the projection, then <eot> [eos] answer [eos].
-    s_cache = copy_cache(cache)
-    mask = q_mask
-    position = q_len
-    n_rows = len(batch)
-    inputs = model.embed(torch.full((n_rows, 1), config.bot_id, device=q_len.device))
-    for step in range(config.num_latent + 1):
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        out = decoder(inputs, mask, position[:, None], s_cache)
-        position = position + 1
-        if step < config.num_latent:
-            inputs = model.projection(out.last_hidden_state[:, -1:])
+    # Student: the engine's latent loop (start ids, N thoughts), then the closing ids
+    # and the answer, teacher-forced: <eot> [eos] answer [eos].
+    rows = latent.Rows(copy_cache(cache), q_mask, q_len, prompt.problems)
+    latent.think(model, rows, model.num_thoughts)
+    mask, position = rows.mask, rows.next_position
     s_width = batch.student_ids.shape[1]
-    s_out = decoder(
+    s_out = latent.forward(
+        model,
         model.embed(batch.student_ids),
         torch.cat([mask, batch.student_mask], dim=1),
         position[:, None] + torch.arange(s_width, device=q_len.device)[None, :],
-        s_cache,
+        rows.cache,
         hidden_states=True,
     )
-    parts.student = _token_ce(decoder.head(s_out.last_hidden_state), batch.student_labels)
+    parts.student = _token_ce(model.head(s_out.last_hidden_state), batch.student_labels)
     layers = range(1, len(s_out.hidden_states))  # block outputs (0 is the embedding)
     parts.distill = distillation(
         [_at(s_out.hidden_states[i], batch.student_distill) for i in layers],

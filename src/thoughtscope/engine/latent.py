@@ -1,0 +1,586 @@
+"""The latent-reasoning loop as step functions, the same for every thought family.
+
+A problem runs as: :func:`encode_prompts` (the family's prompt, left-padded, encoded
+once) → :func:`fan_out` (one row per condition, sharing the prompt's cache) →
+:func:`think` (the start ids, then one single-token step per thought, each thought made
+from the last step's state by the family, with per-row edits and recording) →
+:func:`close` (the family's closing ids; logits of the first answer token) →
+:func:`teacher_force` (log-probabilities, and KL to a reference, along given targets) →
+:func:`decode` (greedy, each row stopping at ``<eos>``).
+
+Every step passes the full attention mask and explicit position ids, so a row's result
+does not depend on what else is in its batch (the published batched CODI code passes no
+mask during the thought steps). The runner (:mod:`thoughtscope.engine.runner`) drives
+these steps over batches; the training objective calls :func:`encode` and :func:`think`
+with gradients on. Cache details live in :mod:`thoughtscope.engine.backend`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from thoughtscope.engine import backend
+from thoughtscope.engine.edits import Condition, Edit, EditContext
+from thoughtscope.engine.sites import BOT, LATENT, Position, Site
+from thoughtscope.model.thought_model import ThoughtModel
+
+
+# ----------------------------------------------------------------------------- rows
+@dataclass
+class Rows:
+    """The mutable state of a batch of rows sharing one KV cache.
+
+    Attributes:
+        cache: Keys and values of every position so far.
+        mask: ``(rows, length)`` 1 for real tokens, 0 for left padding.
+        next_position: ``(rows,)`` position id of the next input.
+        problems: ``(rows,)`` each row's problem, in the caller's numbering.
+    """
+
+    cache: backend.Cache
+    mask: Tensor
+    next_position: Tensor
+    problems: Tensor
+
+    def step_inputs(self, tokens: int = 1) -> tuple[Tensor, Tensor]:
+        """Attention mask ``(rows, length + tokens)`` and position ids ``(rows, tokens)``
+        for ``tokens`` more inputs; the rows now include them."""
+        ones = torch.ones_like(self.mask[:, :1]).expand(-1, tokens)
+        self.mask = torch.cat([self.mask, ones], dim=1)
+        position_ids = self.next_position[:, None]
+        if tokens > 1:
+            offsets = torch.arange(tokens, device=position_ids.device)
+            position_ids = position_ids + offsets[None, :]
+        self.next_position = self.next_position + tokens
+        return self.mask, position_ids
+
+    def select(self, keep: Tensor) -> None:
+        """Keeps only the rows at indices ``keep`` ``(kept,)``."""
+        backend.select_rows(self.cache, keep)
+        self.mask = self.mask[keep]
+        self.next_position = self.next_position[keep]
+        self.problems = self.problems[keep]
+
+
+def forward(
+    model: ThoughtModel,
+    embeds: Tensor,
+    mask: Tensor,
+    position_ids: Tensor,
+    cache: backend.Cache,
+    *,
+    hidden_states: bool = False,
+) -> Any:
+    """One pass of the decoder stack: ``embeds (rows, s, d)`` after what ``cache`` holds.
+
+    Returns the HF output; ``last_hidden_state`` ``(rows, s, d)`` is normed.
+    """
+    return backend.forward(
+        model.decoder,
+        cache,
+        hidden_states=hidden_states,
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        position_ids=position_ids,
+    )
+
+
+# ---------------------------------------------------------------------------- prompt
+def pad_left(
+    prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Left-padded ids and mask, both ``(len(prompts), longest)``."""
+    width = max(len(x) for x in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, seq in enumerate(prompts):
+        ids[row, width - len(seq) :] = torch.tensor(list(seq), dtype=torch.long)
+        mask[row, width - len(seq) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def encode(model: ThoughtModel, ids: Tensor, mask: Tensor) -> tuple[Rows, Tensor]:
+    """Encodes left-padded prompts ``ids, mask (rows, q)``.
+
+    Returns the rows (problems numbered ``0…rows-1``) and the normed last-layer states
+    ``(rows, q, d)``.
+    """
+    cache = backend.new_cache()
+    position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    out = forward(model, model.embed(ids), mask, position_ids, cache)
+    rows = Rows(
+        cache=cache,
+        mask=mask,
+        next_position=mask.sum(dim=1),
+        problems=torch.arange(len(ids), device=ids.device),
+    )
+    return rows, out.last_hidden_state
+
+
+def encode_prompts(model: ThoughtModel, prompts: Sequence[Sequence[int]]) -> Rows:
+    """Encodes token-id prompts once each (left-padded): the cache before the thoughts."""
+    ids, mask = pad_left(prompts, model.family.pad_id, model.device)
+    rows, _ = encode(model, ids, mask)
+    return rows
+
+
+def fan_out(prefix: Rows, index: Tensor, problems: Tensor, capacity: int = 0) -> Rows:
+    """Rows whose row ``i`` continues row ``index[i]`` of ``prefix`` (its own copy of the
+    cache, room for ``capacity`` positions); ``problems`` ``(len(prefix),)`` renumbers."""
+    return Rows(
+        cache=backend.expand_rows(prefix.cache, index, capacity),
+        mask=prefix.mask[index],
+        next_position=prefix.next_position[index],
+        problems=problems[index],
+    )
+
+
+# ----------------------------------------------------------------------------- edits
+PlannedEdit = tuple[Edit, Tensor, EditContext]
+"""An edit, the rows it applies to ``(k,)`` and its context."""
+EditPlan = dict[tuple[Site, Position], list[PlannedEdit]]
+
+
+def edits_at(condition: Condition, position: Position) -> dict[Site, Edit]:
+    """The edits ``condition`` makes at ``position``, by site."""
+    return {site: edit for (site, pos), edit in condition.edits.items() if pos == position}
+
+
+def same_edits(a: dict[Site, Edit], b: dict[Site, Edit]) -> bool:
+    """Whether two sets of edits certainly do the same: the same sites, and at each the
+    same edit object or edits that compare equal (an edit whose ``==`` cannot say, e.g.
+    one holding tensors, counts as different)."""
+    if a.keys() != b.keys():
+        return False
+    for site, edit in a.items():
+        other = b[site]
+        if edit is other:
+            continue
+        try:
+            if not bool(edit == other):
+                return False
+        except (RuntimeError, TypeError, ValueError):
+            return False
+    return True
+
+
+@dataclass
+class Branches:
+    """Conditions that share rows: while their edits agree, a problem's conditions run
+    as one row (a *branch*) and fork when the edits first differ.
+
+    Rows are problem-major: row ``p * len(members) + b`` is problem ``p`` in branch
+    ``b``. ``members[b]`` lists the condition indices branch ``b`` stands for.
+    """
+
+    conditions: Sequence[Condition]
+    members: list[list[int]]
+    n_problems: int
+
+    @classmethod
+    def start(cls, conditions: Sequence[Condition], n_problems: int) -> Branches:
+        """One branch for all conditions (one row per problem)."""
+        return cls(conditions, [list(range(len(conditions)))], n_problems)
+
+    def separate(self) -> Tensor:
+        """Gives every condition its own branch; returns the new rows' source rows."""
+        parent = [b for b, branch in enumerate(self.members) for _ in branch]
+        index = self._rows(torch.tensor(parent), len(self.members))
+        self.members = [[c] for branch in self.members for c in branch]
+        return index
+
+    def split(self, position: Position) -> Tensor | None:
+        """Splits every branch whose conditions edit ``position`` differently; returns
+        the new rows' source rows ``(new rows,)``, or ``None`` when nothing split."""
+        members: list[list[int]] = []
+        parent: list[int] = []
+        for b, branch in enumerate(self.members):
+            parts: list[tuple[dict[Site, Edit], list[int]]] = []
+            for c in branch:
+                signature = edits_at(self.conditions[c], position)
+                for seen, part in parts:
+                    if same_edits(seen, signature):
+                        part.append(c)
+                        break
+                else:
+                    parts.append((signature, [c]))
+            for _, part in parts:
+                members.append(part)
+                parent.append(b)
+        if len(members) == len(self.members):
+            return None
+        index = self._rows(torch.tensor(parent), len(self.members))
+        self.members = members
+        return index
+
+    def per_condition(self) -> Tensor:
+        """Source rows ``(n_problems * n_conditions,)`` of one row per problem and
+        condition, problem-major, in the conditions' order."""
+        branch_of = torch.zeros(len(self.conditions), dtype=torch.long)
+        for b, branch in enumerate(self.members):
+            branch_of[branch] = b
+        return self._rows(branch_of, len(self.members))
+
+    def _rows(self, branch: Tensor, width: int) -> Tensor:
+        problem = torch.arange(self.n_problems)[:, None] * width
+        return (problem + branch[None, :]).flatten()
+
+    def plan(self, position: Position, rows: Rows) -> EditPlan:
+        """The edits at ``position`` of each branch's rows (every member of a branch
+        makes the same ones; the context names the first)."""
+        plan: EditPlan = {}
+        width = len(self.members)
+        device = rows.problems.device
+        for b, branch in enumerate(self.members):
+            condition = self.conditions[branch[0]]
+            edits = edits_at(condition, position)
+            if not edits:
+                continue
+            members = torch.arange(self.n_problems, device=device) * width + b
+            for site, edit in edits.items():
+                context = EditContext(site, position, rows.problems[members], condition.name)
+                plan.setdefault((site, position), []).append((edit, members, context))
+        return plan
+
+
+class BlockHooks:
+    """Forward hooks on every decoder block that apply edits and record outputs.
+
+    ``plan`` for the current step maps a layer to its planned edits, applied to the last
+    position; ``recorder`` (when set) receives each block's output at ``record_index``.
+    """
+
+    def __init__(self, model: ThoughtModel):
+        self.model = model
+        self.plan: dict[int, list[PlannedEdit]] = {}
+        self.recorder: list[Tensor] | None = None
+        self.record_index = -1
+        self._handles: list[Any] = []
+
+    def _hook(self, layer: int) -> Callable[..., Any]:
+        def hook(_module: Any, _inputs: Any, output: Any) -> Any:
+            hidden = output[0] if isinstance(output, tuple) else output
+            edits = self.plan.get(layer)
+            if edits:
+                last = hidden[:, -1, :].clone()
+                for edit, rows, context in edits:
+                    last[rows] = edit(last[rows], context).to(last.dtype)
+                hidden = torch.cat([hidden[:, :-1, :], last[:, None, :]], dim=1)
+            if self.recorder is not None:
+                self.recorder.append(hidden[:, self.record_index, :])
+            if not edits:
+                return output
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        return hook
+
+    @contextmanager
+    def installed(self) -> Iterator[BlockHooks]:
+        """Registers the hooks for the duration of the ``with`` block."""
+        try:
+            for layer, module in enumerate(self.model.blocks):
+                self._handles.append(module.register_forward_hook(self._hook(layer)))
+            yield self
+        finally:
+            for handle in self._handles:
+                handle.remove()
+            self._handles.clear()
+            self.plan = {}
+            self.recorder = None
+            self.record_index = -1
+
+
+# ---------------------------------------------------------------------------- thinking
+@dataclass
+class Thinking:
+    """What :func:`think` returns.
+
+    Attributes:
+        thoughts: ``(rows, n, d)`` the thought inputs fed back (after ``latent`` edits).
+        recorded: On request, ``(rows, steps, layers + 1, d)``: each step's input and
+            every block's output (after edits) at its last position, start step first
+            when it ran.
+        next_input: ``(rows, 1, d)`` the thought the last step produced (unused after
+            the last thought; the first thought when only the start step ran).
+    """
+
+    thoughts: Tensor
+    recorded: Tensor | None
+    next_input: Tensor
+
+
+def think(
+    model: ThoughtModel,
+    rows: Rows,
+    num_thoughts: int,
+    *,
+    first: Tensor | None = None,
+    conditions: Sequence[Condition] | None = None,
+    fork: bool = True,
+    hooks: BlockHooks | None = None,
+    record: bool = False,
+) -> Thinking:
+    """Feeds the family's start ids, then ``num_thoughts`` thoughts, for every row.
+
+    ``first`` ``(rows, 1, d)``: the start step already ran and produced this thought;
+    only the thought steps run. With ``conditions``, ``rows`` holds one row per problem
+    and ends with one row per problem and condition (problem-major): with ``fork``, a
+    problem's conditions share one row while their edits agree and fork at the first
+    position where they differ (same results, fewer rows computed). Edits at the
+    ``latent`` site change the thought before it enters; edits at blocks go through
+    ``hooks`` (made when needed). Gradients flow when the caller enables them.
+    """
+    family = model.family
+    n_problems = len(rows.problems)
+    if first is None:
+        start = torch.tensor(family.start_ids(), device=rows.mask.device)
+        inputs = model.embed(start).expand(n_problems, -1, -1)
+        positions: list[Position] = [BOT, *range(num_thoughts)]
+    else:
+        inputs, positions = first, list(range(num_thoughts))
+    branches = None if conditions is None else Branches.start(conditions, n_problems)
+    if hooks is None and (record or (conditions and any(c.edits for c in conditions))):
+        hooks = BlockHooks(model)
+    thoughts: list[Tensor] = []
+    recorded: list[Tensor] = []
+
+    def regroup(index: Tensor) -> None:
+        nonlocal inputs
+        index = index.to(rows.mask.device)
+        rows.select(index)
+        inputs = inputs[index]
+        thoughts[:] = [t[index] for t in thoughts]
+        recorded[:] = [r[index] for r in recorded]
+
+    if branches is not None and not fork:
+        regroup(branches.separate())
+    with hooks.installed() if hooks is not None else _nothing():
+        for position in positions:
+            plan: EditPlan = {}
+            if branches is not None:
+                forked = branches.split(position)
+                if forked is not None:
+                    regroup(forked)
+                plan = branches.plan(position, rows)
+            if position != BOT:
+                for edit, members, context in plan.get((LATENT, position), []):
+                    inputs = inputs.clone()
+                    inputs[members, -1] = edit(inputs[members, -1], context).to(inputs.dtype)
+                thoughts.append(inputs[:, -1])
+            if hooks is not None:
+                hooks.plan = {
+                    site.layer: edits for (site, _), edits in plan.items() if site.layer is not None
+                }
+                hooks.recorder = [] if record else None
+            mask, position_ids = rows.step_inputs(inputs.shape[1])
+            state = forward(model, inputs, mask, position_ids, rows.cache).last_hidden_state
+            state = state[:, -1:]
+            if hooks is not None and hooks.recorder is not None:
+                recorded.append(torch.stack([inputs[:, -1], *hooks.recorder], dim=1))
+            if family.stopped(len(thoughts) - 1, state) is not None:
+                raise NotImplementedError(
+                    f"thought family {family.name!r} stops rows early; the engine runs a "
+                    "fixed number of thoughts for now"
+                )
+            inputs = family.next_thought(model, state)
+    if branches is not None and fork:
+        regroup(branches.per_condition())
+    n_rows = len(rows.problems)
+    d_model = inputs.shape[-1]
+    stacked = torch.stack(thoughts, dim=1) if thoughts else inputs.new_zeros(n_rows, 0, d_model)
+    return Thinking(stacked, torch.stack(recorded, dim=1) if record else None, inputs)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def close(
+    model: ThoughtModel, rows: Rows, *, hooks: BlockHooks | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """Feeds the family's closing ids; returns the logits of the first answer token
+    ``(rows, vocab)`` and, when ``hooks`` are given, the states at the first closing id
+    ``(rows, layers + 1, d)`` (its input embedding and every block's output)."""
+    ids = model.family.closing_ids()
+    n_rows = len(rows.problems)
+    embeds = model.embed(torch.tensor(ids, device=rows.mask.device)).expand(n_rows, -1, -1)
+    mask, position_ids = rows.step_inputs(len(ids))
+    if hooks is None:
+        hidden = forward(model, embeds, mask, position_ids, rows.cache).last_hidden_state
+        return model.head(hidden[:, -1]), None
+    recorder: list[Tensor] = []
+    with hooks.installed():
+        hooks.recorder, hooks.record_index = recorder, 0
+        hidden = forward(model, embeds, mask, position_ids, rows.cache).last_hidden_state
+    return model.head(hidden[:, -1]), torch.stack([embeds[:, 0], *recorder], dim=1)
+
+
+# ------------------------------------------------------------------------ the answer
+@dataclass
+class Forced:
+    """What :func:`teacher_force` returns, one entry per row (CPU tensors).
+
+    Attributes:
+        logprobs: ``(len(target),)`` log-probability of each target token.
+        logits: On request, ``(len(target), vocab)`` float32 logits along the target.
+        kl: With a reference, ``(len(target),)`` KL(reference ‖ row) per token.
+        kept: On request (``keep_rows``), those rows' float32 log-probabilities
+            ``(kept, width, vocab)``, on the device, to serve as a later reference.
+    """
+
+    logprobs: list[Tensor]
+    logits: list[Tensor] | None
+    kl: list[Tensor] | None
+    kept: Tensor | None
+
+
+def teacher_force(
+    model: ThoughtModel,
+    rows: Rows,
+    first_logits: Tensor,
+    targets: Sequence[Sequence[int]],
+    *,
+    keep_logits: bool = False,
+    reference: Tensor | None = None,
+    reference_rows: Tensor | None = None,
+    keep_rows: Tensor | None = None,
+) -> Forced:
+    """Scores each row's target after the closing ids; the cache is restored after.
+
+    ``first_logits`` ``(rows, vocab)`` predict the first target token. The reference a
+    row is compared with (per-token KL(reference ‖ row), both along the row's target) is
+    ``reference`` ``(rows, width, vocab)``, log-probabilities kept from an earlier call,
+    or, with ``reference_rows`` ``(rows,)``, another row of this call. Everything of
+    vocabulary size stays on the device.
+    """
+    n_rows = len(rows.problems)
+    lengths = [len(t) for t in targets]
+    width = max(lengths, default=0)
+    logits = first_logits[:, None, :]
+    device = first_logits.device
+    if width > 1:
+        ids = torch.full((n_rows, width - 1), model.family.pad_id, dtype=torch.long)
+        for row, target in enumerate(targets):
+            ids[row, : len(target) - 1] = torch.tensor(list(target[:-1]), dtype=torch.long)
+        ones = torch.ones((n_rows, width - 1), dtype=rows.mask.dtype, device=device)
+        mask = torch.cat([rows.mask, ones], dim=1)
+        offsets = torch.arange(width - 1, device=device)
+        position_ids = rows.next_position[:, None] + offsets[None, :]
+        hidden = forward(model, model.embed(ids.to(device)), mask, position_ids, rows.cache)
+        backend.drop_last(rows.cache, width - 1)  # forget the teacher-forced tokens
+        logits = torch.cat([logits, model.head(hidden.last_hidden_state)], dim=1)
+    logprobs = logits.float().log_softmax(dim=-1)
+    index = torch.zeros((n_rows, width), dtype=torch.long)
+    for row, target in enumerate(targets):
+        index[row, : len(target)] = torch.tensor(list(target), dtype=torch.long)
+    chosen = logprobs.gather(2, index.to(device)[:, :, None])[:, :, 0].cpu()
+    if reference is None and reference_rows is not None:
+        reference = logprobs[reference_rows]
+    kl = None
+    if reference is not None:
+        per_token = (reference.exp() * (reference - logprobs)).sum(dim=-1).cpu()
+        kl = [per_token[row, :n] for row, n in enumerate(lengths)]
+    kept = logits.float().cpu() if keep_logits else None
+    return Forced(
+        logprobs=[chosen[row, :n] for row, n in enumerate(lengths)],
+        logits=None if kept is None else [kept[row, :n] for row, n in enumerate(lengths)],
+        kl=kl,
+        kept=None if keep_rows is None else logprobs[keep_rows],
+    )
+
+
+@dataclass
+class Decoded:
+    """What :func:`decode` returns, one entry per row.
+
+    Attributes:
+        ids: Generated ids, without the final ``<eos>``.
+        finished: Whether the row stopped at its last ``<eos>`` (else at the limit).
+        logits: On request, ``(len(ids) + finished, vocab)`` float32 logits that chose
+            each token (CPU).
+    """
+
+    ids: list[list[int]]
+    finished: list[bool]
+    logits: list[Tensor] | None
+
+
+def decode(
+    model: ThoughtModel,
+    rows: Rows,
+    first_logits: Tensor,
+    max_new_tokens: int,
+    *,
+    banned: Sequence[int] | None = None,
+    keep_logits: bool = False,
+    eos_count: int = 1,
+) -> Decoded:
+    """Greedy decoding; each row stops at its ``eos_count``-th ``<eos>`` or after
+    ``max_new_tokens`` tokens, never choosing ``banned`` (default: the family's).
+
+    ``first_logits`` ``(rows, vocab)`` choose the first token. Tokens stay on the
+    device until the end; the one host sync per step is whether a row finished, to
+    retire it from the batch.
+    """
+    n_rows = len(rows.problems)
+    device = first_logits.device
+    eos = model.family.eos_id
+    banned = list(model.family.banned_ids() if banned is None else banned)
+    # One banned id (CODI's <eot>) is a plain column: cheaper than an index tensor.
+    ban: int | Tensor = (
+        banned[0] if len(banned) == 1 else torch.tensor(banned, dtype=torch.long, device=device)
+    )
+    tokens = torch.full((n_rows, max_new_tokens), eos, dtype=torch.long, device=device)
+    n_tokens = torch.full((n_rows,), max_new_tokens, dtype=torch.long, device=device)
+    seen = torch.zeros(n_rows, dtype=torch.long, device=device) if eos_count > 1 else None
+    kept_rows: list[Tensor] = []
+    kept_logits: list[Tensor] = []
+    alive = torch.arange(n_rows, device=device)  # original row index of each live row
+    logits = first_logits
+    for step in range(max_new_tokens):
+        if keep_logits:
+            kept_rows.append(alive)
+            kept_logits.append(logits.float().cpu())
+        # Mask a copy when the logits are also kept or belong to the caller.
+        masked = logits.clone() if keep_logits or step == 0 else logits
+        masked[:, ban] = -math.inf
+        chosen = masked.argmax(dim=-1)
+        tokens[alive, step] = chosen
+        done = chosen == eos
+        if seen is not None:
+            seen = seen + done.long()
+            done = seen >= eos_count
+        if bool(done.any()):
+            n_tokens[alive[done]] = step
+            keep = (~done).nonzero().flatten()
+            if len(keep) == 0:
+                break
+            alive = alive[keep]
+            rows.select(keep)
+            chosen = chosen[keep]
+            if seen is not None:
+                seen = seen[keep]
+        if step == max_new_tokens - 1:
+            break
+        mask, position_ids = rows.step_inputs()
+        hidden = forward(model, model.embed(chosen[:, None]), mask, position_ids, rows.cache)
+        logits = model.head(hidden.last_hidden_state[:, -1])
+    lengths = n_tokens.tolist()
+    answers = [ids[:n] for ids, n in zip(tokens.tolist(), lengths, strict=True)]
+    finished = [n < max_new_tokens for n in lengths]
+    per_row_logits: list[Tensor] | None = None
+    if keep_logits:
+        # Each step's logits, regrouped by row in step order without a per-token loop.
+        row_of = torch.cat(kept_rows).cpu()
+        order = torch.argsort(row_of, stable=True)
+        counts = torch.bincount(row_of, minlength=n_rows).tolist()
+        per_row_logits = list(torch.cat(kept_logits)[order].split(counts))
+    return Decoded(answers, finished, per_row_logits)

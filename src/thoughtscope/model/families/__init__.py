@@ -1,0 +1,25 @@
+"""Thought families: what differs between continuous-thought models (CODI, …).
+
+The engine asks a model's family (:class:`ThoughtFamily`) for the prompt layout, the
+special ids and how the next thought is made; everything else is shared. Adding a family
+is one module here and one :func:`register_family` call in it, imported below.
+"""
+
+from thoughtscope.model.families.base import (
+    FamilyEntry,
+    ThoughtFamily,
+    family_entry,
+    family_names,
+    register_family,
+)
+from thoughtscope.model.families.codi import CodiFamily, CodiModel
+
+__all__ = [
+    "CodiFamily",
+    "CodiModel",
+    "FamilyEntry",
+    "ThoughtFamily",
+    "family_entry",
+    "family_names",
+    "register_family",
+]
