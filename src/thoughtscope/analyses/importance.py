@@ -52,6 +52,7 @@ from thoughtscope.analyses.interventions import (
     parse_schedules,
     plan_conditions,
 )
+from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, LATENT, parse_sites
 from thoughtscope.model.codi import CodiModel
@@ -68,6 +69,7 @@ from thoughtscope.problems.scoring import (
 from thoughtscope.problems.seeded import SeededStream
 from thoughtscope.problems.sources import load_problems
 from thoughtscope.results.records import ConditionOutcome, Outcome, ProblemRecord
+from thoughtscope.results.shards import ShardedOutput, record_file, record_id
 from thoughtscope.results.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, read_manifest
 
 __all__ = [
@@ -631,6 +633,7 @@ def run_importance(
     *,
     model_spec: str = "",
     progress: bool = True,
+    ranks: Ranks | None = None,
 ) -> SweepResult:
     """Runs (or resumes) an importance sweep into ``run_dir``.
 
@@ -639,35 +642,46 @@ def run_importance(
     their reference means in ``RUN/means.safetensors``. Statistics are a separate step
     (:func:`thoughtscope.statistics.write_run_statistics`).
 
+    Under ``torchrun`` (``ranks`` from :meth:`Ranks.from_environment`, started), each
+    rank runs every ``world_size``-th batch into its own shard and rank 0 merges the
+    shards at the end (:mod:`thoughtscope.results.shards`); the folder is locked
+    against a second run (:mod:`thoughtscope.results.lock`).
+
     Raises:
         ImportanceInputError: Bad configuration, or ``run_dir`` holds a different run.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    ranks = ranks or SINGLE
     plan = plan_run(model, config, model_spec=model_spec)
-    check_manifest(run_dir, plan.manifest)
-    sweep = _Sweep(model, plan, run_dir)
-    done = sweep.store.done_ids()
-    selected = plan.problems
-    n_skipped = sum(p.id in done for p in selected)
-    rows_per_problem = len(plan.conditions) + 1
-    per_batch = max(1, config.batch_size // rows_per_problem)
-    batches = [[p for p in batch if p.id not in done] for batch in _batches(selected, per_batch)]
-    batches = [b for b in batches if b]
-    written = 0
-    if batches:
-        sweep.prepare_means()
-    bar = tqdm(
-        total=len(selected),
-        initial=n_skipped,
-        disable=not progress,
-        desc="importance",
-        unit="problem",
-    )
-    for batch in batches:
-        written += sweep.store.append(sweep.run_batch(batch))
-        bar.update(len(batch))
-    bar.close()
+    with ShardedOutput(run_dir / RESULTS_FILE, ranks, record_file, record_id) as output:
+        ranks.main_first(lambda: check_manifest(run_dir, plan.manifest))
+        sweep = _Sweep(model, plan, run_dir)
+        done = output.done
+        selected = plan.problems
+        n_skipped = sum(p.id in done for p in selected)
+        rows_per_problem = len(plan.conditions) + 1
+        per_batch = max(1, config.batch_size // rows_per_problem)
+        batches = [
+            [p for p in batch if p.id not in done] for batch in _batches(selected, per_batch)
+        ]
+        batches = [b for b in batches if b]
+        written = 0
+        if batches:
+            ranks.main_first(sweep.prepare_means)  # rank 0 computes, the others read
+        mine = ranks.share(batches)
+        bar = tqdm(
+            total=len(selected),
+            initial=n_skipped,
+            disable=not progress,
+            desc="importance",
+            unit="problem",
+        )
+        for batch in mine:
+            written += output.append(sweep.run_batch(batch))  # this rank's shard
+            bar.update(len(batch))
+        bar.close()
+        output.finish(order=[p.id for p in selected])
     return SweepResult(
         run_dir=run_dir,
         n_problems=len(selected),

@@ -17,31 +17,24 @@ from thoughtscope.analyses.importance import (
     run_importance,
 )
 from thoughtscope.cli.app import app, fail
+from thoughtscope.cli.launch import (
+    DEFAULT_THREADS,
+    ProgressOpt,
+    ThreadsOpt,
+    set_threads,
+    start_ranks,
+)
 from thoughtscope.cli.options import (
     ModelChoice,
     ModelOpt,
     model_options,
 )
+from thoughtscope.engine.distributed import RankFailedError
 from thoughtscope.model.codi import CodiModel
+from thoughtscope.results.store import ResultStoreError
 
 DEMO_DATA = "synthetic:test:seed=0:n=300"
 """The demo's problems: 300 synthetic test problems (the toy model's own style)."""
-
-
-ThreadsOpt = Annotated[
-    int | None,
-    typer.Option("--threads", help="CPU threads for torch (default: torch's own choice)."),
-]
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    if threads < 1:
-        fail("--threads must be 1 or more (or left out)")
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _statistics(run_dir: Path) -> Path:
@@ -158,10 +151,8 @@ def importance_command(
         int,
         typer.Option("--mean-reference", help="Problems averaged over for --ablation mean."),
     ] = 100,
-    threads: ThreadsOpt = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
-        True
-    ),
+    threads: ThreadsOpt = DEFAULT_THREADS,
+    progress: ProgressOpt = True,
 ) -> None:
     """Ablate continuous thoughts at chosen sites and positions and record how answers
     change; results stream to OUT/results.jsonl, statistics go to OUT/summary.json."""
@@ -182,14 +173,21 @@ def importance_command(
     )
     if validate is not None and all_problems:
         fail("--validate and --all exclude each other; give one of them")
-    _set_threads(threads)
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; give a folder for the run")
+    ranks, choice = start_ranks(choice, threads)
     codi = choice.load()
     try:
-        result = run_importance(codi, config, out, model_spec=model, progress=progress)
-    except ImportanceInputError as error:
+        result = run_importance(
+            codi, config, out, model_spec=model, progress=progress and ranks.is_main, ranks=ranks
+        )
+    except (ImportanceInputError, ResultStoreError, RankFailedError) as error:
         fail(str(error))
+    finally:
+        ranks.stop()
+    if not ranks.is_main:  # rank 0 merged the shards and reports for every rank
+        typer.echo(f"rank {ranks.rank}: {_describe(result)}")
+        return
     typer.echo(_describe(result))
     _warn_shortfall(out)
     if result.baseline_mismatches:
@@ -223,16 +221,14 @@ def demo_command(
             "and does not fight other processes for the cores.",
         ),
     ] = 1,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
-        True
-    ),
+    progress: ProgressOpt = True,
 ) -> None:
     """The main job on the shipped toy model: a stratified validation of 100 synthetic
     test problems and a sweep of 300, prefix and single schedules at every site, zero
     ablation, then statistics; a few minutes on a CPU."""
     from thoughtscope.model import load_model
 
-    _set_threads(threads)
+    set_threads(threads)
     try:
         codi = load_model("toy")
     except FileNotFoundError as error:
