@@ -49,7 +49,7 @@ def test_two_ranks_write_exactly_the_rows_of_one_process(tmp_path: Path) -> None
     assert shard_files(results) == [results]  # rank 0 merged the shards
     assert rows(results) == expected  # same rows, same order, each problem once
     assert not lock_path(results).exists()
-    assert "rank 1:" in done.stdout and "Baseline accuracy" in done.stdout
+    assert "rank 1 of 2:" in done.stdout and "Baseline accuracy" in done.stdout
     stats = CliRunner().invoke(app, ["stats", str(sharded)])
     assert stats.exit_code == 0, stats.output
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.results.helpers import environment, wait_until
-from thoughtscope.results.lock import OutputLock, OutputLockedError, lock_path
+from thoughtscope.results.lock import OutputLock, OutputLockedError, clear_stale_lock, lock_path
 
 HOLD = """
 import sys, time
@@ -80,3 +80,13 @@ def test_the_lock_is_released_when_the_work_fails_or_is_interrupted(
     assert not lock_path(target).exists()
     with OutputLock(target) as again:  # free for the next run, with no stale warning
         assert again.took_over is None
+
+
+def test_a_stale_lock_is_cleared_but_a_held_one_is_kept(tmp_path: Path) -> None:
+    stale, held = tmp_path / "a.rank0of2.jsonl", tmp_path / "a.rank1of2.jsonl"
+    holder = hold_in_another_process(stale)
+    holder.kill()
+    holder.wait()
+    with OutputLock(held):
+        assert clear_stale_lock(stale) and not lock_path(stale).exists()
+        assert not clear_stale_lock(held) and lock_path(held).exists()

@@ -185,10 +185,10 @@ def importance_command(
         fail(str(error))
     finally:
         ranks.stop()
+    shard = f"rank {ranks.rank} of {ranks.world_size}: " if ranks.is_sharded else ""
+    typer.echo(shard + _describe(result))
     if not ranks.is_main:  # rank 0 merged the shards and reports for every rank
-        typer.echo(f"rank {ranks.rank}: {_describe(result)}")
         return
-    typer.echo(_describe(result))
     _warn_shortfall(out)
     if result.baseline_mismatches:
         typer.echo(

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from thoughtscope.cli.app import UsageError, app
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
 
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the run (init and data).")]
 EvalNOpt = Annotated[
@@ -74,8 +75,10 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume/--restart", help="Continue from OUT/checkpoint.pt.")
     ] = True,
+    threads: ThreadsOpt = DEFAULT_THREADS,
 ) -> None:
     """Train a CODI model (teacher, latent student, distillation) and save OUT/model."""
+    set_threads(threads)
     import torch
 
     from thoughtscope.model import CodiModel, load_model

@@ -28,7 +28,7 @@ from typing import Any
 
 from thoughtscope.results.store import ResultStoreError
 
-__all__ = ["LOCK_SUFFIX", "OutputLock", "OutputLockedError", "lock_path"]
+__all__ = ["LOCK_SUFFIX", "OutputLock", "OutputLockedError", "clear_stale_lock", "lock_path"]
 
 LOCK_SUFFIX = ".lock"
 
@@ -43,6 +43,27 @@ def lock_path(path: str | Path) -> Path:
     """The lock file of an output: ``results.jsonl`` -> ``results.jsonl.lock``."""
     path = Path(path)
     return path.with_name(path.name + LOCK_SUFFIX)
+
+
+def clear_stale_lock(path: str | Path) -> bool:
+    """Deletes the lock file of ``path`` when no live process holds it (left by a killed
+    run whose output is gone, e.g. a merged shard); returns whether it was deleted."""
+    file = lock_path(path)
+    try:
+        fd = os.open(file, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        same = file.exists() and os.stat(file).st_ino == os.fstat(fd).st_ino
+        if same:
+            file.unlink()
+        return same
+    finally:
+        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
-from thoughtscope.results.lock import OutputLock
+from thoughtscope.results.lock import LOCK_SUFFIX, OutputLock, clear_stale_lock
 from thoughtscope.results.records import ProblemRecord
 from thoughtscope.results.store import RESULTS_FILE, JsonLinesFile, ResultStore, ResultStoreError
 
@@ -184,6 +184,10 @@ def merge_shards(
     point loses nothing (at worst identical rows remain twice, which readers drop).
     """
     path = Path(path)
+    # Shards of earlier launches (of any size) may have left locks when they were killed;
+    # a lock a live process holds (this rank's own, too) is kept.
+    for lock in path.parent.glob(f"{path.stem}.rank*of*{path.suffix}{LOCK_SUFFIX}"):
+        clear_stale_lock(lock.with_name(lock.name.removesuffix(LOCK_SUFFIX)))
     files = shard_files(path)
     if not files:
         return 0
