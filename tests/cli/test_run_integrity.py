@@ -105,3 +105,16 @@ def test_answer_refuses_a_different_configuration_and_force_starts_over(tmp_path
     )
     assert forced.exit_code == 0, forced.output
     assert [r["id"] for r in lines(out)] == [f"synthetic-test-s6-0000{i}" for i in range(4)]
+
+
+def test_answer_does_not_silently_overwrite_answers_it_cannot_resume(tmp_path: Path) -> None:
+    out = tmp_path / "answers.jsonl"
+    out.write_text('{"id": "old-1", "correct": true}\n')
+    args = ["answer", "--data", "synthetic:test:seed=5:n=3", "--threads", "1", "--no-progress"]
+    refused = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert refused.exit_code == 2
+    assert "already holds 1 answers but no answers.manifest.json" in refused.output
+    assert out.read_text() == '{"id": "old-1", "correct": true}\n'
+    forced = CliRunner().invoke(app, [*args, "--out", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert len(lines(out)) == 3 and "old-1" not in out.read_text()

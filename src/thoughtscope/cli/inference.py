@@ -255,7 +255,7 @@ def thoughts_command(
         ranks.barrier()
         if ranks.is_main and ranks.is_sharded:
             ids = [p.id for p in problems]
-            dump = _merge_thoughts(out, ranks.world_size, ids)
+            dump = merge_thought_shards(out, ranks.world_size, ids)
             if decoded:
                 merge_shards(decoded, json_rows, _row_id, ids)
     except ValueError as error:
@@ -283,7 +283,7 @@ def _write_decoded(path: Path, dump: ThoughtDump) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def _merge_thoughts(out: Path, world_size: int, ids: list[str]) -> ThoughtDump:
+def merge_thought_shards(out: Path, world_size: int, ids: list[str]) -> ThoughtDump:
     """Joins the ranks' ``.safetensors`` shards into ``out`` in problem order; deletes
     the shards."""
     import torch

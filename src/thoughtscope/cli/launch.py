@@ -6,6 +6,7 @@ See ``docs/scaling.md`` for ``torchrun``, ``accelerate launch`` and Slurm.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 from typing import Annotated
 
@@ -65,4 +66,12 @@ def start_ranks(choice: ModelChoice, threads: int | None) -> tuple[Ranks, ModelC
                 "--device",
             )
     ranks.start(device)
+    if ranks.is_sharded:
+        # torchrun stops the other ranks with SIGTERM when one fails: exit through Python
+        # so that locks are released (a lock left behind would still be taken over).
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return ranks, replace(choice, device=device)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
