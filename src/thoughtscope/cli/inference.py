@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from tqdm.auto import tqdm
 
 from thoughtscope.analyses.answers import answer_problems
 from thoughtscope.analyses.importance import data_fingerprint, model_fingerprint
@@ -97,12 +98,17 @@ def _check_answers_manifest(
 
 
 def _difference(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
-    """``key: OLD here, NEW now``; a fingerprint is shown by its spec (what a user typed)."""
-    shown = key.replace("fingerprint", "spec") if key.endswith("fingerprint") else key
-    before, after = _dotted(old, shown), _dotted(new, shown)
-    if before == after:  # same spec, different contents (a file or the weights changed)
-        return f"{shown} {json.dumps(after)}: its contents changed"
-    return f"{shown}: {json.dumps(before)} here, {json.dumps(after)} now"
+    """``key: OLD here, NEW now``, showing what a user typed rather than a fingerprint."""
+    if key == "data.fingerprint":
+        typed = [k for k in ("data.spec", "data.limit") if _dotted(old, k) != _dotted(new, k)]
+        if typed:
+            return "; ".join(_difference(k, old, new) for k in typed)
+        return f"--data {_dotted(new, 'data.spec')}: its problems changed"
+    if key == "model.fingerprint":
+        if _dotted(old, "model.spec") != _dotted(new, "model.spec"):
+            return _difference("model.spec", old, new)
+        return f"--model {_dotted(new, 'model.spec')}: its weights changed"
+    return f"{key}: {json.dumps(_dotted(old, key))} here, {json.dumps(_dotted(new, key))} now"
 
 
 def _row_id(row: dict[str, Any]) -> str:
@@ -160,16 +166,19 @@ def answer_command(
                 for chunk in _chunks(problems, batch_size)
             ]
             mine = ranks.share([c for c in chunks if c])
-            for chunk in mine:
-                n_written += output.append(
-                    answer_problems(
-                        codi,
-                        chunk,
-                        batch_size=batch_size,
-                        max_new_tokens=max_new_tokens,
-                        progress=progress and ranks.is_main,
+            with tqdm(
+                total=sum(len(c) for c in mine),
+                disable=not (progress and ranks.is_main),
+                desc="answering",
+                unit="problem",
+            ) as bar:
+                for chunk in mine:
+                    n_written += output.append(
+                        answer_problems(
+                            codi, chunk, batch_size=batch_size, max_new_tokens=max_new_tokens
+                        )
                     )
-                )
+                    bar.update(len(chunk))
             output.finish(order=[p.id for p in problems])
     except (ResultStoreError, RankFailedError) as error:
         fail(str(error), "--out")
