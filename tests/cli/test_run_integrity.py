@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from tests.results.helpers import thoughtscope_process, wait_until
 from thoughtscope.cli import app
-from thoughtscope.results.lock import lock_path
+from thoughtscope.results.lock import OutputLock, lock_path
 
 IMPORTANCE = [
     "importance",
@@ -118,3 +119,15 @@ def test_answer_does_not_silently_overwrite_answers_it_cannot_resume(tmp_path: P
     forced = CliRunner().invoke(app, [*args, "--out", str(out), "--force"])
     assert forced.exit_code == 0, forced.output
     assert len(lines(out)) == 3 and "old-1" not in out.read_text()
+
+
+def test_thoughts_into_an_output_another_run_writes_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "t.safetensors"
+    args = ["thoughts", "--data", "synthetic:test:seed=5:n=2", "--threads", "1", "--no-progress"]
+    with OutputLock(out):  # held by "another run" (this process, through another handle)
+        refused = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert refused.exit_code == 2
+    assert f"Error: --out: {out} is being written by another run (pid {os.getpid()}" in (
+        refused.output
+    )
+    assert not out.exists()

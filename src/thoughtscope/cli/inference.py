@@ -267,10 +267,10 @@ def thoughts_command(
             dump = merge_thought_shards(out, ranks.world_size, ids)
             if decoded:
                 merge_shards(decoded, json_rows, _row_id, ids)
-    except ValueError as error:
-        raise UsageError(str(error), param_hint="--layers") from None
     except (ResultStoreError, RankFailedError) as error:
         fail(str(error), "--out")
+    except ValueError as error:
+        raise UsageError(str(error), param_hint="--layers") from None
     finally:
         for held in reversed(locks):
             held.release()
