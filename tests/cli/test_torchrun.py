@@ -67,3 +67,19 @@ def test_two_ranks_write_exactly_the_rows_of_one_process(tmp_path: Path) -> None
     assert [r["id"] for r in again] == [r["id"] for r in expected]
     # Resuming splits partly done batches, so floats may differ in the last digits.
     assert all(_close(a, b) for a, b in zip(again, expected, strict=True))
+
+
+def test_two_ranks_answer_exactly_as_one_process(tmp_path: Path) -> None:
+    args = ["answer", "--data", "synthetic:test:seed=4:n=10", "--batch-size", "3"]
+    args += ["--max-new-tokens", "12", "--threads", "1", "--no-progress"]
+    reference = tmp_path / "one.jsonl"
+    assert CliRunner().invoke(app, [*args, "--out", str(reference)]).exit_code == 0
+
+    out = tmp_path / "two.jsonl"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launch += ["--nproc-per-node", "2", "-m", "thoughtscope", *args, "--out", str(out)]
+    done = subprocess.run(launch, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert out.read_text() == reference.read_text()
+    assert shard_files(out) == [out] and not lock_path(out).exists()
+    assert "rank 1: 4 answers written" in done.stdout  # chunks of 3: 0,6,9 and 3

@@ -190,7 +190,7 @@ def answer_command(
     wanted = {p.id for p in problems}
     answered = [r for r in rows.read() if r["id"] in wanted]
     n_correct = sum(bool(r["correct"]) for r in answered)
-    resumed = f" ({n_done} already there, {n_written} new)" if n_done else ""
+    resumed = f" ({n_done} already there, {len(answered) - n_done} new)" if n_done else ""
     typer.echo(
         f"accuracy {n_correct}/{len(answered)} = {100 * n_correct / max(1, len(answered)):.1f}%"
         f"{resumed}  -> {out}"
