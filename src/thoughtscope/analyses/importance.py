@@ -671,7 +671,7 @@ def run_importance(
             ranks.main_first(sweep.prepare_means)  # rank 0 computes, the others read
         mine = ranks.share(batches)
         bar = tqdm(
-            total=len(selected),
+            total=n_skipped + sum(len(b) for b in mine),
             initial=n_skipped,
             disable=not progress,
             desc="importance",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
@@ -54,7 +54,7 @@ class Ranks:
     world_size: int = 1
     local_rank: int = 0
     local_world_size: int = 1
-    _started: bool = False
+    _started: bool = field(default=False, init=False, repr=False, compare=False)
 
     @classmethod
     def from_environment(cls) -> Ranks:
