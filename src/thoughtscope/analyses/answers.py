@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.model.codi import CodiModel
-from thoughtscope.problems import Problem, extract_number, is_correct
+from thoughtscope.problems import Problem, extract_number, is_clean, is_correct
 
 CHUNK = 256
 """Problems handed to the runner at a time: results stream out, memory stays bounded."""
@@ -27,7 +27,8 @@ def answer_problems(
 
     Each dict has ``id``, ``question``, ``expected``, ``steps``, ``output`` (decoded,
     special tokens skipped), ``predicted`` (number read from it, or ``None``),
-    ``correct``, ``finished`` (stopped at ``<eos>``) and ``n_tokens``.
+    ``correct``, ``finished`` (stopped at ``<eos>``), ``clean`` (one well-formed number,
+    :func:`~thoughtscope.problems.scoring.is_clean`) and ``n_tokens``.
     """
     runner = Runner(model)
     options = RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size)
@@ -46,6 +47,7 @@ def answer_problems(
                     "predicted": predicted,
                     "correct": is_correct(predicted, problem.answer),
                     "finished": generation.finished,
+                    "clean": is_clean(generation.text),
                     "n_tokens": len(generation.answer_ids),
                 }
             bar.update(len(chunk))

@@ -415,6 +415,17 @@ def _dotted(data: dict[str, Any], key: str) -> Any:
     return value
 
 
+def _difference(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """One differing identity key as a user reads it: a fingerprint by what it hashes."""
+    if key in ("data.fingerprint", "model.fingerprint"):
+        section = key.split(".")[0]
+        before, after = _dotted(old, f"{section}.spec"), _dotted(new, f"{section}.spec")
+        if before != after:
+            return f"--{section} {json.dumps(before)} here, {json.dumps(after)} now"
+        return f"--{section} {json.dumps(after)} now holds other contents than when the run began"
+    return f"{key}: {json.dumps(_dotted(old, key))} here, {json.dumps(_dotted(new, key))} now"
+
+
 def check_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     """Refuses a folder that holds a different run; writes the manifest for a new one.
 
@@ -426,10 +437,7 @@ def check_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
         old = read_manifest(run_dir)
         differ = [k for k in IDENTITY_KEYS if _dotted(old, k) != _dotted(manifest, k)]
         if differ:
-            shown = "; ".join(
-                f"{k}: {json.dumps(_dotted(old, k))} here, {json.dumps(_dotted(manifest, k))} now"
-                for k in differ
-            )
+            shown = "; ".join(_difference(k, old, manifest) for k in differ)
             raise ImportanceInputError(
                 "--out",
                 f"--out {run_dir} holds a run with a different configuration ({shown}). "

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -17,6 +16,7 @@ from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.engine.sites import position_name
 from thoughtscope.model.codi import CodiModel
 from thoughtscope.problems import Problem
+from thoughtscope.tensorfile import save_tensors
 
 
 @dataclass
@@ -53,7 +53,7 @@ class ThoughtDump:
             "layout": "thoughts: (problem, thought, d); hidden: (problem, position, layer, d), "
             "layer i is block:layers[i] (HF hidden_states[layers[i]+1])",
         }
-        save_file(
+        save_tensors(
             {"thoughts": self.thoughts.contiguous(), "hidden": self.hidden.contiguous()},
             str(target),
             metadata=metadata,

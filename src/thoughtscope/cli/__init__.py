@@ -13,6 +13,7 @@ from thoughtscope.cli import importance  # noqa: F401  # isort: skip
 from thoughtscope.cli import inference  # noqa: F401  # isort: skip
 from thoughtscope.cli import report  # noqa: F401  # isort: skip
 from thoughtscope.cli import stats  # noqa: F401  # isort: skip
+from thoughtscope.cli import table  # noqa: F401  # isort: skip
 from thoughtscope.cli import train  # noqa: F401  # isort: skip
 
 

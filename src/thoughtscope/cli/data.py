@@ -10,6 +10,7 @@ from typing import Annotated, TextIO
 import typer
 
 from thoughtscope.cli.app import UsageError, app, fail
+from thoughtscope.cli.options import check_output
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.sampling import SampleReport, sample_stratified
@@ -26,6 +27,7 @@ def data_command(
             help="Problem source: synthetic[:SPLIT][:seed=S][:n=N][:style=compact|words]..., "
             "hf:openai/gsm8k[:SPLIT], or a .jsonl/.csv/.json file.",
             show_default=False,
+            metavar="DATA",
         ),
     ],
     sample: Annotated[
@@ -66,6 +68,8 @@ def data_command(
     shortfall) and, with --out, writes one JSON object per line with id, question,
     answer, steps, steps_source, solution and source, in the source's order.
     """
+    if out is not None:
+        check_output(out, "--out")
     try:
         parsed_strata = Strata.parse(strata)
     except ValueError as error:

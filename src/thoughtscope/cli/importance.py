@@ -16,7 +16,7 @@ from thoughtscope.analyses.importance import (
     SweepResult,
     run_importance,
 )
-from thoughtscope.cli.app import app, fail
+from thoughtscope.cli.app import app, fail, streaming_to
 from thoughtscope.cli.launch import (
     DEFAULT_THREADS,
     ProgressOpt,
@@ -25,25 +25,31 @@ from thoughtscope.cli.launch import (
     start_ranks,
 )
 from thoughtscope.cli.options import (
+    BatchSizeOpt,
     ModelChoice,
     ModelOpt,
+    check_output,
     model_options,
 )
 from thoughtscope.engine.distributed import RankFailedError
 from thoughtscope.model.codi import CodiModel
-from thoughtscope.results.store import ResultStoreError
+from thoughtscope.results.shards import shard_path
 
 DEMO_DATA = "synthetic:test:seed=0:n=300"
 """The demo's problems: 300 synthetic test problems (the toy model's own style)."""
 
+RESUME_HINT = "run the same command again to continue (finished problems are kept)"
 
-def _statistics(run_dir: Path) -> Path:
-    """Writes the run's statistics files, prints their tables; returns summary.json."""
+
+def _statistics(run_dir: Path, *, tables: bool = True) -> Path:
+    """Writes the run's statistics files, prints their tables (unless ``tables`` is
+    false); returns summary.json."""
     from thoughtscope.statistics import format_tables, write_run_statistics
 
     summary_path = write_run_statistics(run_dir)
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    typer.echo(format_tables(summary))
+    if tables:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        typer.echo(format_tables(summary))
     return summary_path
 
 
@@ -86,7 +92,6 @@ def _listing(folder: Path) -> list[str]:
 @app.command("importance")
 @model_options
 def importance_command(
-    model: ModelOpt,
     choice: ModelChoice,
     data: Annotated[
         str,
@@ -97,6 +102,7 @@ def importance_command(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
+    model: ModelOpt = "toy",
     validate: Annotated[
         int | None,
         typer.Option(
@@ -137,9 +143,7 @@ def importance_command(
             "others are still recorded, so baseline accuracy stays honest).",
         ),
     ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Rows (problem x condition) per forward pass.")
-    ] = 128,
+    batch_size: BatchSizeOpt = 128,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
     ] = 32,
@@ -173,15 +177,17 @@ def importance_command(
     )
     if validate is not None and all_problems:
         fail("--validate and --all exclude each other; give one of them")
-    if out.exists() and not out.is_dir():
-        fail(f"--out {out} is a file; give a folder for the run")
+    check_output(out, "--out", folder=True)
     ranks, choice = start_ranks(choice, threads)
     codi = choice.load()
+    streaming_to(
+        shard_path(out / "results.jsonl", ranks.rank, ranks.world_size), resume=RESUME_HINT
+    )
     try:
         result = run_importance(
             codi, config, out, model_spec=model, progress=progress and ranks.is_main, ranks=ranks
         )
-    except (ImportanceInputError, ResultStoreError, RankFailedError) as error:
+    except (ImportanceInputError, RankFailedError) as error:
         fail(str(error))
     finally:
         ranks.stop()
@@ -210,9 +216,7 @@ def demo_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo's runs.")] = Path(
         "thoughtscope-demo"
     ),
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Rows (problem x condition) per forward pass.")
-    ] = 256,
+    batch_size: BatchSizeOpt = 256,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -229,6 +233,7 @@ def demo_command(
     from thoughtscope.model import load_model
 
     set_threads(threads)
+    check_output(out, "--out", folder=True)
     try:
         codi = load_model("toy")
     except FileNotFoundError as error:
@@ -246,21 +251,19 @@ def demo_command(
         "validation": replace(base, validate=100),
         "sweep": replace(base, all_problems=True),
     }
-    written: dict[str, list[str]] = {}
+    # The tables run to hundreds of lines: the demo says where they are instead.
     for label, config in runs.items():
         run_dir = out / label
         typer.echo(f"== {label}: {run_dir}")
+        streaming_to(run_dir / "results.jsonl", resume=RESUME_HINT)
         try:
             result = run_importance(codi, config, run_dir, model_spec="toy", progress=progress)
         except ImportanceInputError as error:
             fail(str(error))
         typer.echo(_describe(result))
-        _statistics(run_dir)
+        summary = _statistics(run_dir, tables=False)
+        typer.echo(f"statistics: {summary} (print them with `thoughtscope stats {run_dir}`)")
         report = _report(run_dir, codi)
-        written[label] = _listing(run_dir)
         if report is not None:
-            written[label].append(f"  report: {report} (open it in a browser)")
+            typer.echo(f"report: {report} (open it in a browser)")
     typer.echo(f"Positions: {POSITIONS_NOTE}")
-    for label, files in written.items():
-        typer.echo(f"{label} run ({out / label}):")
-        typer.echo("\n".join(files))

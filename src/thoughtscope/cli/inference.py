@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from thoughtscope.analyses.answers import answer_problems
 from thoughtscope.analyses.importance import data_fingerprint, model_fingerprint
 from thoughtscope.analyses.thoughts import ThoughtDump, extract_thoughts
-from thoughtscope.cli.app import UsageError, app, fail
+from thoughtscope.cli.app import UsageError, app, fail, streaming_to
 from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt, start_ranks
 from thoughtscope.cli.options import (
     BatchSizeOpt,
@@ -31,6 +31,9 @@ from thoughtscope.cli.options import (
     ModelChoice,
     ModelOpt,
     SkipBadOpt,
+    SkipLongOpt,
+    check_output,
+    fitting_problems,
     model_options,
     read_problems,
 )
@@ -135,19 +138,24 @@ def answer_command(
     ] = False,
     threads: ThreadsOpt = DEFAULT_THREADS,
     progress: ProgressOpt = True,
+    skip_long: SkipLongOpt = False,
 ) -> None:
     """Answer every problem through the continuous thoughts and score the answers.
 
     Writes one JSON line per problem: id, question, expected, steps, output, predicted,
-    correct, finished, n_tokens. Re-running the same command resumes: finished problems
-    are skipped (a different model, data or --max-new-tokens is refused).
+    correct, finished (stopped before --max-new-tokens), clean (one well-formed number;
+    see thoughtscope.problems.scoring), n_tokens. Re-running the same command resumes:
+    finished problems are skipped (a different model, data or --max-new-tokens is
+    refused); --force starts over.
     """
-    if out.is_dir():
-        fail(f"--out {out} is a folder; give a file for the answers", "--out")
+    check_output(out, "--out")
     problems = read_problems(data, skip_bad=skip_bad, limit=limit)
     ranks, choice = start_ranks(choice, threads)
     try:
         codi = choice.load()
+        problems = fitting_problems(
+            codi, problems, max_new_tokens=max_new_tokens, skip_long=skip_long
+        )
         manifest = {
             "format": ANSWERS_FORMAT,
             "model": {"spec": model, "fingerprint": model_fingerprint(codi)},
@@ -160,6 +168,7 @@ def answer_command(
             out, ranks, lambda p: json_rows(p, what="answer row"), _row_id, start_over=force
         ) as output:
             n_done = len(output.done)
+            streaming_to(output.shard, resume="run the same command again to answer them all")
             ranks.main_first(lambda: _check_answers_manifest(out, manifest, n_done, force=force))
             chunks = [
                 [p for p in chunk if p.id not in output.done]
@@ -180,8 +189,8 @@ def answer_command(
                     )
                     bar.update(len(chunk))
             output.finish(order=[p.id for p in problems])
-    except (ResultStoreError, RankFailedError) as error:
-        fail(str(error), "--out")
+    except RankFailedError as error:
+        fail(str(error))
     finally:
         ranks.stop()
     if not ranks.is_main:
@@ -216,13 +225,15 @@ def thoughts_command(
     max_new_tokens: MaxNewTokensOpt = 64,
     limit: LimitOpt = None,
     skip_bad: SkipBadOpt = False,
+    skip_long: SkipLongOpt = False,
     threads: ThreadsOpt = DEFAULT_THREADS,
     progress: ProgressOpt = True,
 ) -> None:
     """Extract the continuous thoughts and every chosen block's hidden state at every
     latent position (bot, thoughts 0…N-1, eot); optionally decode them (logit lens)."""
-    if out.is_dir():
-        fail(f"--out {out} is a folder; give a .safetensors file", "--out")
+    check_output(out, "--out")
+    if decoded is not None:
+        check_output(decoded, "--decoded")
     problems = read_problems(data, skip_bad=skip_bad, limit=limit)
     if layers == "all":
         chosen = None
@@ -246,6 +257,9 @@ def thoughts_command(
         if ranks.is_sharded:
             ranks.together(lambda: lock(shards))
         codi = choice.load()
+        problems = fitting_problems(
+            codi, problems, max_new_tokens=max_new_tokens, skip_long=skip_long
+        )
         mine = [p for chunk in ranks.share(_chunks(problems, batch_size)) for p in chunk]
         dump = ranks.together(
             lambda: extract_thoughts(
@@ -267,8 +281,10 @@ def thoughts_command(
             dump = merge_thought_shards(out, ranks.world_size, ids)
             if decoded:
                 merge_shards(decoded, json_rows, _row_id, ids)
-    except (ResultStoreError, RankFailedError) as error:
-        fail(str(error), "--out")
+    except RankFailedError as error:
+        fail(str(error))
+    except ResultStoreError:
+        raise  # a busy or damaged output: the application prints it as one line
     except ValueError as error:
         raise UsageError(str(error), param_hint="--layers") from None
     finally:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from thoughtscope.cli.app import UsageError
+from thoughtscope.cli.app import UsageError, fail
 from thoughtscope.model import CodiModel, OfficialOptions, load_model
+from thoughtscope.model.codi import resolve_device, resolve_dtype
 from thoughtscope.problems import Problem, ProblemDataError, load_problems
 
 ModelOpt = Annotated[
@@ -57,11 +60,28 @@ SkipBadOpt = Annotated[
     bool, typer.Option("--skip-bad", help="Skip malformed rows (reported) instead of stopping.")
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use the first N problems.", min=1)]
+
+
+def positive_batch_size(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UsageError(f"--batch-size must be 1 or more, got {value}", param_hint="--batch-size")
+    return value
+
+
+BATCH_SIZE_HELP = "Rows (problem x condition) per forward pass."
 BatchSizeOpt = Annotated[
-    int, typer.Option("--batch-size", help="Rows (problem x condition) per forward pass.", min=1)
+    int, typer.Option("--batch-size", help=BATCH_SIZE_HELP, callback=positive_batch_size)
 ]
+"""``--batch-size`` of every command, with one message for a bad value."""
 MaxNewTokensOpt = Annotated[
     int, typer.Option("--max-new-tokens", help="Longest answer to decode.", min=1)
+]
+SkipLongOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-long",
+        help="Leave out (and list) problems longer than the model's context, instead of stopping.",
+    ),
 ]
 
 
@@ -96,6 +116,22 @@ class ModelChoice:
         except (FileNotFoundError, ValueError) as error:
             raise UsageError(str(error), param_hint="--model") from None
 
+    def check(self) -> None:
+        """Refuses a bad ``--device`` or ``--dtype`` before any data or model is read."""
+        try:
+            resolve_dtype(self.dtype)
+        except ValueError as error:
+            raise UsageError(str(error), param_hint="--dtype") from None
+        try:
+            resolve_device(self.device)
+        except ValueError as error:
+            raise UsageError(str(error), param_hint="--device") from None
+        except RuntimeError:  # torch cannot parse it
+            raise UsageError(
+                f"{self.device!r} is not a device; use cpu, cuda, cuda:N, mps or auto",
+                param_hint="--device",
+            ) from None
+
 
 def read_problems(spec: str, *, skip_bad: bool = False, limit: int | None = None) -> list[Problem]:
     """Loads ``--data``, reporting skipped rows; refuses an empty result."""
@@ -111,6 +147,76 @@ def read_problems(spec: str, *, skip_bad: bool = False, limit: int | None = None
     if not problems:
         raise UsageError(f"{spec} holds no problems", param_hint="--data")
     return problems
+
+
+def fitting_problems(
+    codi: CodiModel, problems: Sequence[Problem], *, max_new_tokens: int, skip_long: bool
+) -> list[Problem]:
+    """``problems`` that fit in the model's context; the others stop the command with
+    their ids and lengths, or with ``--skip-long`` are left out and listed on stderr."""
+    from thoughtscope.analyses.inputs import check_prompt_lengths
+
+    check = check_prompt_lengths(codi, problems, max_new_tokens=max_new_tokens)
+    if not check.too_long:
+        return list(problems)
+    long = check.too_long
+    shown = ", ".join(p.describe() for p in long[:3]) + (
+        f" and {len(long) - 3} more" if len(long) > 3 else ""
+    )
+    needs = (
+        f"the model reads at most {check.limit} positions and each run needs "
+        f"{check.after_question} beyond the question (thoughts, closing ids, --max-new-tokens)"
+    )
+    if not skip_long:
+        fail(
+            f"{len(long)} of {len(problems)} problems are too long: {shown}; {needs}. "
+            "Pass --skip-long to leave them out (they are listed), or a smaller "
+            "--max-new-tokens",
+            "--data",
+        )
+    typer.echo(
+        f"skipped {len(long)} of {len(problems)} problems too long for the model ({needs}):",
+        err=True,
+    )
+    for prompt in long:
+        typer.echo(f"  {prompt.describe()}", err=True)
+    kept = check.fitting(problems)
+    if not kept:
+        fail(f"all {len(problems)} problems are too long for the model; {needs}", "--data")
+    return kept
+
+
+def check_output(path: Path, option: str, *, folder: bool = False) -> None:
+    """Refuses an output that cannot be written (under a file, in a folder without write
+    permission, a folder where a file is wanted or the reverse), before any model work.
+
+    Creates nothing: the command makes the folders when it writes.
+    """
+    if str(path) == "-":
+        return
+    target = Path(path).absolute()
+    if target.exists():
+        if folder and not target.is_dir():
+            fail(f"{path} is a file; give a folder (it is created if missing)", option)
+        if not folder and target.is_dir():
+            fail(f"{path} is a folder; give a file path", option)
+    nearest = target if folder else target.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        fail(f"{path} lies under {nearest}, which is a file, not a folder", option)
+    try:
+        with tempfile.TemporaryFile(dir=nearest):
+            pass
+        if target.is_file():
+            with target.open("ab"):
+                pass
+    except OSError as error:
+        fail(
+            f"cannot write {path} ({error.strerror or error} in {nearest}); choose a place "
+            "you can write to",
+            option,
+        )
 
 
 _LOADING_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -134,7 +240,8 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ``choice: ModelChoice``; the wrapper adds ``--base-model``, ``--preset``,
     ``--lora-alpha``, ``--num-latent``, ``--remove-eos/--keep-eos``, ``--unmerged-lora``,
     ``--allow-download``, ``--dtype`` and ``--device`` to the command line and hands the
-    command one :class:`ModelChoice` built from them.
+    command one :class:`ModelChoice` built from them, after checking ``--device`` and
+    ``--dtype`` (so a typo stops the command before anything is read).
     """
     signature = inspect.signature(command, eval_str=True)
     kept = [p for p in signature.parameters.values() if p.name != "choice"]
@@ -146,7 +253,9 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         loading = {name: kwargs.pop(name) for name in _LOADING_OPTIONS}
-        return command(**kwargs, choice=ModelChoice(model=kwargs["model"], **loading))
+        choice = ModelChoice(model=kwargs["model"], **loading)
+        choice.check()
+        return command(**kwargs, choice=choice)
 
     parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added
     wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]

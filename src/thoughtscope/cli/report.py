@@ -9,7 +9,13 @@ from typing import Annotated, Any
 import typer
 
 from thoughtscope.cli.app import UsageError, app, fail
-from thoughtscope.cli.options import BaseModelOpt, DeviceOpt, ModelChoice, PresetOpt
+from thoughtscope.cli.options import (
+    BaseModelOpt,
+    DeviceOpt,
+    ModelChoice,
+    PresetOpt,
+    check_output,
+)
 from thoughtscope.model import CodiModel
 from thoughtscope.report import FIGURES_DIR, ReportInputError, write_report
 from thoughtscope.statistics import DEFAULT_N_BOOT
@@ -108,6 +114,8 @@ def report_command(
             f"{run}: no such file or folder; give a run folder (with manifest.json and "
             "results.jsonl) or a step_importance_scores.json file"
         )
+    if out is not None:
+        check_output(out, "--out", folder=True)
     codi = None
     if not no_model and examples > 0:
         codi = _example_model(run, model, base_model, preset, device)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from thoughtscope.cli.app import app, fail
+from thoughtscope.cli.options import check_output
 from thoughtscope.statistics import (
     DEFAULT_N_BOOT,
     StatisticsInputError,
@@ -26,6 +27,7 @@ def stats(
             help="A run folder (manifest.json + results.jsonl) or a file in the original "
             "study's layout (step_importance_scores.json or step_importance_validation.json).",
             show_default=False,
+            metavar="RUN_OR_FILE",
         ),
     ],
     out: Annotated[
@@ -46,6 +48,8 @@ def stats(
 ) -> None:
     """Recompute statistics (rates with 95% bootstrap CIs, McNemar tests, marginal prefix
     steps, early/late) and print them as tables."""
+    if out is not None:
+        check_output(out, "--out", folder=True)
     if n_boot < 0:
         fail(f"--n-boot must be 0 or more, got {n_boot}")
     if not run_or_file.exists():

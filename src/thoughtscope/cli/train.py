@@ -12,6 +12,7 @@ import typer
 
 from thoughtscope.cli.app import UsageError, app
 from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
+from thoughtscope.cli.options import check_output, positive_batch_size
 
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the run (init and data).")]
 EvalNOpt = Annotated[
@@ -60,7 +61,12 @@ def train_command(
         typer.Option("--data", help="Training problems: `synthetic` or any --data spec."),
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps.", min=1)] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", help="Problems per optimizer step.", callback=positive_batch_size
+        ),
+    ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
     seed: SeedOpt = None,
     lora_rank: Annotated[
@@ -79,6 +85,7 @@ def train_command(
 ) -> None:
     """Train a CODI model (teacher, latent student, distillation) and save OUT/model."""
     set_threads(threads)
+    check_output(out, "--out", folder=True)
     import torch
 
     from thoughtscope.model import CodiModel, load_model
@@ -161,6 +168,7 @@ def train_toy_command(
         return
     if out is None:
         raise UsageError("--out DIR is required to train (or pass --eval-only MODEL)")
+    check_output(out, "--out", folder=True)
     began = time.perf_counter()
     model = train_toy(out, seed=TOY_SEED if seed is None else seed)
     typer.echo(f"trained in {time.perf_counter() - began:.0f} s -> {out / 'model'}")

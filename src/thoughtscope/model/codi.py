@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from thoughtscope.model.architectures import Family, family_for
 from thoughtscope.model.config import CodiConfig
 from thoughtscope.model.projection import Projection
+from thoughtscope.tensorfile import save_tensors
 
 CONFIG_FILE = "thoughtscope.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -173,7 +174,7 @@ class CodiModel(nn.Module):
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         tensors = {f"lm.{k}": v for k, v in _untied_state(lm).items()}
         tensors.update({f"prj.{k}": v for k, v in plain.projection.state_dict().items()})
-        save_file(
+        save_tensors(
             {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
             str(folder / WEIGHTS_FILE),
             metadata={"format": "thoughtscope-codi"},

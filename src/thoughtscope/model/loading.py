@@ -7,10 +7,13 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
-from thoughtscope.model.codi import CONFIG_FILE, CodiModel
+from thoughtscope.model.codi import CONFIG_FILE, WEIGHTS_FILE, CodiModel
 
 TOY = "toy"
+OFFICIAL_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+"""Weight files of an official checkpoint folder, in the order they are looked for."""
 
 
 def toy_model_path() -> Path:
@@ -54,15 +57,30 @@ def load_model(
                 f"the toy model is not in this installation ({folder}); reinstall "
                 "thoughtscope or rebuild it with `thoughtscope train-toy --out DIR`"
             )
-        return CodiModel.from_pretrained(folder, dtype=dtype, device=device)
-    folder = Path(spec)
+    else:
+        folder = Path(spec)
     if not folder.is_dir():
         raise FileNotFoundError(
             f"--model {spec}: no such folder. Give `toy`, a thoughtscope model folder, or "
             "an official CODI checkpoint folder with --base-model."
         )
-    if (folder / CONFIG_FILE).is_file():
-        return CodiModel.from_pretrained(folder, dtype=dtype, device=device)
-    from thoughtscope.model.official import load_official
+    thoughtscope_folder = (folder / CONFIG_FILE).is_file()
+    if not thoughtscope_folder and not any((folder / name).is_file() for name in OFFICIAL_WEIGHTS):
+        raise FileNotFoundError(
+            f"--model {spec}: the folder holds no model weights (no {CONFIG_FILE} with "
+            f"{WEIGHTS_FILE}, and no {' or '.join(OFFICIAL_WEIGHTS)}); point --model at a "
+            "thoughtscope model folder or an official CODI checkpoint folder"
+        )
+    try:
+        if thoughtscope_folder:
+            return CodiModel.from_pretrained(folder, dtype=dtype, device=device)
+        from thoughtscope.model.official import load_official
 
-    return load_official(folder, official or OfficialOptions(), dtype=dtype, device=device)
+        return load_official(folder, official or OfficialOptions(), dtype=dtype, device=device)
+    except SafetensorError as error:
+        # The Rust reader does not name the file; the only safetensors file read is this one.
+        reason = str(error).splitlines()[0] if str(error) else "unreadable"
+        raise ValueError(
+            f"{folder / WEIGHTS_FILE}: cannot be read ({reason}); the file is damaged or "
+            "incomplete (an interrupted download or copy?): download or save it again"
+        ) from error

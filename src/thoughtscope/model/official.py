@@ -15,7 +15,9 @@ preset or from explicit options.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +70,22 @@ def read_state_dict(folder: Path) -> tuple[dict[str, Tensor], Path]:
     if bin_path.is_file():
         # weights_only refuses arbitrary pickled objects: a downloaded checkpoint cannot
         # run code on this machine.
-        state = torch.load(bin_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(bin_path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise CheckpointMismatchError(
+                f"{bin_path} holds pickled Python objects, not only tensors; thoughtscope "
+                "never unpickles (a pickle can run code on this machine). Use the "
+                "checkpoint's model.safetensors if it is published, or convert this file to "
+                "model.safetensors where you trust it (safetensors.torch.save_file) and put "
+                "that in the folder"
+            ) from None
+        except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CheckpointMismatchError(
+                f"{bin_path}: cannot be read ({reason}); the file is damaged or incomplete "
+                "(an interrupted download?): download it again"
+            ) from None
         if not isinstance(state, dict):
             raise CheckpointMismatchError(f"{bin_path} does not hold a state dict")
         return state, bin_path

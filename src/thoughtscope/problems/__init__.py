@@ -4,7 +4,8 @@
   the Hugging Face Hub, the original study's JSON, plain JSONL/CSV) into :class:`Problem`.
 - :func:`generate` is the deterministic synthetic generator behind ``synthetic:…``.
 - :class:`Strata` and :func:`sample_stratified` choose problems by difficulty.
-- :func:`extract_number` and :func:`is_correct` score model answers.
+- :func:`extract_number` and :func:`is_correct` score model answers; :func:`is_clean`
+  says whether an answer text commits to one well-formed number.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from thoughtscope.problems.scoring import (
     ORIGINAL_STUDY_TOLERANCE,
     AnswerScore,
     extract_number,
+    is_clean,
     is_correct,
     score_answer,
 )
@@ -38,6 +40,7 @@ __all__ = [
     "count_steps",
     "extract_number",
     "generate",
+    "is_clean",
     "is_correct",
     "load_problems",
     "sample_stratified",

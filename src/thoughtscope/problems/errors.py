@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 __all__ = ["SKIP_HINT", "BadRow", "ProblemDataError"]
 
-SKIP_HINT = "fix or remove that row, or skip bad rows with skip_bad=True (CLI: --skip-bad)"
+SKIP_HINT = "fix or remove that row, or pass --skip-bad to skip bad rows (they are listed)"
+"""Said after a bad row; in Python, ``load_problems(spec, skip_bad=True)`` skips them."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,19 @@ one of ``1e-6``, whichever is looser: tight enough that no two distinct GSM8K an
 ``0.1 + 0.2``. The original study accepted any prediction within ``0.01``; pass
 ``tolerance=ORIGINAL_STUDY_TOLERANCE, rel_tolerance=0`` to reproduce it (it used a strict
 ``<``, this uses ``<=``; they differ only for a prediction exactly 0.01 away).
+
+A score says *what* was read; two flags say whether the read can be trusted:
+
+- **finished**: decoding stopped at ``<eos>`` before ``max_new_tokens`` (the engine
+  reports it); an unfinished output was cut off, and its number may be cut off too.
+- **clean** (:func:`is_clean`): the text commits to one well-formed number. Precisely,
+  the numeral the score was read from (the same rule order as above) (a) has no
+  superfluous leading zero (``0``, ``0.5``, ``1,250`` are fine; ``007`` and ``0000…``
+  are not), (b) has at most 15 significant digits (more cannot be a float exactly, so
+  ``is_correct`` would compare a rounded value), and (c) was read after an answer marker
+  (``answer is``, ``answer:``, ``####``) or is the only number in the text. Outputs such
+  as ``0000000000`` (a small model's degenerate loop), ``3 4 5 6`` or no number at all
+  are not clean, whatever :func:`extract_number` makes of them.
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from thoughtscope.problems.numerals import first_number, numbers_in
+from thoughtscope.problems.numerals import NUMBER, first_number, numbers_in
 
 __all__ = [
     "DEFAULT_REL_TOLERANCE",
@@ -31,6 +44,7 @@ __all__ = [
     "ORIGINAL_STUDY_TOLERANCE",
     "AnswerScore",
     "extract_number",
+    "is_clean",
     "is_correct",
     "score_answer",
 ]
@@ -66,6 +80,40 @@ def extract_number(text: str) -> float | None:
             return value
     found = numbers_in(text)
     return found[-1] if found else None
+
+
+MAX_CLEAN_DIGITS = 15
+"""Significant digits a clean numeral may have (a float holds 15 exactly)."""
+
+
+def _read_numeral(text: str) -> tuple[re.Match[str] | None, bool]:
+    """The numeral :func:`extract_number` reads and whether an answer marker led to it."""
+    for marker in (_ANSWER_MARKER, _GSM8K_MARKER):
+        matches = list(marker.finditer(text))
+        if matches:
+            found = NUMBER.search(text, matches[-1].end())
+            if found is not None:
+                return found, True
+    every = list(NUMBER.finditer(text))
+    return (every[-1] if every else None), False
+
+
+def is_clean(text: str) -> bool:
+    """Whether ``text`` commits to one well-formed number (see the module docstring).
+
+    ``"The answer is: 18"``, ``"18"``, ``"#### 1,250.50"`` are clean; ``"0000000000"``,
+    ``"007"``, ``"3 4 5"``, ``"no idea"`` and ``""`` are not.
+    """
+    match, after_marker = _read_numeral(text)
+    if match is None:
+        return False
+    whole = (match["whole"] or "").replace(",", "")
+    if len(whole) > 1 and whole.startswith("0"):
+        return False
+    fraction = (match["fraction"] or match["bare_fraction"] or ".")[1:]
+    if len((whole + fraction).strip("0")) > MAX_CLEAN_DIGITS:
+        return False
+    return after_marker or len(numbers_in(text)) == 1
 
 
 def is_correct(

@@ -14,6 +14,9 @@ A *spec* is what users pass to ``--data``:
 ``PATH`` to a ``.jsonl``, ``.csv`` or ``.json`` file
     Read by extension, then the layout is recognised from the first row:
 
+    - ``thoughtscope``: a row has ``steps`` and ``steps_source`` (what ``thoughtscope
+      data --out`` and :meth:`Problem.to_dict` write); every field is read back as
+      written, so a written file loads as the very problems it was written from.
     - ``study``: a row has ``reasoning_steps`` (the original study's JSON list layout:
       ``question``, numeric ``answer``, ``reasoning_steps``, optional ``gsm8k_id``/``id``);
       steps are taken as given.
@@ -70,7 +73,8 @@ class LoadResult:
         problems: The loaded problems.
         skipped: Rows left out because they were bad (only with ``skip_bad=True``).
         source: The spec as loaded (canonical for ``synthetic``).
-        layout: How the rows were read: ``synthetic``, ``gsm8k``, ``study`` or ``plain``.
+        layout: How the rows were read: ``synthetic``, ``thoughtscope``, ``gsm8k``,
+            ``study`` or ``plain``.
     """
 
     problems: list[Problem]
@@ -227,7 +231,45 @@ def _convert_plain(row: dict[str, Any], context: _RowContext) -> Problem:
     )
 
 
+def _convert_thoughtscope(row: dict[str, Any], context: _RowContext) -> Problem:
+    if row.get("id") in (None, ""):
+        raise _RowError("id", "missing; a row written by thoughtscope keeps its problem's id")
+    raw_steps = row.get("steps")
+    steps: Any = parse_numeral(raw_steps) if isinstance(raw_steps, str) else raw_steps
+    if raw_steps in (None, ""):
+        steps = None
+    elif (
+        isinstance(steps, bool)
+        or not isinstance(steps, int | float)
+        or not float(steps).is_integer()
+        or steps < 0
+    ):
+        raise _RowError("steps", f"{_short(raw_steps)} is not a whole number of steps (or null)")
+    steps_source = row.get("steps_source")
+    if not isinstance(steps_source, str) or not steps_source.strip():
+        raise _RowError(
+            "steps_source", f"must be text such as 'annotations', got {_short(steps_source)}"
+        )
+    source = row.get("source")
+    return Problem(
+        id=str(row["id"]),
+        question=_question(row),
+        answer=_numeric_answer(row),
+        steps=None if steps is None else int(steps),
+        steps_source=steps_source,
+        solution=_optional_text(row, "solution"),
+        source=source if isinstance(source, str) and source else context.source,
+    )
+
+
 LAYOUTS: list[Layout] = [
+    Layout(
+        "thoughtscope",
+        "thoughtscope's own layout (id, question, answer, steps, steps_source, ...), "
+        "as `thoughtscope data --out` writes it",
+        lambda row: "steps" in row and "steps_source" in row,
+        _convert_thoughtscope,
+    ),
     Layout(
         "study",
         "original study's layout (question, answer, reasoning_steps)",

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, Position, Site
 from thoughtscope.model.codi import CodiModel
+from thoughtscope.tensorfile import save_tensors
 
 __all__ = [
     "MEANS_FILE",
@@ -151,7 +152,7 @@ def load_or_compute_means(
             return MeanActivations(tensors["hidden"], tuple(ids))
     means = compute_means(model, questions, ids, batch_size=batch_size)
     tmp = path.with_suffix(".tmp")
-    save_file(
+    save_tensors(
         {"hidden": means.hidden.contiguous()},
         str(tmp),
         metadata={"reference_digest": digest, "reference_ids": json.dumps(list(ids))},
