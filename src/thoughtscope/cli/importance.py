@@ -217,14 +217,7 @@ def demo_command(
         "thoughtscope-demo"
     ),
     batch_size: BatchSizeOpt = 256,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            "--threads",
-            help="CPU threads for torch. The toy model is small: one thread is about as fast "
-            "and does not fight other processes for the cores.",
-        ),
-    ] = 1,
+    threads: ThreadsOpt = DEFAULT_THREADS,
     progress: ProgressOpt = True,
 ) -> None:
     """The main job on the shipped toy model: a stratified validation of 100 synthetic
