@@ -305,7 +305,7 @@ def _write_decoded(path: Path, dump: ThoughtDump) -> None:
     with path.open("w") as handle:
         for problem_id, answer, states in zip(dump.ids, dump.answers, dump.decoded, strict=True):
             row = {"id": problem_id, "answer": answer, "states": [asdict(s) for s in states]}
-            handle.write(json.dumps(row) + "\n")
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def merge_thought_shards(out: Path, world_size: int, ids: list[str]) -> ThoughtDump:
