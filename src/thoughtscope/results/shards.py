@@ -214,9 +214,10 @@ class ShardedOutput(Generic[Row]):
 
     Example::
 
-        with ShardedOutput(run_dir / "results.jsonl", ranks, ResultStore.at, key) as output:
-            todo = [p for p in problems if p.id not in output.done]
-            for batch in ranks.share(batches_of(todo)):
+        path = run_dir / "results.jsonl"
+        with ShardedOutput(path, ranks, record_file, record_id) as output:
+            batches = [[p for p in b if p.id not in output.done] for b in batches_of(problems)]
+            for batch in ranks.share([b for b in batches if b]):
                 output.append(compute(batch))
             output.finish(order=[p.id for p in problems])
 
