@@ -68,7 +68,7 @@ def test_different_rows_for_one_id_are_refused_naming_the_files_and_ids(tmp_path
     ResultStore(tmp_path).append([record(0), record(1)])
     other = ProblemRecord(**{**record(1).__dict__, "stratum": "3"})
     ResultStore(tmp_path, "results.rank1of2.jsonl").append([other])
-    with pytest.raises(DuplicateRowsError, match=r"1 problem ids have different rows \(p1\)"):
+    with pytest.raises(DuplicateRowsError, match=r"1 problem id with different rows \(p1\)"):
         read_run_records(tmp_path)
     with pytest.raises(StatisticsInputError) as refused:
         read_run(tmp_path)

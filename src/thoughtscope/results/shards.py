@@ -102,6 +102,10 @@ def record_id(record: ProblemRecord) -> str:
     return record.id
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _shown(ids: Iterable[str], most: int = 10) -> str:
     ids = list(ids)
     head = ", ".join(ids[:most])
@@ -141,7 +145,7 @@ def read_rows(
     if conflicts:
         files = sorted({str(f) for fs in conflicts.values() for f in fs})
         raise DuplicateRowsError(
-            f"{', '.join(files)}: {len(conflicts)} problem ids have different rows "
+            f"{', '.join(files)}: {_count(len(conflicts), 'problem id')} with different rows "
             f"({_shown(conflicts)}), probably from two runs into one folder; keep one line "
             "per id (or run again into a new folder)"
         )
