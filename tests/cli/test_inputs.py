@@ -115,7 +115,7 @@ def test_answer_rows_say_whether_they_finished_and_are_clean(tmp_path: Path) -> 
     assert invoke(*args, "--max-new-tokens", "12").exit_code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert all(row["finished"] and row["clean"] for row in rows)
-    assert invoke(*args, "--max-new-tokens", "1").exit_code == 0
+    assert invoke(*args, "--max-new-tokens", "1", "--force").exit_code == 0
     cut = [json.loads(line) for line in out.read_text().splitlines()]
     # One token is not enough to reach <eos>: every answer is unfinished.
     assert not any(row["finished"] for row in cut)

@@ -52,6 +52,7 @@ from thoughtscope.analyses.interventions import (
     plan_conditions,
 )
 from thoughtscope.engine.batching import AUTO, auto_batch_size
+from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.lens import decode_states
 from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, LATENT, parse_sites
@@ -77,6 +78,7 @@ from thoughtscope.results.records import (
     ProblemRecord,
     read_thoughts,
 )
+from thoughtscope.results.shards import ShardedOutput, record_file, record_id
 from thoughtscope.results.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, read_manifest
 
 __all__ = [
@@ -581,6 +583,16 @@ def _outcome_of(gen: Generation, expected: float) -> tuple[str, float | None, bo
     )
 
 
+def _settle(run_dir: Path, model: CodiModel, plan: RunPlan) -> None:
+    """Fixes the run's rows per forward pass in its manifest, then checks or writes it."""
+    old = read_manifest(run_dir) if (run_dir / MANIFEST_FILE).is_file() else {}
+    if plan.config.batch_size == AUTO and isinstance(old.get("batch_rows"), int):
+        plan.manifest["batch_rows"] = old["batch_rows"]
+    else:
+        plan.manifest["batch_rows"] = _batch_rows(model, plan)
+    check_manifest(run_dir, plan.manifest)
+
+
 def _batch_rows(model: CodiModel, plan: RunPlan) -> int:
     """Rows per forward pass: the configured number, or as many as fit memory."""
     if plan.config.batch_size != AUTO:
@@ -597,7 +609,7 @@ def _batch_rows(model: CodiModel, plan: RunPlan) -> int:
 class _Sweep:
     """One run's sweep state: model, plan, store, resources and example thoughts."""
 
-    def __init__(self, model: CodiModel, plan: RunPlan, run_dir: Path, rows: int):
+    def __init__(self, model: CodiModel, plan: RunPlan, run_dir: Path, rows: int, done: set[str]):
         self.model = model
         self.plan = plan
         self.config = plan.config
@@ -616,7 +628,6 @@ class _Sweep:
         self.resources: list[Resource] = [RESOURCES[name](context) for name in plan.resources]
         self.mismatches = 0
         # Example thoughts: the first problems with conditions of each stratum.
-        done = self.store.done_ids()
         recorded = [t for t in read_thoughts(run_dir) if t.id in done]
         stratum_of = {p.id: plan.strata.label_for(p.steps) for p in plan.problems}
         self.examples_left = {label: self.config.examples for label in stratum_of.values()}
@@ -785,11 +796,15 @@ def lens_reading(
 def append_thoughts(run_dir: Path, items: Sequence[DecodedThoughts]) -> None:
     """Appends decoded thoughts to ``RUN/thoughts.jsonl`` (flushed and fsynced)."""
     path = Path(run_dir) / THOUGHTS_FILE
-    with path.open("a", encoding="utf-8") as handle:
+    # One write per line on an O_APPEND descriptor: ranks of a sharded run append to the
+    # same file without interleaving their lines.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
         for item in items:
-            handle.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+            os.write(fd, (json.dumps(item.to_dict(), ensure_ascii=False) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _batches(problems: list[Problem], per_batch: int) -> list[list[Problem]]:
@@ -803,6 +818,7 @@ def run_importance(
     *,
     model_spec: str = "",
     progress: bool = True,
+    ranks: Ranks | None = None,
 ) -> SweepResult:
     """Runs (or resumes) an importance sweep into ``run_dir``.
 
@@ -811,37 +827,49 @@ def run_importance(
     their reference means in ``RUN/means.safetensors``. Statistics are a separate step
     (:func:`thoughtscope.statistics.write_run_statistics`).
 
+    Under ``torchrun`` (``ranks`` from :meth:`Ranks.from_environment`, started), each
+    rank runs every ``world_size``-th batch into its own shard and rank 0 merges the
+    shards at the end (:mod:`thoughtscope.results.shards`); the folder is locked
+    against a second run (:mod:`thoughtscope.results.lock`).
+
     Raises:
         ImportanceInputError: Bad configuration, or ``run_dir`` holds a different run.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    ranks = ranks or SINGLE
     plan = plan_run(model, config, model_spec=model_spec)
-    rows = _batch_rows(model, plan)
-    plan.manifest["batch_rows"] = rows  # what batch_size ("auto" or a number) came to
-    check_manifest(run_dir, plan.manifest)
-    sweep = _Sweep(model, plan, run_dir, rows)
-    done = sweep.store.done_ids()
-    selected = plan.problems
-    n_skipped = sum(p.id in done for p in selected)
-    rows_per_problem = len(plan.conditions) + 1
-    per_batch = max(1, rows // rows_per_problem)
-    batches = [[p for p in batch if p.id not in done] for batch in _batches(selected, per_batch)]
-    batches = [b for b in batches if b]
-    written = 0
-    if batches:
-        sweep.prepare()
-    bar = tqdm(
-        total=len(selected),
-        initial=n_skipped,
-        disable=not progress,
-        desc="importance",
-        unit="problem",
-    )
-    for batch in batches:
-        written += sweep.store.append(sweep.run_batch(batch))
-        bar.update(len(batch))
-    bar.close()
+    with ShardedOutput(run_dir / RESULTS_FILE, ranks, record_file, record_id) as output:
+        # Rank 0 settles the batch size first and the others take the same: every rank
+        # must cut the same batches. A resumed automatic run keeps the size it began with.
+        ranks.main_first(lambda: _settle(run_dir, model, plan))
+        rows = int(plan.manifest["batch_rows"])
+        done = output.done
+        sweep = _Sweep(model, plan, run_dir, rows, done)
+        selected = plan.problems
+        n_skipped = sum(p.id in done for p in selected)
+        rows_per_problem = len(plan.conditions) + 1
+        per_batch = max(1, rows // rows_per_problem)
+        batches = [
+            [p for p in batch if p.id not in done] for batch in _batches(selected, per_batch)
+        ]
+        batches = [b for b in batches if b]
+        written = 0
+        if batches:
+            ranks.main_first(sweep.prepare)  # rank 0 computes shared resources, the others read
+        mine = ranks.share(batches)
+        bar = tqdm(
+            total=n_skipped + sum(len(b) for b in mine),
+            initial=n_skipped,
+            disable=not progress,
+            desc="importance",
+            unit="problem",
+        )
+        for batch in mine:
+            written += output.append(sweep.run_batch(batch))  # this rank's shard
+            bar.update(len(batch))
+        bar.close()
+        output.finish(order=[p.id for p in selected])
     return SweepResult(
         run_dir=run_dir,
         n_problems=len(selected),

@@ -18,5 +18,5 @@ from thoughtscope.cli import train  # noqa: F401  # isort: skip
 
 
 def main() -> None:
-    """Entry point of the ``thoughtscope`` console script."""
-    app()
+    """Entry point of the ``thoughtscope`` console script (and ``python -m thoughtscope``)."""
+    app(prog_name="thoughtscope")

@@ -20,6 +20,13 @@ from thoughtscope.analyses.importance import (
     run_importance,
 )
 from thoughtscope.cli.app import app, fail, streaming_to
+from thoughtscope.cli.launch import (
+    DEFAULT_THREADS,
+    ProgressOpt,
+    ThreadsOpt,
+    set_threads,
+    start_ranks,
+)
 from thoughtscope.cli.options import (
     BatchSizeOpt,
     ModelChoice,
@@ -27,27 +34,13 @@ from thoughtscope.cli.options import (
     check_output,
     model_options,
 )
+from thoughtscope.engine.distributed import RankFailedError
+from thoughtscope.results.shards import shard_path
 
 DEMO_DATA = "synthetic:test:seed=0:n=300"
 """The demo's problems: 300 synthetic test problems (the toy model's own style)."""
 
 RESUME_HINT = "run the same command again to continue (finished problems are kept)"
-
-
-ThreadsOpt = Annotated[
-    int | None,
-    typer.Option("--threads", help="CPU threads for torch (default: torch's own choice)."),
-]
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    if threads < 1:
-        fail("--threads must be 1 or more (or left out)")
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _batch_size(text: str) -> int | Literal["auto"]:
@@ -159,24 +152,31 @@ def importance_command(
     config: ImportanceConfig,
     out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
     model: ModelOpt = "toy",
-    threads: ThreadsOpt = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
-        True
-    ),
+    threads: ThreadsOpt = DEFAULT_THREADS,
+    progress: ProgressOpt = True,
 ) -> None:
     """Ablate continuous thoughts at chosen sites and positions and record how answers
     change; results stream to OUT/results.jsonl, statistics go to OUT/summary.json."""
     if config.validate is not None and config.all_problems:
         fail("--validate and --all exclude each other; give one of them")
-    _set_threads(threads)
     check_output(out, "--out", folder=True)
+    ranks, choice = start_ranks(choice, threads)
     codi = choice.load()
-    streaming_to(out / "results.jsonl", resume=RESUME_HINT)
+    streaming_to(
+        shard_path(out / "results.jsonl", ranks.rank, ranks.world_size), resume=RESUME_HINT
+    )
     try:
-        result = run_importance(codi, config, out, model_spec=model, progress=progress)
-    except ImportanceInputError as error:
+        result = run_importance(
+            codi, config, out, model_spec=model, progress=progress and ranks.is_main, ranks=ranks
+        )
+    except (ImportanceInputError, RankFailedError) as error:
         fail(str(error))
-    typer.echo(_describe(result))
+    finally:
+        ranks.stop()
+    shard = f"rank {ranks.rank} of {ranks.world_size}: " if ranks.is_sharded else ""
+    typer.echo(shard + _describe(result))
+    if not ranks.is_main:  # rank 0 merged the shards and reports for every rank
+        return
     _warn_shortfall(out)
     if result.baseline_mismatches:
         typer.echo(
@@ -199,24 +199,15 @@ def demo_command(
         "thoughtscope-demo"
     ),
     batch_size: BatchSizeOpt = 256,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            "--threads",
-            help="CPU threads for torch. The toy model is small: one thread is about as fast "
-            "and does not fight other processes for the cores.",
-        ),
-    ] = 1,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
-        True
-    ),
+    threads: ThreadsOpt = DEFAULT_THREADS,
+    progress: ProgressOpt = True,
 ) -> None:
     """The main job on the shipped toy model: a stratified validation of 100 synthetic
     test problems and a sweep of 300, prefix and single schedules at every site, zero
     ablation, then statistics; a few minutes on a CPU."""
     from thoughtscope.model import load_model
 
-    _set_threads(threads)
+    set_threads(threads)
     check_output(out, "--out", folder=True)
     try:
         codi = load_model("toy")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from thoughtscope.cli.app import UsageError, app
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
 from thoughtscope.cli.options import check_output, positive_batch_size
 
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the run (init and data).")]
@@ -80,8 +81,10 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume/--restart", help="Continue from OUT/checkpoint.pt.")
     ] = True,
+    threads: ThreadsOpt = DEFAULT_THREADS,
 ) -> None:
     """Train a CODI model (teacher, latent student, distillation) and save OUT/model."""
+    set_threads(threads)
     check_output(out, "--out", folder=True)
     import torch
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from thoughtscope.results.records import ProblemRecord
+from thoughtscope.results.shards import shard_files
 from thoughtscope.statistics import (
     DEFAULT_N_BOOT,
     SCHEMA,
@@ -72,7 +73,7 @@ def _summary_is_current(run_dir: Path) -> bool:
     summary = run_dir / SUMMARY_FILE
     if not summary.is_file():
         return False
-    inputs = [run_dir / RESULTS_FILE, run_dir / MANIFEST_FILE]
+    inputs = [*shard_files(run_dir / RESULTS_FILE), run_dir / MANIFEST_FILE]
     newest = max(p.stat().st_mtime for p in inputs if p.is_file())
     if summary.stat().st_mtime < newest:
         return False

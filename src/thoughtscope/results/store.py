@@ -16,17 +16,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from thoughtscope.results.records import ProblemRecord
 
 __all__ = [
     "MANIFEST_FILE",
     "RESULTS_FILE",
+    "JsonLinesFile",
     "ResultStore",
     "ResultStoreError",
+    "json_rows",
     "read_manifest",
     "read_records",
     "write_manifest",
@@ -37,16 +39,20 @@ MANIFEST_FILE = "manifest.json"
 
 log = logging.getLogger(__name__)
 
+Row = TypeVar("Row")
+
 
 class ResultStoreError(ValueError):
     """A run folder's files cannot be read: the message names the file and line."""
 
 
-def _parse_lines(path: Path) -> tuple[list[ProblemRecord], int]:
-    """Records of ``path`` and the byte length of its intact part (before a cut-off
-    last line)."""
+def _parse_lines(
+    path: Path, parse: Callable[[Any], Row], what: str = "result record"
+) -> tuple[list[Row], int]:
+    """Rows of ``path`` (each line's JSON through ``parse``) and the byte length of its
+    intact part (before a cut-off last line)."""
     data = path.read_bytes()
-    records: list[ProblemRecord] = []
+    records: list[Row] = []
     lines = data.split(b"\n")
     # A file written by the store ends in "\n", so the final element is b"" unless the
     # last write was cut short.
@@ -57,14 +63,14 @@ def _parse_lines(path: Path) -> tuple[list[ProblemRecord], int]:
             offset += len(raw) + (0 if is_last else 1)
             continue
         try:
-            record = ProblemRecord.from_dict(json.loads(raw))
+            record = parse(json.loads(raw))
         except (ValueError, KeyError, TypeError) as error:
             unterminated = is_last  # no newline after it: the write never finished
             if unterminated:
                 log.warning("%s: line %d was cut short (a killed write); ignoring it", path, number)
                 return records, offset
             raise ResultStoreError(
-                f"{path}, line {number}: not a valid result record ({error}). The file "
+                f"{path}, line {number}: not a valid {what} ({error}). The file "
                 "was damaged or edited; move the run folder aside and run again, or "
                 "delete that line to keep the rest."
             ) from None
@@ -93,7 +99,7 @@ def read_records(path: str | Path) -> list[ProblemRecord]:
         path = path / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results file here")
-    return _parse_lines(path)[0]
+    return _parse_lines(path, ProblemRecord.from_dict)[0]
 
 
 def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
@@ -129,28 +135,39 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     return data
 
 
-class ResultStore:
-    """Append-only access to one run folder's ``results.jsonl``.
+def _json_object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TypeError("expected a JSON object")
+    return data
 
-    Example::
 
-        store = ResultStore(run_dir)
-        todo = [p for p in problems if p.id not in store.done_ids()]
-        store.append(records)  # flushed and fsynced before it returns
+class JsonLinesFile(Generic[Row]):
+    """Append-only JSON lines, one row per line, each append flushed and fsynced.
+
+    ``parse`` turns a line's JSON into a row (raising ``ValueError``, ``KeyError`` or
+    ``TypeError`` for a bad one); ``dump`` turns a row back into JSON-ready data.
     """
 
-    def __init__(self, run_dir: str | Path):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / RESULTS_FILE
+    def __init__(
+        self,
+        path: str | Path,
+        parse: Callable[[Any], Row],
+        dump: Callable[[Row], Any],
+        *,
+        what: str = "row",
+    ):
+        self.path = Path(path)
+        self.parse = parse
+        self.dump = dump
+        self.what = what
         self._repaired = False
 
-    def read(self) -> list[ProblemRecord]:
-        """Every finished record (empty when nothing was written yet)."""
-        return read_records(self.path) if self.path.is_file() else []
-
-    def done_ids(self) -> set[str]:
-        """Ids of the problems already written."""
-        return {record.id for record in self.read()}
+    def read(self) -> list[Row]:
+        """Every finished row (empty when the file does not exist yet); a cut-off last
+        line is ignored with a warning."""
+        if not self.path.is_file():
+            return []
+        return _parse_lines(self.path, self.parse, self.what)[0]
 
     def _repair_tail(self) -> None:
         """Cuts a truncated last line off and ends the file with a newline, so the next
@@ -158,7 +175,7 @@ class ResultStore:
         if self._repaired or not self.path.is_file():
             self._repaired = True
             return
-        _, intact = _parse_lines(self.path)
+        _, intact = _parse_lines(self.path, self.parse, self.what)
         size = self.path.stat().st_size
         with open(self.path, "r+b") as handle:
             if intact < size:
@@ -173,18 +190,47 @@ class ResultStore:
             os.fsync(handle.fileno())
         self._repaired = True
 
-    def append(self, records: Iterable[ProblemRecord]) -> int:
-        """Writes one line per record, then flushes and fsyncs; returns how many."""
-        lines = [json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records]
+    def append(self, rows: Iterable[Row]) -> int:
+        """Writes one line per row, then flushes and fsyncs; returns how many."""
+        lines = [json.dumps(self.dump(r), ensure_ascii=False) + "\n" for r in rows]
         if not lines:
             return 0
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair_tail()
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write("".join(lines))
             handle.flush()
             os.fsync(handle.fileno())
         return len(lines)
+
+
+def json_rows(path: str | Path, *, what: str = "row") -> JsonLinesFile[dict[str, Any]]:
+    """A :class:`JsonLinesFile` of plain JSON objects (e.g. ``thoughtscope answer``'s)."""
+    return JsonLinesFile(path, _json_object, dict, what=what)
+
+
+class ResultStore(JsonLinesFile[ProblemRecord]):
+    """Append-only access to one run folder's ``results.jsonl`` (or one shard of it).
+
+    Example::
+
+        store = ResultStore(run_dir)
+        todo = [p for p in problems if p.id not in store.done_ids()]
+        store.append(records)  # flushed and fsynced before it returns
+    """
+
+    def __init__(self, run_dir: str | Path, file_name: str = RESULTS_FILE):
+        self.run_dir = Path(run_dir)
+        super().__init__(
+            self.run_dir / file_name,
+            ProblemRecord.from_dict,
+            ProblemRecord.to_dict,
+            what="result record",
+        )
+
+    def done_ids(self) -> set[str]:
+        """Ids of the problems already written to this file."""
+        return {record.id for record in self.read()}
 
     def write_manifest(self, manifest: dict[str, Any]) -> Path:
         """See :func:`write_manifest`."""

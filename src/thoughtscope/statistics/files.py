@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from thoughtscope.results.records import ProblemRecord
-from thoughtscope.results.store import ResultStoreError, read_manifest, read_records
+from thoughtscope.results.shards import read_run_records
+from thoughtscope.results.store import ResultStoreError, read_manifest
 from thoughtscope.statistics.bootstrap import DEFAULT_N_BOOT
 from thoughtscope.statistics.conditions import members_of
 from thoughtscope.statistics.original import (
@@ -87,8 +88,14 @@ def load_json(path: Path) -> Any:
 def read_run(run_dir: Path) -> tuple[list[ProblemRecord], dict[str, Any]]:
     """The records and manifest of a run folder (a truncated last line is skipped).
 
+    The records come from ``results.jsonl`` and every shard of it written by a sharded
+    run (``results.rankRofW.jsonl``), each problem once: identical repeated rows are
+    dropped with a warning naming the ids (see
+    :func:`thoughtscope.results.shards.read_rows`).
+
     Raises:
-        StatisticsInputError: No manifest or results file, or an unreadable one.
+        StatisticsInputError: No manifest or results file, an unreadable one, or
+            different rows for one problem id (naming the files and ids).
     """
     hint = (
         "give a run folder written by 'thoughtscope importance' or a "
@@ -98,7 +105,7 @@ def read_run(run_dir: Path) -> tuple[list[ProblemRecord], dict[str, Any]]:
         raise StatisticsInputError(f"{run_dir}: no {MANIFEST_FILE}; {hint}")
     try:
         manifest = dict(read_manifest(run_dir))
-        records = read_records(run_dir / RESULTS_FILE)
+        records = read_run_records(run_dir)
     except FileNotFoundError as error:
         raise StatisticsInputError(f"{error}; {hint}") from None
     except (ResultStoreError, OSError) as error:
