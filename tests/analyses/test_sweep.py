@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from thoughtscope.analyses.importance import (
-    ENGINE_KL,
     ImportanceConfig,
     ImportanceInputError,
     run_importance,
@@ -201,11 +200,10 @@ def test_kl_is_the_mean_per_token_kl_from_the_empty_condition(
     assert outcome.kl == pytest.approx(expected, rel=1e-4, abs=1e-7) and expected > 1e-6
 
 
-@pytest.mark.skipif(not ENGINE_KL, reason="the engine does not compute target_kl yet")
 def test_kl_comes_from_the_engine_without_target_logits(
     tiny_model: CodiModel, tmp_path: Path
 ) -> None:
-    options = RunOptions(max_new_tokens=4, kl_reference="baseline")  # type: ignore[call-arg]
+    options = RunOptions(max_new_tokens=4, kl_reference="baseline")
     rows = Runner(tiny_model).run(
         ["1+1?"], [Condition("baseline")], options, targets={"baseline": [[5, 6]]}
     )[0]

@@ -30,14 +30,13 @@ import os
 import platform
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from thoughtscope.analyses.interventions import (
@@ -557,21 +556,6 @@ def _changed(predicted: float | None, baseline: float | None) -> bool:
     return not is_correct(predicted, baseline)
 
 
-def _kl(baseline_logits: Tensor, condition_logits: Tensor) -> float:
-    """Mean over tokens of KL(baseline ‖ condition): ``(T, V), (T, V) -> float``."""
-    base = baseline_logits.float().log_softmax(dim=-1)
-    cond = condition_logits.float().log_softmax(dim=-1)
-    per_token = (base.exp() * (base - cond)).sum(dim=-1)
-    return float(per_token.mean())
-
-
-ENGINE_KL = "kl_reference" in {f.name for f in fields(RunOptions)}
-"""Whether the engine computes the KL to a reference condition on the device
-(``RunOptions.kl_reference`` / ``Generation.target_kl``). Until it does, the sweep records
-the target logits and computes the same KL itself (:func:`_kl`); that fallback goes once
-every engine has ``kl_reference``."""
-
-
 def _outcome_of(gen: Generation, expected: float) -> tuple[str, float | None, bool, float | None]:
     predicted = extract_number(gen.text)
     gold = gen.target_logprobs.get("gold")
@@ -643,10 +627,8 @@ class _Sweep:
             "record_hidden": record_hidden,
         }
         if kl:
-            # ENGINE_KL: the engine's kl_reference; otherwise the target logits for _kl.
-            settings["kl_reference" if ENGINE_KL else "record_target_logits"] = (
-                EMPTY_CONDITION if ENGINE_KL else True
-            )
+            # The engine computes KL(empty ‖ row) on the device along the baseline answer.
+            settings["kl_reference"] = EMPTY_CONDITION
         return RunOptions(**settings)
 
     def prepare(self) -> None:
@@ -761,18 +743,11 @@ class _Sweep:
                         correct=correct,
                         changed=_changed(predicted, baseline_predicted),
                         gold_logprob=gold_lp,
-                        kl=_kl_of(empty, gen),
+                        kl=float(gen.target_kl["baseline"].mean()),
                     )
                 )
             out[p.id] = items
         return out
-
-
-def _kl_of(empty: Generation, gen: Generation) -> float:
-    """KL(empty condition ‖ this row), mean over the baseline answer's tokens."""
-    if ENGINE_KL:
-        return float(cast(Any, gen).target_kl["baseline"].mean())
-    return _kl(empty.target_logits["baseline"], gen.target_logits["baseline"])
 
 
 def lens_reading(
