@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 from thoughtscope.engine.lens import DecodedState, decode_states, recorded_positions
 from thoughtscope.engine.runner import Runner, RunOptions
 from thoughtscope.engine.sites import position_name
+from thoughtscope.files import save_tensors
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems import Problem
-from thoughtscope.tensorfile import save_tensors
 
 
 @dataclass

@@ -38,6 +38,7 @@ from thoughtscope.cli.options import (
     read_problems,
 )
 from thoughtscope.engine.distributed import RankFailedError
+from thoughtscope.files import write_json
 from thoughtscope.problems import Problem
 from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.shards import ShardedOutput, merge_shards, shard_path
@@ -94,10 +95,7 @@ def _check_answers_manifest(
             "resumed safely; pass --force to overwrite it, or choose another --out",
             "--out",
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, manifest, sort_keys=True)
 
 
 def _difference(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:

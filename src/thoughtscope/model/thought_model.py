@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from thoughtscope.files import save_tensors
 from thoughtscope.model.architectures import Architecture, architecture_for
-from thoughtscope.tensorfile import save_tensors
 
 if TYPE_CHECKING:
     from thoughtscope.model.families.base import ThoughtFamily

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from thoughtscope.files import write_text
 from thoughtscope.report import html
 from thoughtscope.report.examples import choose_examples
 from thoughtscope.report.figures import (
@@ -444,7 +445,4 @@ def write_report(
         f"figures: {len(figs.saved)} (PNG and SVG in {FIGURES_DIR}/)."
     )
     path = inputs.out_dir / REPORT_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html.page(title, subtitle, sections, footer), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text(path, html.page(title, subtitle, sections, footer))

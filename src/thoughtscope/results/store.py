@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from thoughtscope.files import write_json
 from thoughtscope.results.records import ProblemRecord
 
 __all__ = [
@@ -104,16 +105,7 @@ def read_records(path: str | Path) -> list[ProblemRecord]:
 
 def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> Path:
     """Writes ``RUN/manifest.json`` atomically; returns its path."""
-    folder = Path(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / MANIFEST_FILE
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(run_dir) / MANIFEST_FILE, manifest, sort_keys=True)
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:

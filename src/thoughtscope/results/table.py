@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thoughtscope.files import replacing
+
 __all__ = [
     "BASELINE",
     "COLUMNS",
@@ -243,13 +245,11 @@ def write_table(run_dir: str | Path, out_dir: str | Path | None = None) -> Table
     target = Path(out_dir) if out_dir is not None else source.parent
     target.mkdir(parents=True, exist_ok=True)
     csv_path = target / TABLE_CSV
-    temporary = csv_path.with_suffix(".csv.tmp")
-    with temporary.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+    with replacing(csv_path) as temporary, temporary.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    temporary.replace(csv_path)
     parquet_path = _write_parquet(rows, columns, target / TABLE_PARQUET)
     n_problems = len(records) - duplicates
     return TableFiles(csv_path, parquet_path, len(rows), n_problems, duplicates)
@@ -265,7 +265,6 @@ def _write_parquet(rows: list[dict[str, Any]], columns: list[str], path: Path) -
     # Numbers read from answers may be whole in one row and fractional in another.
     for name in ("expected", "predicted", "baseline_predicted", "gold_logprob", "kl"):
         data[name] = [None if v is None else float(v) for v in data[name]]
-    temporary = path.with_suffix(".parquet.tmp")
-    pq.write_table(pa.table(data), temporary)
-    temporary.replace(path)
+    with replacing(path) as temporary:
+        pq.write_table(pa.table(data), temporary)
     return path

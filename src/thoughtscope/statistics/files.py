@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from thoughtscope.files import write_json
 from thoughtscope.results.records import ProblemRecord
 from thoughtscope.results.shards import read_run_records
 from thoughtscope.results.store import ResultStoreError, read_manifest
@@ -125,10 +125,7 @@ def _clean(value: Any) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, data)
 
 
 def _add_original_layout(summary: dict[str, Any], layout: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from thoughtscope.files import replacing
 from thoughtscope.model.codi import CodiModel
 from thoughtscope.problems.problem import Problem
 from thoughtscope.training.config import TrainConfig
@@ -118,17 +119,16 @@ class BatchOrder:
 def _save_checkpoint(
     path: Path, model: CodiModel, optimizer: torch.optim.Optimizer, step: int
 ) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": torch.get_rng_state(),
-        },
-        tmp,
-    )
-    tmp.replace(path)
+    with replacing(path) as temporary:
+        torch.save(
+            {
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": torch.get_rng_state(),
+            },
+            temporary,
+        )
 
 
 def _make_optimizer(model: CodiModel, config: TrainConfig) -> torch.optim.Optimizer:

@@ -24,8 +24,8 @@ from torch import Tensor
 
 from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, Position, Site
+from thoughtscope.files import save_tensors
 from thoughtscope.model.codi import CodiModel
-from thoughtscope.tensorfile import save_tensors
 
 __all__ = [
     "MEANS_FILE",
@@ -151,13 +151,11 @@ def load_or_compute_means(
         if metadata.get("reference_digest") == digest:
             return MeanActivations(tensors["hidden"], tuple(ids))
     means = compute_means(model, questions, ids, batch_size=batch_size)
-    tmp = path.with_suffix(".tmp")
     save_tensors(
         {"hidden": means.hidden.contiguous()},
-        str(tmp),
+        path,
         metadata={"reference_digest": digest, "reference_ids": json.dumps(list(ids))},
     )
-    tmp.replace(path)
     return means
 
 
