@@ -67,7 +67,7 @@ class Rows:
         if capacity is None:
             backend.select_rows(self.cache, keep)
         else:
-            self.cache = backend.expand_rows(self.cache, keep, capacity)
+            backend.reserve_rows(self.cache, keep, capacity)
         self.mask = self.mask[keep]
         self.next_position = self.next_position[keep]
         self.problems = self.problems[keep]
