@@ -7,7 +7,7 @@ import torch
 from transformers import DynamicCache
 
 from tests.conftest import tiny_codi
-from thoughtscope.engine.backend import expand_rows
+from thoughtscope.engine.backend import expand_rows, reserve_rows
 from thoughtscope.engine.batching import (
     CPU_MAX_ROWS,
     auto_batch_size,
@@ -107,3 +107,19 @@ def test_reserved_cache_matches_a_growing_cache_even_past_its_reserve() -> None:
     plain.batch_select_indices(keep)
     assert torch.equal(reserved.layers[0].keys, plain.layers[0].keys)
     assert torch.equal(reserved.layers[0].values, plain.layers[0].values)
+
+
+def test_reserving_rows_in_place_equals_expanding_a_copy() -> None:
+    torch.manual_seed(0)
+    prefix = DynamicCache()
+    for layer in range(2):
+        prefix.update(torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4), layer)
+    index = torch.tensor([2, 2, 0, 1, 1])  # rows may repeat: forking duplicates them
+    copy = expand_rows(prefix, index, capacity=12)
+    in_place = expand_rows(prefix, torch.arange(3), capacity=6)
+    reserve_rows(in_place, index, capacity=12)
+    for a, b in zip(copy.layers, in_place.layers, strict=True):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    k, v = torch.randn(5, 2, 1, 4), torch.randn(5, 2, 1, 4)
+    assert torch.equal(copy.update(k, v, 0)[0], in_place.update(k, v, 0)[0])
+    assert in_place.get_seq_length() == 6

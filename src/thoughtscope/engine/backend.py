@@ -136,6 +136,16 @@ def expand_rows(cache: Cache, index: Tensor, capacity: int = 0) -> Cache:
     return out
 
 
+def reserve_rows(cache: Cache, index: Tensor, capacity: int) -> None:
+    """In place: row ``i`` becomes row ``index[i]`` (``(rows,)``, may repeat rows), in
+    storage with room for ``capacity`` positions. Layer by layer, so the old storage is
+    freed as the new one is made."""
+    for layer_idx, layer in enumerate(cache.layers):
+        keys, values = layer.keys[index], layer.values[index]  # type: ignore[index,union-attr]
+        cache.layers[layer_idx] = ReservedLayer(keys, values, capacity)
+        del layer, keys, values
+
+
 def select_rows(cache: Cache, keep: Tensor) -> None:
     """Keeps only the rows at indices ``keep`` ``(rows,)``, in place."""
     cache.batch_select_indices(keep)

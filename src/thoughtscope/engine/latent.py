@@ -61,9 +61,13 @@ class Rows:
         self.next_position = self.next_position + tokens
         return self.mask, position_ids
 
-    def select(self, keep: Tensor) -> None:
-        """Keeps only the rows at indices ``keep`` ``(kept,)``."""
-        backend.select_rows(self.cache, keep)
+    def select(self, keep: Tensor, capacity: int | None = None) -> None:
+        """Keeps the rows at indices ``keep`` ``(kept,)``, which may repeat a row; with
+        ``capacity``, in a new cache with room for that many positions."""
+        if capacity is None:
+            backend.select_rows(self.cache, keep)
+        else:
+            backend.reserve_rows(self.cache, keep, capacity)
         self.mask = self.mask[keep]
         self.next_position = self.next_position[keep]
         self.problems = self.problems[keep]
@@ -324,6 +328,7 @@ def think(
     first: Tensor | None = None,
     conditions: Sequence[Condition] | None = None,
     fork: bool = True,
+    capacity: int = 0,
     hooks: BlockHooks | None = None,
     record: bool = False,
 ) -> Thinking:
@@ -331,9 +336,10 @@ def think(
 
     ``first`` ``(rows, 1, d)``: the start step already ran and produced this thought;
     only the thought steps run. With ``conditions``, ``rows`` holds one row per problem
-    and ends with one row per problem and condition (problem-major): with ``fork``, a
-    problem's conditions share one row while their edits agree and fork at the first
-    position where they differ (same results, fewer rows computed). Edits at the
+    and ends with one row per problem and condition (problem-major), in a cache with
+    room for ``capacity`` positions: with ``fork``, a problem's conditions share one row
+    while their edits agree and fork at the first position where they differ (same
+    results, fewer rows computed; ``rows`` then needs room for the thoughts only). Edits at the
     ``latent`` site change the thought before it enters; edits at blocks go through
     ``hooks`` (made when needed). Gradients flow when the caller enables them.
     """
@@ -351,16 +357,16 @@ def think(
     thoughts: list[Tensor] = []
     recorded: list[Tensor] = []
 
-    def regroup(index: Tensor) -> None:
+    def regroup(index: Tensor, room: int | None = None) -> None:
         nonlocal inputs
         index = index.to(rows.mask.device)
-        rows.select(index)
+        rows.select(index, room)
         inputs = inputs[index]
         thoughts[:] = [t[index] for t in thoughts]
         recorded[:] = [r[index] for r in recorded]
 
     if branches is not None and not fork:
-        regroup(branches.separate())
+        regroup(branches.separate(), capacity)
     with hooks.installed() if hooks is not None else _nothing():
         for position in positions:
             plan: EditPlan = {}
@@ -391,7 +397,7 @@ def think(
                 )
             inputs = family.next_thought(model, state)
     if branches is not None and fork:
-        regroup(branches.per_condition())
+        regroup(branches.per_condition(), capacity)
     n_rows = len(rows.problems)
     d_model = inputs.shape[-1]
     stacked = torch.stack(thoughts, dim=1) if thoughts else inputs.new_zeros(n_rows, 0, d_model)

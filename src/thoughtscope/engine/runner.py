@@ -306,10 +306,11 @@ class Runner:
                 + n_closing
                 + max(options.max_new_tokens, longest_target)
             )
-            # One row per problem; think() fans out to the conditions.
-            rows = latent.fan_out(
-                prefix, torch.arange(n_problems, device=device), numbering, capacity
-            )
+            # One row per problem, with room for the thoughts; think() fans out to the
+            # conditions, reserving room for everything after.
+            thinking_room = prefix.mask.shape[1] + n_start + steps
+            each = torch.arange(n_problems, device=device)
+            rows = latent.fan_out(prefix, each, numbering, thinking_room)
             thinking = latent.think(
                 model,
                 rows,
@@ -317,6 +318,7 @@ class Runner:
                 first=None if after_start is None else after_start.next_input,
                 conditions=group,
                 fork=options.fork,
+                capacity=capacity,
                 hooks=self._hooks,
                 record=record,
             )
