@@ -89,7 +89,8 @@ def test_by_default_every_problem_gets_every_condition_and_the_manifest_says_so(
     assert manifest["sites"] == ["latent", "block:1"] and manifest["layers"] == [1]
     assert manifest["schedules"] == ["prefix", "single"] and manifest["ablations"] == ["zero"]
     assert manifest["num_latent"] == 6 and manifest["validate"] is None
-    assert manifest["model"]["num_layers"] == 4 and manifest["model"]["remove_eos"] is False
+    assert manifest["model"]["num_layers"] == 4 and manifest["model"]["family"] == "codi"
+    assert manifest["model"]["settings"]["remove_eos"] is False
     assert manifest["data"]["n_problems"] == 6 and len(manifest["data"]["fingerprint"]) == 64
     assert "position 0 is the first continuous thought" in manifest["positions"]
     assert set(manifest["versions"]) == {"python", "torch", "transformers", "thoughtscope"}

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from thoughtscope.cli.app import UsageError, fail
-from thoughtscope.model import CodiModel, OfficialOptions, load_model
+from thoughtscope.model import OfficialOptions, ThoughtModel, load_model
 from thoughtscope.model.codi import resolve_device, resolve_dtype
 from thoughtscope.problems import Problem, ProblemDataError, load_problems
 
@@ -100,7 +100,7 @@ class ModelChoice:
     dtype: str = "float32"
     device: str = "cpu"
 
-    def load(self) -> CodiModel:
+    def load(self) -> ThoughtModel:
         """Loads the model, turning loading errors into one-line usage errors."""
         official = OfficialOptions(
             base_model=self.base_model,
@@ -150,7 +150,7 @@ def read_problems(spec: str, *, skip_bad: bool = False, limit: int | None = None
 
 
 def fitting_problems(
-    codi: CodiModel, problems: Sequence[Problem], *, max_new_tokens: int, skip_long: bool
+    codi: ThoughtModel, problems: Sequence[Problem], *, max_new_tokens: int, skip_long: bool
 ) -> list[Problem]:
     """``problems`` that fit in the model's context; the others stop the command with
     their ids and lengths, or with ``--skip-long`` are left out and listed on stderr."""
