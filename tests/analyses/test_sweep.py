@@ -238,3 +238,25 @@ def test_a_folder_of_an_older_format_is_not_resumed_into(
     (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
     with pytest.raises(ImportanceInputError, match="format_version: 1 here, 2 now"):
         run_importance(tiny_model, config(), tmp_path, progress=False)
+
+
+def test_prompts_too_long_for_the_model_stop_the_sweep_or_are_skipped_and_listed(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    data = tmp_path / "long.jsonl"
+    rows = [
+        {"id": "short", "question": "1+1?", "answer": 2},
+        {"id": "huge", "question": "9" * 5000, "answer": 9},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ImportanceInputError, match=r"1 of 2 problems are too long: huge"):
+        run_importance(tiny_model, config(data=str(data)), tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused" / "results.jsonl").exists()
+
+    result = run_importance(
+        tiny_model, config(data=str(data), skip_long=True), tmp_path / "run", progress=False
+    )
+    assert result.n_written == 1
+    assert [r.id for r in read_records(tmp_path / "run")] == ["short"]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert [p["id"] for p in manifest["too_long"]["too_long"]] == ["huge"]

@@ -81,7 +81,7 @@ def test_skip_long_leaves_them_out_lists_them_and_answers_the_rest(tmp_path: Pat
     data = str(data_with_a_long_question(tmp_path))
     result = invoke("answer", "--data", data, "--out", str(out), "--skip-long")
     assert result.exit_code == 0, result.output
-    assert "skipped 1 of 3 problems too long for the model" in result.stderr
+    assert "skipped: 1 of 3 problems are too long: huge" in result.stderr
     assert "  huge (100004 question tokens, 100076 positions)" in result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["id"] for row in rows] == ["short-1", "short-2"]

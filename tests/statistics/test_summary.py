@@ -347,3 +347,22 @@ def test_holm_counts_a_condition_shared_by_two_schedules_once() -> None:
     assert shared[0]["p_value_holm"] == shared[1]["p_value_holm"]
     raw = [shared[0]["p_value"], tests[("zero@block:8:{1}", "single")]["p_value"]]
     assert shared[0]["p_value_holm"] == holm_adjust(raw)[0]
+
+
+def test_baseline_answers_that_never_finished_or_hold_no_clean_number_are_counted() -> None:
+    from dataclasses import replace
+
+    from thoughtscope.statistics.schema import Summary
+
+    records = [problem(f"p{i}", 2, True, []) for i in range(4)]
+    flags = [(True, True), (False, False), (True, False), (False, False)]
+    records = [
+        replace(r, baseline=replace(r.baseline, finished=f, clean=c))
+        for r, (f, c) in zip(records, flags, strict=True)
+    ]
+    summary = Summary.from_dict(summary_from_records(records, manifest(), n_boot=50, seed=0))
+    assert (summary.baseline.n_unfinished, summary.baseline.n_unclean) == (2, 3)
+    assert summary.baseline_by_stratum["2"].n_unfinished == 2
+
+    older = summary_from_records([problem("old", 2, True, [])], manifest(), n_boot=50, seed=0)
+    assert Summary.from_dict(older).baseline.n_unfinished is None

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from thoughtscope.analyses.inputs import check_prompt_lengths
 from thoughtscope.analyses.interventions import (
     ABLATIONS,
     RESOURCES,
@@ -64,6 +65,7 @@ from thoughtscope.problems.scoring import (
     DEFAULT_REL_TOLERANCE,
     DEFAULT_TOLERANCE,
     extract_number,
+    is_clean,
     is_correct,
 )
 from thoughtscope.problems.sources import load_problems
@@ -113,6 +115,7 @@ POSITIONS_NOTE = (
 
 IDENTITY_KEYS = (
     "format_version",
+    "skip_long",
     "selection",
     "strata",
     "seed",
@@ -252,6 +255,14 @@ class ImportanceConfig:
     )
     lens_top_k: int = field(
         default=5, metadata=_option("--lens-top-k", "Tokens per decoded thought state.")
+    )
+    skip_long: bool = field(
+        default=False,
+        metadata=_option(
+            "--skip-long",
+            "Leave out (and list in the manifest) problems longer than the model's context, "
+            "instead of stopping.",
+        ),
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -429,13 +440,23 @@ def plan_run(model: ThoughtModel, config: ImportanceConfig, *, model_spec: str =
             f"--data {config.data}: no problem is left after --limit/--validate; "
             "check those options",
         )
+    lengths = check_prompt_lengths(model, sample.problems, max_new_tokens=config.max_new_tokens)
+    if lengths.too_long and not config.skip_long:
+        raise ImportanceInputError(
+            "--data",
+            f"--data {config.data}: {lengths.explain(len(sample.problems))}. Pass --skip-long "
+            "to leave them out (they are listed in the manifest), or a smaller --max-new-tokens",
+        )
+    problems = lengths.fitting(sample.problems)
+    if not problems:
+        raise ImportanceInputError(
+            "--data", f"--data {config.data}: every selected problem is too long for the model"
+        )
     ablating = [s for s in schedules if not s.is_early_exit]
     resource_entries: dict[str, Any] = {"mean_reference": None, "patch_pairing": None}
     for name in _resources_of(ablations) if ablating else []:
         try:
-            resource_entries.update(
-                RESOURCES[name].manifest(sample.problems, config.mean_reference)
-            )
+            resource_entries.update(RESOURCES[name].manifest(problems, config.mean_reference))
         except ValueError as error:
             raise ImportanceInputError("--ablation", str(error)) from None
     manifest: dict[str, Any] = {
@@ -466,7 +487,7 @@ def plan_run(model: ThoughtModel, config: ImportanceConfig, *, model_spec: str =
             "layout": loaded.layout,
             "fingerprint": data_fingerprint(loaded.problems),
             "n_loaded": len(loaded.problems),
-            "n_problems": len(sample.problems),
+            "n_problems": len(problems),
             "sampling": sample.report.to_dict(),
         },
         "versions": _versions(),
@@ -501,7 +522,9 @@ def plan_run(model: ThoughtModel, config: ImportanceConfig, *, model_spec: str =
         },
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return RunPlan(config, sample.problems, strata, conditions, manifest)
+    manifest["skip_long"] = config.skip_long
+    manifest["too_long"] = lengths.to_dict()
+    return RunPlan(config, problems, strata, conditions, manifest)
 
 
 def _dotted(data: dict[str, Any], key: str) -> Any:
@@ -556,14 +579,16 @@ def _changed(predicted: float | None, baseline: float | None) -> bool:
     return not is_correct(predicted, baseline)
 
 
-def _outcome_of(gen: Generation, expected: float) -> tuple[str, float | None, bool, float | None]:
+def _outcome_of(gen: Generation, expected: float) -> Outcome:
     predicted = extract_number(gen.text)
     gold = gen.target_logprobs.get("gold")
-    return (
-        gen.text,
-        predicted,
-        is_correct(predicted, expected),
-        None if gold is None else float(gold.sum()),
+    return Outcome(
+        output=gen.text,
+        predicted=predicted,
+        correct=is_correct(predicted, expected),
+        gold_logprob=None if gold is None else float(gold.sum()),
+        finished=gen.finished,
+        clean=is_clean(gen.text),
     )
 
 
@@ -659,7 +684,7 @@ class _Sweep:
             targets={"gold": [gold[p.id] for p in pass1]},
         )
         base_gen = {p.id: row[0] for p, row in zip(pass1, results, strict=True)}
-        baselines = {p.id: Outcome(*_outcome_of(base_gen[p.id], p.answer)) for p in batch}
+        baselines = {p.id: _outcome_of(base_gen[p.id], p.answer) for p in batch}
 
         # Pass 2: the empty condition and every condition, on the problems that get them.
         todo = [
@@ -736,16 +761,18 @@ class _Sweep:
             baseline_predicted = baselines[p.id].predicted
             items: list[ConditionOutcome] = []
             for spec, gen in zip(self.plan.conditions, rest, strict=True):
-                text, predicted, correct, gold_lp = _outcome_of(gen, p.answer)
+                outcome = _outcome_of(gen, p.answer)
                 items.append(
                     ConditionOutcome(
                         condition=spec,
-                        output=text,
-                        predicted=predicted,
-                        correct=correct,
-                        changed=_changed(predicted, baseline_predicted),
-                        gold_logprob=gold_lp,
+                        output=outcome.output,
+                        predicted=outcome.predicted,
+                        correct=outcome.correct,
+                        changed=_changed(outcome.predicted, baseline_predicted),
+                        gold_logprob=outcome.gold_logprob,
                         kl=float(gen.target_kl["baseline"].mean()),
+                        finished=outcome.finished,
+                        clean=outcome.clean,
                     )
                 )
             out[p.id] = items

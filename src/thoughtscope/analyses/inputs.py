@@ -66,6 +66,19 @@ class LengthCheck:
         dropped = {p.id for p in self.too_long}
         return [p for p in problems if p.id not in dropped]
 
+    def explain(self, n_problems: int) -> str:
+        """One sentence for a user: how many of ``n_problems`` do not fit, the first
+        three with their lengths, and what the model allows."""
+        long = self.too_long
+        shown = ", ".join(p.describe() for p in long[:3]) + (
+            f" and {len(long) - 3} more" if len(long) > 3 else ""
+        )
+        return (
+            f"{len(long)} of {n_problems} problems are too long: {shown}; the model reads at "
+            f"most {self.limit} positions and each run needs {self.after_question} beyond "
+            "the question (thoughts, closing ids, --max-new-tokens)"
+        )
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready, for a run's manifest: the limit and every skipped problem."""
         return {

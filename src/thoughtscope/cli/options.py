@@ -159,30 +159,22 @@ def fitting_problems(
     check = check_prompt_lengths(codi, problems, max_new_tokens=max_new_tokens)
     if not check.too_long:
         return list(problems)
-    long = check.too_long
-    shown = ", ".join(p.describe() for p in long[:3]) + (
-        f" and {len(long) - 3} more" if len(long) > 3 else ""
-    )
-    needs = (
-        f"the model reads at most {check.limit} positions and each run needs "
-        f"{check.after_question} beyond the question (thoughts, closing ids, --max-new-tokens)"
-    )
     if not skip_long:
         fail(
-            f"{len(long)} of {len(problems)} problems are too long: {shown}; {needs}. "
-            "Pass --skip-long to leave them out (they are listed), or a smaller "
-            "--max-new-tokens",
+            f"{check.explain(len(problems))}. Pass --skip-long to leave them out (they are "
+            "listed), or a smaller --max-new-tokens",
             "--data",
         )
-    typer.echo(
-        f"skipped {len(long)} of {len(problems)} problems too long for the model ({needs}):",
-        err=True,
-    )
-    for prompt in long:
+    typer.echo(f"skipped: {check.explain(len(problems))}", err=True)
+    for prompt in check.too_long:
         typer.echo(f"  {prompt.describe()}", err=True)
     kept = check.fitting(problems)
     if not kept:
-        fail(f"all {len(problems)} problems are too long for the model; {needs}", "--data")
+        fail(
+            f"all {len(problems)} problems are too long for the model "
+            f"(it reads at most {check.limit} positions)",
+            "--data",
+        )
     return kept
 
 

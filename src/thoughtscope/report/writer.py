@@ -123,6 +123,17 @@ def _distinct(summary: Summary) -> int:
     return len({c.name for c in summary.conditions})
 
 
+def _output_flags(n_unfinished: int | None, n_unclean: int | None) -> list[str]:
+    """The overview's line on baseline answers that never finished or hold no clean
+    number (none when the run did not record these flags)."""
+    if n_unfinished is None or n_unclean is None:
+        return []
+    return [
+        f"Baseline answers that never finished (ran to --max-new-tokens): {n_unfinished}; "
+        f"without one clean number: {n_unclean}"
+    ]
+
+
 def _overview(inputs: ReportInputs) -> str:
     s = inputs.summary
     m = inputs.manifest
@@ -139,6 +150,7 @@ def _overview(inputs: ReportInputs) -> str:
         f"Problems: {s.n_problems} ({s.n_with_conditions} with condition results, "
         f"{s.n_baseline_correct} baseline-correct); baseline accuracy {acc}",
         f"Selection: {s.selection}: {s.selection_rule}",
+        *_output_flags(s.baseline.n_unfinished, s.baseline.n_unclean),
         f"Conditions: {_distinct(s)}; strata: " + (", ".join(s.strata) if s.strata else "none"),
     ]
     return html.items(facts) + paragraph(

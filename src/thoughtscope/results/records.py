@@ -41,12 +41,18 @@ class Outcome:
         correct: Whether ``predicted`` matches the expected answer.
         gold_logprob: Sum of the log-probabilities of the expected answer's tokens,
             teacher-forced after ``<eot>`` (``None`` when not computed).
+        finished: The answer ended with ``<eos>`` (``False``: it ran to
+            ``--max-new-tokens``); ``None`` in files written before it was recorded.
+        clean: The output holds one clean number (:func:`thoughtscope.problems.is_clean`);
+            ``None`` in older files.
     """
 
     output: str
     predicted: float | None
     correct: bool
     gold_logprob: float | None = None
+    finished: bool | None = None
+    clean: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class ConditionOutcome:
         changed: The predicted number differs from the baseline's.
         kl: Mean over the baseline answer's tokens of KL(baseline ‖ condition) between
             next-token distributions, teacher-forced along the baseline answer.
+        finished, clean: As in :class:`Outcome`.
     """
 
     condition: ConditionSpec
@@ -68,6 +75,8 @@ class ConditionOutcome:
     changed: bool
     gold_logprob: float | None = None
     kl: float | None = None
+    finished: bool | None = None
+    clean: bool | None = None
 
     @property
     def name(self) -> str:
@@ -75,15 +84,22 @@ class ConditionOutcome:
         return self.condition.name
 
     def to_dict(self) -> dict[str, Any]:
-        """One flat JSON object: the condition's fields, then the outcome's."""
+        """One flat JSON object: the condition's fields, then the outcome's.
+
+        ``schedule`` (the first schedule listing the condition) is kept beside
+        ``schedules`` (all of them) for readers of files written before 0.2."""
+        identity = self.condition.to_dict()
         return {
-            **self.condition.to_dict(),
+            **identity,
+            "schedule": identity["schedules"][0] if identity["schedules"] else None,
             "output": self.output,
             "predicted": self.predicted,
             "correct": self.correct,
             "changed": self.changed,
             "gold_logprob": self.gold_logprob,
             "kl": self.kl,
+            "finished": self.finished,
+            "clean": self.clean,
         }
 
     @classmethod
@@ -97,6 +113,8 @@ class ConditionOutcome:
             changed=bool(data.get("changed", False)),
             gold_logprob=data.get("gold_logprob"),
             kl=data.get("kl"),
+            finished=data.get("finished"),
+            clean=data.get("clean"),
         )
 
 
@@ -114,7 +132,7 @@ def _merge_repeats(conditions: list[ConditionOutcome]) -> list[ConditionOutcome]
             merged = merged.with_schedule(name)
         by_name[c.name] = ConditionOutcome(
             merged, known.output, known.predicted, known.correct, known.changed,
-            known.gold_logprob, known.kl,
+            known.gold_logprob, known.kl, known.finished, known.clean,
         )  # fmt: skip
     return list(by_name.values())
 

@@ -286,16 +286,22 @@ class BaselineAccuracy:
     n: int
     n_correct: int
     reason: str | None
+    n_unfinished: int | None = None
+    """Baseline answers that ran to ``--max-new-tokens`` (``None``: not recorded)."""
+    n_unclean: int | None = None
+    """Baseline answers without one clean number (``None``: not recorded)."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BaselineAccuracy:
         return cls(_opt_float(data.get("accuracy")), _ci(data.get("ci")), int(data["n"]),
-                   int(data["n_correct"]), data.get("reason"))  # fmt: skip
+                   int(data["n_correct"]), data.get("reason"), data.get("n_unfinished"),
+                   data.get("n_unclean"))  # fmt: skip
 
     def to_dict(self) -> _Json:
         ci = None if self.ci is None else list(self.ci)
         return {"accuracy": self.accuracy, "ci": ci, "n": self.n,
-                "n_correct": self.n_correct, "reason": self.reason}  # fmt: skip
+                "n_correct": self.n_correct, "reason": self.reason,
+                "n_unfinished": self.n_unfinished, "n_unclean": self.n_unclean}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ class _Table:
     ids: list[str]
     strata: list[str]
     base_correct: Bool  # (n,)
+    base_finished: list[bool | None]  # (n,) None where not recorded
+    base_clean: list[bool | None]  # (n,) None where not recorded
     base_gold: Float  # (n,), NaN where missing
     has: Bool  # (n, m)
     correct: Bool  # (n, m)
@@ -119,6 +121,8 @@ class _Table:
             ids=[r.id for r in records],
             strata=[r.stratum for r in records],
             base_correct=np.array([r.baseline.correct for r in records], dtype=bool),
+            base_finished=[r.baseline.finished for r in records],
+            base_clean=[r.baseline.clean for r in records],
             base_gold=base_gold,
             has=has,
             correct=correct,
@@ -472,6 +476,15 @@ class _Groups:
         }
 
 
+def _count_flag(flags: Sequence[bool | None], mask: Bool, value: bool) -> int | None:
+    """How many problems in ``mask`` have ``flag == value``; ``None`` when any problem in
+    ``mask`` has no flag recorded (files written before the flag existed)."""
+    chosen = [f for f, m in zip(flags, mask.tolist(), strict=True) if m]
+    if any(f is None for f in chosen):
+        return None
+    return sum(f is value for f in chosen)
+
+
 def _baseline_json(groups: _Groups, table: _Table, base_col: int) -> dict[str, Any]:
     def block(scope: str) -> dict[str, Any]:
         mask = groups.mask(scope, "baseline")
@@ -482,6 +495,8 @@ def _baseline_json(groups: _Groups, table: _Table, base_col: int) -> dict[str, A
             "n": int(mask.sum()),
             "n_correct": int((mask & table.base_correct).sum()),
             "reason": m["reason"],
+            "n_unfinished": _count_flag(table.base_finished, mask, False),
+            "n_unclean": _count_flag(table.base_clean, mask, False),
         }
 
     return {
