@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from bench.throughput import main
 
@@ -16,6 +18,7 @@ def test_the_benchmark_runs_and_both_paths_give_identical_answers(
     assert identical == 100.0
     assert speedup > 0
     assert lines[-1] == f"speedup {speedup:.1f}x, identical answers 100.0%"
+    assert re.match(r"engine \d+\.\d+ GFLOP/s, \d+\.\d% of the measured matmul peak", lines[-2])
 
 
 def test_forking_saves_rows_and_changes_no_answer(capsys: pytest.CaptureFixture[str]) -> None:
