@@ -126,3 +126,29 @@ def test_patch_puts_the_donors_activation_there(
 
 def test_donor_is_the_next_problem_with_a_different_answer() -> None:
     assert donor_indices([1.0, 1.0, 2.0, 3.0]) == [2, 2, 3, 0]
+
+
+def test_edits_of_one_kind_site_and_position_compare_equal_so_prefix_conditions_share_rows(
+    tiny_model: CodiModel,
+) -> None:
+    from thoughtscope.analyses.interventions import bind
+    from thoughtscope.engine.runner import Runner, RunOptions
+    from thoughtscope.results.conditions import ConditionSpec
+
+    resources = AblationResources(problem_ids=["a", "b"])
+    specs = [
+        ConditionSpec(f"zero@block:1:{{{p}}}", ("prefix",), "zero", "block:1", p)
+        for p in [(0,), (0, 1), (0, 1, 2)]
+    ]
+    conditions = [bind(spec, resources) for spec in specs]
+    first = [c.edits[next(iter(c.edits))] for c in conditions]
+    assert first[0] == first[1] == first[2]
+    other = bind(specs[0], AblationResources(problem_ids=["a", "b"]))
+    assert other.edits[next(iter(other.edits))] != first[0]  # other resources: not shared
+
+    runner = Runner(tiny_model)
+    questions = ["1+2=?", "what is 3*4?"]
+    forked = runner.run(questions, conditions, RunOptions(max_new_tokens=4, fork=True))
+    apart = runner.run(questions, conditions, RunOptions(max_new_tokens=4, fork=False))
+    for row_f, row_a in zip(forked, apart, strict=True):
+        assert [g.answer_ids for g in row_f] == [g.answer_ids for g in row_a]

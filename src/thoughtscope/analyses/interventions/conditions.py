@@ -11,12 +11,15 @@ runner :class:`~thoughtscope.engine.runner.Condition` for one runner call.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from torch import Tensor
 
 from thoughtscope.analyses.interventions.ablations import ABLATIONS
 from thoughtscope.analyses.interventions.resources import AblationResources
 from thoughtscope.analyses.interventions.schedules import ScheduleSpec
-from thoughtscope.engine.runner import Condition
-from thoughtscope.engine.sites import LATENT, Site, block
+from thoughtscope.engine.runner import Condition, Edit, EditContext
+from thoughtscope.engine.sites import LATENT, Position, Site, block
 from thoughtscope.results.conditions import EARLY_EXIT, ConditionSpec, condition_name
 
 __all__ = ["bind", "plan_conditions", "site_of"]
@@ -29,13 +32,35 @@ def site_of(text: str) -> Site:
     return block(int(text.removeprefix("block:")))
 
 
+@dataclass(frozen=True)
+class KindEdit:
+    """An ablation kind's edit at one site and position, equal to another exactly when it
+    does the same: same kind, site and position, built from the same resources.
+
+    The engine lets a problem's conditions share rows while their edits compare equal, so
+    ``zero@block:2:{0}`` and ``zero@block:2:{0,1}`` run thought 0 once and fork at 1.
+    """
+
+    kind: str
+    site: Site
+    position: Position
+    resources: int  # id() of the AblationResources the edit was built from
+    apply: Edit = field(compare=False, repr=False)
+
+    def __call__(self, hidden: Tensor, context: EditContext) -> Tensor:
+        return self.apply(hidden, context)
+
+
 def bind(spec: ConditionSpec, resources: AblationResources) -> Condition:
     """The runner condition for one runner call."""
     if spec.is_early_exit:
         return Condition(spec.name, num_latent=spec.num_latent)
     site = site_of(spec.site)
     kind = ABLATIONS[spec.ablation]
-    edits = {(site, p): kind.build(site, p, resources) for p in spec.positions}
+    edits: dict[tuple[Site, Position], Edit] = {
+        (site, p): KindEdit(spec.ablation, site, p, id(resources), kind.build(site, p, resources))
+        for p in spec.positions
+    }
     return Condition(spec.name, edits=edits, num_latent=spec.num_latent)
 
 
