@@ -269,7 +269,15 @@ def test_configured_strata_without_problems_appear_empty_with_reasons() -> None:
     summary = summary_from_records(records, manifest(), n_boot=50, seed=0)
     assert summary["strata"] == ["1", "2", "3", "4", "5+"]
     empty = summary["baseline"]["by_stratum"]["3"]
-    assert empty == {"accuracy": None, "ci": None, "n": 0, "n_correct": 0, "reason": "no problems"}
+    assert empty == {
+        "accuracy": None,
+        "ci": None,
+        "n": 0,
+        "n_correct": 0,
+        "reason": "no problems",
+        "n_unfinished": 0,
+        "n_unclean": 0,
+    }
     view = summary["conditions"][0]["by_stratum"]["5+"]["unconditional"]
     assert view["n"] == 0 and view["mcnemar"]["p_value"] is None
     assert view["metrics"]["importance"]["estimate"] is None

@@ -28,12 +28,18 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-BOT = -1
-"""The ``bot`` position, as an integer (thoughts are 0…N-1)."""
-EOT = -2
-"""The ``eot`` position, as an integer (recorded only)."""
+from thoughtscope.positions import BOT, EOT, Position, position_name
 
-Position = int
+__all__ = [
+    "BOT",
+    "EOT",
+    "LATENT",
+    "Position",
+    "Site",
+    "block",
+    "parse_sites",
+    "position_name",
+]
 
 
 @dataclass(frozen=True, order=True)
@@ -98,13 +104,3 @@ def parse_sites(text: str, num_layers: int) -> list[Site]:
                 )
             sites.append(block(layer))
     return list(dict.fromkeys(sites))
-
-
-def position_name(position: Position) -> str:
-    """``bot``, ``eot`` or the thought index as a string: the one way positions are
-    written in names, files and reports."""
-    if position == BOT:
-        return "bot"
-    if position == EOT:
-        return "eot"
-    return str(position)

@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from thoughtscope.positions import BOT, Position, position_name
+
 __all__ = [
     "BOT",
     "EARLY_EXIT",
@@ -56,9 +58,6 @@ __all__ = [
     "site_sort_key",
 ]
 
-Position = int
-BOT: Position = -1
-"""The ``<bot>`` step (block sites only); equal to :data:`thoughtscope.engine.sites.BOT`."""
 
 PREFIX = "prefix"
 """The original study's cumulative schedule: ablate thoughts ``0…i-1``."""
@@ -72,14 +71,10 @@ EXPLICIT = "positions"
 PositionSet = tuple[Position, ...]
 
 
-def _position_text(position: Position) -> str:
-    return "bot" if position == BOT else str(position)
-
-
 def format_positions(positions: Iterable[Position]) -> str:
     """``{0,1,2}`` (``bot`` first when present; ``{}`` for none): the one position-set
     formatter, used in condition names, the CLI and the report."""
-    return "{" + ",".join(_position_text(p) for p in sorted(positions)) + "}"
+    return "{" + ",".join(position_name(p) for p in sorted(positions)) + "}"
 
 
 def positions_label(positions: Sequence[Position]) -> str:
