@@ -60,6 +60,9 @@ __all__ = [
     "PatchInputError",
     "PatchPlan",
     "PatchResult",
+    "check_folder",
+    "fingerprint_model",
+    "fingerprint_problems",
     "patch_edit",
     "plan_patching",
     "run_patching",
@@ -184,7 +187,7 @@ def fingerprint_model(model: ThoughtModel) -> str:
     return hasher.hexdigest()
 
 
-def _fingerprint_problems(problems: Sequence[Problem]) -> str:
+def fingerprint_problems(problems: Sequence[Problem]) -> str:
     text = json.dumps([p.to_dict() for p in problems], sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -292,7 +295,7 @@ def plan_patching(
         "data": {
             "spec": config.data,
             "source": loaded.source,
-            "fingerprint": _fingerprint_problems(problems),
+            "fingerprint": fingerprint_problems(problems),
             "n_problems": len(problems),
         },
         "metrics": {
@@ -320,7 +323,12 @@ def _dotted(data: dict[str, Any], key: str) -> Any:
     return value
 
 
-def _check_folder(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def check_folder(
+    run_dir: Path,
+    manifest: dict[str, Any],
+    *,
+    identity: Sequence[str] = IDENTITY_KEYS,
+) -> dict[str, Any]:
     """The manifest to keep: the folder's own when it holds this run, else ``manifest``
     (written).
 
@@ -329,8 +337,8 @@ def _check_folder(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """
     if (run_dir / MANIFEST_FILE).is_file():
         old = read_manifest(run_dir)
-        differ = [k for k in IDENTITY_KEYS if _dotted(old, k) != _dotted(manifest, k)]
-        if old.get("format") != FORMAT or differ:
+        differ = [k for k in identity if _dotted(old, k) != _dotted(manifest, k)]
+        if old.get("format") != manifest.get("format") or differ:
             shown = ", ".join(differ) or f"format {old.get('format')}"
             raise PatchInputError(
                 "--out",
@@ -537,7 +545,7 @@ def run_patching(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     plan = plan_patching(model, config, model_spec=model_spec, pairs=pairs)
-    manifest = _check_folder(run_dir, plan.manifest)
+    manifest = check_folder(run_dir, plan.manifest)
     done = (
         {r.key for r in read_patch_rows(run_dir)} if (run_dir / RESULTS_FILE).is_file() else set()
     )

@@ -99,3 +99,6 @@ def patch_command(
     summary = write_patching_summary(out)
     typer.echo(format_patching(json.loads(summary.read_text(encoding="utf-8"))))
     typer.echo(f"statistics: {summary}")
+    from thoughtscope.report.causal import write_causal_report
+
+    typer.echo(f"report: {write_causal_report(out)} (open it in a browser)")

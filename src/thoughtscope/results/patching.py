@@ -8,19 +8,15 @@ before the next append, as in :mod:`thoughtscope.results.store`.
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from thoughtscope.results.store import RESULTS_FILE, ResultStoreError
+from thoughtscope.results.rows import append_rows, read_rows
+from thoughtscope.results.store import RESULTS_FILE
 
 __all__ = ["OUTCOMES", "PatchRow", "append_patch_rows", "read_patch_rows"]
-
-log = logging.getLogger(__name__)
 
 Outcome = Literal["stays", "source", "other"]
 OUTCOMES: tuple[Outcome, ...] = ("stays", "source", "other")
@@ -96,28 +92,6 @@ class PatchRow:
         return cls(**values)
 
 
-def _intact(path: Path) -> tuple[list[PatchRow], int]:
-    data = path.read_bytes()
-    rows: list[PatchRow] = []
-    offset = 0
-    lines = data.split(b"\n")
-    for number, raw in enumerate(lines, start=1):
-        last = number == len(lines)
-        if raw.strip():
-            try:
-                rows.append(PatchRow.from_dict(json.loads(raw)))
-            except (ValueError, KeyError, TypeError) as error:
-                if last:
-                    log.warning("%s: line %d was cut short; ignoring it", path, number)
-                    return rows, offset
-                raise ResultStoreError(
-                    f"{path}, line {number}: not a patching row ({error}); the file was "
-                    "damaged or edited: move the run folder aside, or delete that line"
-                ) from None
-        offset += len(raw) + (0 if last else 1)
-    return rows, offset
-
-
 def read_patch_rows(run_dir: str | Path) -> list[PatchRow]:
     """Every row of ``RUN/results.jsonl`` (a cut-off last line is ignored).
 
@@ -125,27 +99,9 @@ def read_patch_rows(run_dir: str | Path) -> list[PatchRow]:
         FileNotFoundError: No results file.
         ResultStoreError: A line other than the last is damaged.
     """
-    path = Path(run_dir) / RESULTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results file here")
-    return _intact(path)[0]
+    return read_rows(Path(run_dir) / RESULTS_FILE, PatchRow.from_dict, "patching row")
 
 
 def append_patch_rows(run_dir: str | Path, rows: Iterable[PatchRow]) -> int:
-    """Appends rows (flushed and fsynced); returns how many."""
-    path = Path(run_dir) / RESULTS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file():
-        _, intact = _intact(path)
-        if intact < path.stat().st_size:
-            with path.open("r+b") as handle:
-                handle.truncate(intact)
-        if intact and not path.read_bytes().endswith(b"\n"):
-            with path.open("ab") as handle:
-                handle.write(b"\n")
-    lines = [json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in rows]
-    with path.open("a", encoding="utf-8") as handle:
-        handle.writelines(lines)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return len(lines)
+    """Appends rows to ``RUN/results.jsonl`` (flushed and fsynced); returns how many."""
+    return append_rows(Path(run_dir) / RESULTS_FILE, [r.to_dict() for r in rows])
