@@ -15,6 +15,7 @@ from thoughtscope.cli import inference  # noqa: F401  # isort: skip
 from thoughtscope.cli import patching  # noqa: F401  # isort: skip
 from thoughtscope.cli import report  # noqa: F401  # isort: skip
 from thoughtscope.cli import stats  # noqa: F401  # isort: skip
+from thoughtscope.cli import steering  # noqa: F401  # isort: skip
 from thoughtscope.cli import table  # noqa: F401  # isort: skip
 from thoughtscope.cli import train  # noqa: F401  # isort: skip
 

@@ -175,7 +175,7 @@ def steering_figure(summary: dict[str, Any]) -> Figure:
                 label = f"{curve['mode']} at {curve['site']} {_positions_label(curve['positions'])}"
                 (line,) = ax.plot(alphas, est, marker="o", markersize=3, label=label)
                 ax.fill_between(alphas, low, high, color=line.get_color(), alpha=0.15)
-            ax.set_xlabel("α (multiples of the direction's norm)")
+            ax.set_xlabel("α (multiple of the direction added or projected out)")
             ax.set_ylabel(title)
             ax.set_ylim(-2, 102)
         axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)
