@@ -118,6 +118,11 @@ def test_counterfactual_rows_carry_the_promised_fields(
     cell = next(c for c in summary["cells"] if c["positions"] == [0] and c["stratum"] == "all")
     assert cell["n"] == len({x["pair"] for x in lines})
     assert "self-patch check" in result.output
+    (out / "patching_summary.json").unlink()
+    report = CliRunner().invoke(app, ["report", str(out), "--n-boot", "20"])
+    assert report.exit_code == 0, report.output
+    assert (out / "patching_summary.json").is_file() and (out / "report.html").is_file()
+    assert (out / "figures" / "patching.png").stat().st_size > 0
 
 
 def test_a_rerun_resumes_and_another_configuration_is_refused(

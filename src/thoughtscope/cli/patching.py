@@ -88,10 +88,19 @@ def patch_command(
         f"{result.seconds:.1f} s; self-patch check: {result.self_patch_identical} of "
         f"{result.self_patch_rows} rows identical to the baseline"
     )
-    if result.self_patch_identical != result.self_patch_rows:
+    if result.self_patch_same_answer != result.self_patch_rows:
         typer.echo(
-            "Warning: self-patching did not reproduce the baseline on every row; the "
-            "numerics differ between passes (see manifest.json, checks).",
+            f"Warning: self-patching changed the answer on "
+            f"{result.self_patch_rows - result.self_patch_same_answer} rows; the patched "
+            "states are not the model's own (see manifest.json, checks).",
+            err=True,
+        )
+    elif result.self_patch_identical != result.self_patch_rows:
+        typer.echo(
+            f"Note: {result.self_patch_rows - result.self_patch_identical} self-patched rows "
+            "gave the same answer but teacher-forced log-probabilities that differ by up to "
+            f"{result.self_patch_max_difference:.1e} (rounding by batch position; see "
+            "manifest.json, checks).",
             err=True,
         )
     from thoughtscope.statistics.patching import format_patching, write_patching_summary

@@ -20,7 +20,13 @@ from matplotlib.patches import FancyArrowPatch
 from thoughtscope.report.figures import STYLE, save_figure
 from thoughtscope.report.html import FigureBlock, Section, figure_html, page, paragraph
 
-__all__ = ["effects_figure", "patching_figure", "steering_figure", "write_causal_report"]
+__all__ = [
+    "effects_figure",
+    "is_causal_run",
+    "patching_figure",
+    "steering_figure",
+    "write_causal_report",
+]
 
 FIGURES_DIR = "figures"
 
@@ -211,8 +217,36 @@ _KINDS: dict[str, tuple[str, str, Callable[[dict[str, Any]], Figure], str]] = {
 }
 
 
-def write_causal_report(run_dir: str | Path) -> Path:
+def is_causal_run(path: str | Path) -> bool:
+    """Whether ``path`` is the folder of a patching, effects or steering run."""
+    manifest = Path(path) / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8")).get("format") in _KINDS
+    except ValueError:
+        return False
+
+
+def _summarise(run_dir: Path, fmt: str, n_boot: int) -> None:
+    """Writes the run's summary file from its rows."""
+    from thoughtscope.statistics.effects import write_effects_summary
+    from thoughtscope.statistics.patching import write_patching_summary
+    from thoughtscope.statistics.steering import write_steering_summary
+
+    writers = {
+        "thoughtscope-patching": write_patching_summary,
+        "thoughtscope-effects": write_effects_summary,
+        "thoughtscope-steering": write_steering_summary,
+    }
+    writers[fmt](run_dir, n_boot=n_boot)
+
+
+def write_causal_report(run_dir: str | Path, *, n_boot: int | None = None) -> Path:
     """Draws the run's figure and writes ``RUN/report.html``; returns its path.
+
+    ``n_boot``: recompute the summary with this many resamples first (it is computed
+    with the default when missing).
 
     Raises:
         ValueError: The folder holds no patching, effects or steering run.
@@ -226,6 +260,10 @@ def write_causal_report(run_dir: str | Path) -> Path:
             f"{manifest.get('format')!r}); use `thoughtscope report` for importance runs"
         )
     file_name, title, draw, caption = kind
+    if n_boot is not None or not (run_dir / file_name).is_file():
+        from thoughtscope.statistics.bootstrap import DEFAULT_N_BOOT
+
+        _summarise(run_dir, str(manifest["format"]), DEFAULT_N_BOOT if n_boot is None else n_boot)
     summary = json.loads((run_dir / file_name).read_text(encoding="utf-8"))
     stem = file_name.removesuffix("_summary.json")
     saved = save_figure(draw(summary), run_dir / FIGURES_DIR, stem)
