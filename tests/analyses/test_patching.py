@@ -10,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import tiny_codi
 from thoughtscope.analyses.patching import (
     PatchConfig,
     PatchInputError,
@@ -36,12 +37,13 @@ def config(**changes: object) -> PatchConfig:
     return PatchConfig(**{**base, **changes})  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
 def test_self_patching_reproduces_the_baseline_bit_for_bit(
-    tiny_model: CodiModel, tmp_path: Path
+    architecture: str, tmp_path: Path
 ) -> None:
     result = run_patching(
-        tiny_model,
-        config(pairs="self", positions="single,all,{bot,2}", sites="block:0+block:3"),
+        tiny_codi(architecture),
+        config(pairs="self", positions="single,all,{bot,2}", sites="block:0+block:1"),
         tmp_path,
     )
     rows = read_patch_rows(tmp_path)

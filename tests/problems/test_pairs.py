@@ -79,3 +79,10 @@ def test_unknown_rules_and_bad_steps_say_what_is_accepted() -> None:
         make_pairs(PROBLEMS, "nearest")
     with pytest.raises(ValueError, match="same-value:0: the step must be"):
         make_pairs(PROBLEMS, "same-value:0")
+
+
+def test_a_csv_pair_file_is_read_by_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text(f"source,target\n{PROBLEMS[2].id},{PROBLEMS[3].id}\n")
+    (pair,) = make_pairs(PROBLEMS, str(path)).pairs
+    assert (pair.target.id, pair.source.id) == (PROBLEMS[3].id, PROBLEMS[2].id)
