@@ -50,7 +50,14 @@ def patch_command(
     strata: Annotated[
         str, typer.Option("--strata", help="Difficulty strata by step count.")
     ] = "1,2,3,4,5+",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per batch.")] = 32,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            help="Pairs per batch (the recording pass keeps every row's states on the CPU: "
+            "memory grows with pairs x patches).",
+        ),
+    ] = 32,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
     ] = 16,
