@@ -9,10 +9,13 @@ from thoughtscope.cli.app import app
 
 # Command modules register on import.
 from thoughtscope.cli import data  # noqa: F401  # isort: skip
+from thoughtscope.cli import effects  # noqa: F401  # isort: skip
 from thoughtscope.cli import importance  # noqa: F401  # isort: skip
 from thoughtscope.cli import inference  # noqa: F401  # isort: skip
+from thoughtscope.cli import patching  # noqa: F401  # isort: skip
 from thoughtscope.cli import report  # noqa: F401  # isort: skip
 from thoughtscope.cli import stats  # noqa: F401  # isort: skip
+from thoughtscope.cli import steering  # noqa: F401  # isort: skip
 from thoughtscope.cli import table  # noqa: F401  # isort: skip
 from thoughtscope.cli import train  # noqa: F401  # isort: skip
 

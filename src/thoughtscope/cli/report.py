@@ -56,6 +56,13 @@ def report_command(
         )
     if out is not None:
         check_output(out, "--out", folder=True)
+    from thoughtscope.report.causal import is_causal_run, write_causal_report
+
+    if is_causal_run(run):  # patching, effects and steering runs have their own page
+        if out is not None:
+            fail("--out: patching, effects and steering reports are written into RUN", "--out")
+        typer.echo(f"Wrote {write_causal_report(run, n_boot=n_boot)}")
+        return
     try:
         path = write_report(run, examples=examples, out_dir=out, n_boot=n_boot)
     except ReportInputError as error:

@@ -41,13 +41,24 @@ Why the generator looks the way it does:
 from __future__ import annotations
 
 import hashlib
+import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.seeded import SeededStream
 
-__all__ = ["DEFAULT_STYLE", "MAX_STEPS", "SPLITS", "STYLES", "generate", "split_of"]
+__all__ = [
+    "DEFAULT_STYLE",
+    "MAX_STEPS",
+    "SPLITS",
+    "STYLES",
+    "Twin",
+    "counterfactual_twin",
+    "generate",
+    "split_of",
+]
 
 DEFAULT_STYLE = "compact"
 """Style of plain ``synthetic``: the toy model is trained on it."""
@@ -420,3 +431,106 @@ def _draw_for_split(
     if repeat is None:
         raise RuntimeError(f"no {n_steps}-step chain of split {split!r} found; widen the rules")
     return repeat
+
+
+# ---------------------------------------------------------------------------------------
+# Counterfactual twins: the same problem with one number changed
+# ---------------------------------------------------------------------------------------
+
+_ANNOTATION = re.compile(r"<<(\d+)([-+*/])(\d+)=(\d+)>>")
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A counterfactual twin of a synthetic problem.
+
+    Attributes:
+        problem: The twin: the same chain with one number changed (id ``<id>~cf``).
+        changed: Which number changed: ``start`` or ``operand:J`` (J 1-based: the J-th
+            operation's operand).
+        first_changed_step: The first step (1-based) whose result differs; every step
+            before it has the same result in both problems.
+    """
+
+    problem: Problem
+    changed: str
+    first_changed_step: int
+
+
+def _chain_of(solution: str) -> _Chain | None:
+    """The chain a synthetic solution's ``<<a op k=r>>`` annotations describe."""
+    found = _ANNOTATION.findall(solution)
+    if not found:
+        return None
+    steps = tuple(_Step(op, int(k), int(a), int(r)) for a, op, k, r in found)
+    if any(s.after != _apply(s.op, s.before, s.operand) for s in steps):
+        return None
+    if any(b.before != a.after for a, b in itertools.pairwise(steps)):
+        return None
+    return _Chain(steps[0].before, steps)
+
+
+def _rerun(start: int, ops: list[tuple[str, int]], rules: _Rules) -> _Chain | None:
+    """The chain ``start`` with these operations, or ``None`` if it leaves ``rules``."""
+    value, steps = start, []
+    for op, operand in ops:
+        if operand not in rules.candidates(op, value):
+            return None
+        after = _apply(op, value, operand)
+        steps.append(_Step(op, operand, value, after))
+        value = after
+    return _Chain(start, tuple(steps))
+
+
+def _first_difference(chain: _Chain, other: _Chain) -> int | None:
+    """The first step (1-based) whose result differs between two chains of equal length."""
+    pairs = zip(chain.steps, other.steps, strict=True)
+    return next((i + 1 for i, (a, b) in enumerate(pairs) if a.after != b.after), None)
+
+
+def counterfactual_twin(problem: Problem, seed: int = 0) -> Twin | None:
+    """The same compact problem with one number (the start value or one operand)
+    changed, so that some intermediate value differs; ``None`` when ``problem`` is not a
+    compact synthetic problem or no change keeps every value in the style's ranges.
+
+    Among the valid changes, those that also change the final answer are preferred (so a
+    patched answer can be told apart); the choice is seeded by ``seed`` and the problem's
+    id, so the same arguments give the same twin on every machine.
+    """
+    chain = _chain_of(problem.solution or "")
+    rules = COMPACT_RULES
+    if chain is None or _render_compact(chain, SeededStream(""))[0] != problem.question:
+        return None
+    ops = [(s.op, s.operand) for s in chain.steps]
+    options: list[tuple[str, _Chain]] = []
+    for start in range(rules.start[0], rules.start[1] + 1):
+        if start != chain.start and (twin := _rerun(start, ops, rules)) is not None:
+            options.append(("start", twin))
+    for j, (op, operand) in enumerate(ops):
+        for other in rules.candidates(op, chain.steps[j].before):
+            altered = [*ops[:j], (op, other), *ops[j + 1 :]]
+            if other != operand and (twin := _rerun(chain.start, altered, rules)) is not None:
+                options.append((f"operand:{j + 1}", twin))
+    # Keep changes that change some intermediate result (b*2 with b=0 hides any change).
+    options = [o for o in options if _first_difference(chain, o[1]) is not None]
+    if not options:
+        return None
+    differing = [o for o in options if o[1].answer != chain.answer]
+    stream = SeededStream(f"thoughtscope.counterfactual|{seed}|{problem.id}")
+    changed, twin = stream.choice(differing or options)
+    first = _first_difference(chain, twin)
+    assert first is not None
+    question, solution = _render_compact(twin, SeededStream(""))
+    return Twin(
+        Problem(
+            id=f"{problem.id}~cf",
+            question=question,
+            answer=float(twin.answer),
+            steps=problem.steps,
+            steps_source=problem.steps_source,
+            solution=solution,
+            source=f"{problem.source}|counterfactual:seed={seed}",
+        ),
+        changed,
+        first,
+    )

@@ -1,0 +1,340 @@
+"""Thought-to-thought effects: ablate or patch thought ``i`` and measure how every later
+thought ``j`` and the answer change.
+
+For each batch of problems, two runner calls:
+
+1. **Baseline** of the batch and of the problems its resources ask for (``patch``
+   donors), states recorded: what ``mean`` and ``patch`` edits replace with.
+2. **Conditions**: the empty condition and, per ablation kind, site and thought position
+   ``i``, that one edit (:func:`~thoughtscope.analyses.interventions.bind`); every row's
+   states are recorded. Each edited row is compared with the *empty* row of the same
+   call, so the differences are the edit's alone.
+
+Metrics per (problem, ablation, site, ``i``), for every later thought ``j > i``:
+
+* ``cosine``: cosine distance ``1 - cos(t_j, t'_j)`` between the thought vectors fed back
+  at position ``j`` (the ``latent`` site), unedited and edited;
+* ``rel_l2``: ``||t'_j - t_j|| / ||t_j||``;
+* ``kl``: KL(unedited ‖ edited) between the logit-lens distributions (final norm and
+  unembedding) of the last block's output at the step that produced thought ``j``;
+
+and for the answer: whether its number changed, and the change of the expected answer's
+log-probability. Thought ``j ≤ i`` cannot see the edit and is not recorded (``None``).
+Rows go to ``RUN/results.jsonl`` (:class:`~thoughtscope.results.effects.EffectRow`), one
+per (problem, ablation, site, position); resumable with a manifest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from thoughtscope.analyses.interventions import (
+    ABLATIONS,
+    RESOURCES,
+    AblationResources,
+    ResourceContext,
+    bind,
+    parse_ablations,
+    parse_schedules,
+    plan_conditions,
+)
+from thoughtscope.analyses.patching import (
+    IDENTITY_KEYS,
+    PatchInputError,
+    check_folder,
+    fingerprint_model,
+    fingerprint_problems,
+)
+from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
+from thoughtscope.engine.sites import parse_sites
+from thoughtscope.model.thought_model import ThoughtModel
+from thoughtscope.problems.difficulty import Strata
+from thoughtscope.problems.errors import ProblemDataError
+from thoughtscope.problems.problem import Problem
+from thoughtscope.problems.scoring import extract_number, is_correct
+from thoughtscope.problems.sources import load_problems
+from thoughtscope.results.effects import EffectRow, append_effect_rows, read_effect_rows
+from thoughtscope.results.store import RESULTS_FILE
+
+__all__ = ["EffectsConfig", "EffectsResult", "run_effects", "thought_effects"]
+
+FORMAT = "thoughtscope-effects"
+EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class EffectsConfig:
+    """Everything that defines an effects run besides the model.
+
+    Attributes:
+        data: Problem source.
+        sites: Where thought ``i`` is edited (``latent``, ``block:L``, … joined with ``+``).
+        ablations: Comma-separated kinds (``zero``, ``mean``, ``noise``, ``patch``).
+        limit: Use only the first ``limit`` problems.
+        seed: Noise, mean-reference and donor seed.
+        strata: Difficulty strata by step count.
+        batch_size: Problems per batch.
+        max_new_tokens: Decoding length.
+        mean_reference: Problems averaged over for ``mean``.
+    """
+
+    data: str
+    sites: str = "latent"
+    ablations: str = "zero"
+    limit: int | None = None
+    seed: int = 0
+    strata: str = "1,2,3,4,5+"
+    batch_size: int = 16
+    max_new_tokens: int = 16
+    mean_reference: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EffectsResult:
+    """What :func:`run_effects` did: rows written, rows already there, seconds."""
+
+    run_dir: Path
+    n_problems: int
+    n_rows: int
+    n_skipped: int
+    seconds: float
+
+
+def thought_effects(
+    model: ThoughtModel, reference: Generation, edited: Generation, after: int
+) -> tuple[list[float | None], list[float | None], list[float | None]]:
+    """Cosine distance, relative L2 and lens KL of every thought ``j`` (``None`` for
+    ``j <= after``) between two generations of one problem recorded with ``hidden``.
+
+    ``thoughts``: ``(N, d)``; ``hidden``: ``(N+2, layers+1, d)`` (positions bot, 0…N-1,
+    eot). Thought ``j`` is produced by the last block's output at hidden index ``j``.
+    """
+    assert reference.hidden is not None and edited.hidden is not None
+    a, b = reference.thoughts.double(), edited.thoughts.double()
+    n = a.shape[0]
+    cosine = 1 - torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    rel = (b - a).norm(dim=-1) / a.norm(dim=-1).clamp_min(1e-12)
+    last = model.num_layers
+    with torch.inference_mode():
+        states = torch.stack([reference.hidden[:n, last], edited.hidden[:n, last]])
+        logp = model.unembed(states.to(device=model.device, dtype=model.dtype))
+        logp = logp.float().log_softmax(dim=-1).double().cpu()
+    kl = (logp[0].exp() * (logp[0] - logp[1])).sum(dim=-1)
+
+    def values(x: Tensor) -> list[float | None]:
+        return [None if j <= after else float(x[j]) for j in range(n)]
+
+    return values(cosine), values(rel), values(kl)
+
+
+def run_effects(
+    model: ThoughtModel,
+    config: EffectsConfig,
+    run_dir: str | Path,
+    *,
+    model_spec: str = "",
+    progress: bool = False,
+) -> EffectsResult:
+    """Runs (or resumes) a thought-to-thought effects run into ``run_dir``.
+
+    Raises:
+        PatchInputError: Bad configuration (naming the option), or ``run_dir`` holds a
+            different run.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    if config.batch_size < 1:
+        raise PatchInputError("--batch-size", "--batch-size must be 1 or more")
+    if config.max_new_tokens < 1:
+        raise PatchInputError("--max-new-tokens", "--max-new-tokens must be 1 or more")
+    if config.limit is not None and config.limit < 1:
+        raise PatchInputError("--limit", "--limit must be 1 or more (or left out)")
+    try:
+        strata = Strata.parse(config.strata)
+    except ValueError as error:
+        raise PatchInputError("--strata", f"--strata: {error}") from None
+    try:
+        sites = parse_sites(config.sites, model.num_layers)
+    except ValueError as error:
+        raise PatchInputError("--sites", str(error)) from None
+    try:
+        ablations = parse_ablations(config.ablations)
+    except ValueError as error:
+        raise PatchInputError("--ablation", str(error)) from None
+    schedules = parse_schedules("single", model.num_thoughts)
+    specs = plan_conditions(sites, schedules, ablations)
+    try:
+        loaded = load_problems(config.data)
+    except ProblemDataError as error:
+        raise PatchInputError("--data", f"--data: {error}") from None
+    problems = loaded.problems[: config.limit] if config.limit else loaded.problems
+    if len(problems) < 1:
+        raise PatchInputError("--data", f"--data {config.data}: no problems in it")
+    needs = list(dict.fromkeys(n for a in ablations for n in ABLATIONS[a].needs))
+    resource_entries: dict[str, Any] = {}
+    for name in needs:
+        try:
+            resource_entries.update(RESOURCES[name].manifest(problems, config.mean_reference))
+        except ValueError as error:
+            raise PatchInputError("--ablation", str(error)) from None
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": 1,
+        "pairs": None,
+        "sites": [str(s) for s in sites],
+        "positions": [str(i) for i in range(model.num_thoughts)],
+        "ablations": ablations,
+        "seed": config.seed,
+        "limit": config.limit,
+        "strata": str(strata),
+        "max_new_tokens": config.max_new_tokens,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "num_thoughts": model.num_thoughts,
+        "model": {
+            "name": model.name,
+            "spec": model_spec,
+            "fingerprint": fingerprint_model(model),
+            "settings": model.family.to_dict(),
+        },
+        "data": {
+            "spec": config.data,
+            "source": loaded.source,
+            "fingerprint": fingerprint_problems(problems),
+            "n_problems": len(problems),
+        },
+        **resource_entries,
+        "ablation_kinds": {a: ABLATIONS[a].description for a in ablations},
+        "metrics": {
+            "cosine": "1 - cos(thought j unedited, thought j edited), the vectors fed back",
+            "rel_l2": "||edited - unedited|| / ||unedited|| of thought j",
+            "kl": "KL(unedited || edited) of the logit-lens distributions of the last "
+            "block's output at the step that produced thought j",
+            "changed": "the answer's number differs from the empty condition's",
+            "gold_logprob_change": "log p(expected answer), edited minus unedited",
+        },
+        "reference": "every edited row is compared with the empty condition's row of the "
+        "same runner call",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    check_folder(run_dir, manifest, identity=[*IDENTITY_KEYS, "ablations"])
+    done = (
+        {r.key for r in read_effect_rows(run_dir)} if (run_dir / RESULTS_FILE).is_file() else set()
+    )
+    todo = [
+        p
+        for p in problems
+        if any((p.id, s.ablation, s.site, s.positions[0]) not in done for s in specs)
+    ]
+    n_skipped = len(done)
+    runner = Runner(model)
+    context = ResourceContext(
+        model=model,  # type: ignore[arg-type]
+        run_dir=run_dir,
+        problems=problems,
+        seed=config.seed,
+        batch_size=config.batch_size * (len(specs) + 1),
+        mean_reference=config.mean_reference,
+    )
+    resources = [RESOURCES[name](context) for name in needs]
+    if todo:
+        for resource in resources:
+            resource.prepare()
+    written = 0
+    bar = tqdm(total=len(todo), disable=not progress, desc="effects", unit="problem")
+    for start in range(0, len(todo), config.batch_size):
+        batch = todo[start : start + config.batch_size]
+        rows = _run_batch(model, runner, batch, specs, resources, config, strata, done)
+        written += append_effect_rows(run_dir, rows)
+        bar.update(len(batch))
+    bar.close()
+    return EffectsResult(run_dir, len(problems), written, n_skipped, time.perf_counter() - started)
+
+
+def _run_batch(
+    model: ThoughtModel,
+    runner: Runner,
+    batch: Sequence[Problem],
+    specs: Sequence[Any],
+    resources: Sequence[Any],
+    config: EffectsConfig,
+    strata: Strata,
+    done: set[tuple[str, str, str, int]],
+) -> list[EffectRow]:
+    pass1 = list(batch)
+    seen = {p.id for p in batch}
+    for resource in resources:
+        for extra in resource.baseline_problems(batch):
+            if extra.id not in seen:
+                seen.add(extra.id)
+                pass1.append(extra)
+    options = RunOptions(
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size * (len(specs) + 1),
+        record_hidden=True,
+    )
+    gold = {p.id: model.answer_ids(p.answer) for p in pass1}
+    base = runner.run(
+        [p.question for p in pass1],
+        [BASELINE],
+        options,
+        targets={"gold": [gold[p.id] for p in pass1]},
+    )
+    base_gen = {p.id: row[0] for p, row in zip(pass1, base, strict=True)}
+    bound = AblationResources(
+        problem_ids=[p.id for p in batch],
+        seed=config.seed,
+        values={r.name: r.for_batch(batch, base_gen) for r in resources},
+    )
+    conditions = [Condition(EMPTY)] + [bind(s, bound) for s in specs]
+    results = runner.run(
+        [p.question for p in batch],
+        conditions,
+        options,
+        targets={"gold": [gold[p.id] for p in batch]},
+    )
+    out: list[EffectRow] = []
+    for problem, generations in zip(batch, results, strict=True):
+        empty = generations[0]
+        base_number = extract_number(empty.text)
+        base_gold = float(empty.target_logprobs["gold"].sum())
+        for spec, gen in zip(specs, generations[1:], strict=True):
+            position = spec.positions[0]
+            if (problem.id, spec.ablation, spec.site, position) in done:
+                continue
+            cosine, rel_l2, kl = thought_effects(model, empty, gen, position)
+            number = extract_number(gen.text)
+            changed = (number is None) != (base_number is None) or (
+                number is not None
+                and base_number is not None
+                and not is_correct(number, base_number)
+            )
+            out.append(
+                EffectRow(
+                    problem=problem.id,
+                    stratum=strata.label_for(problem.steps),
+                    ablation=spec.ablation,
+                    site=spec.site,
+                    position=position,
+                    output=gen.text,
+                    baseline_output=empty.text,
+                    changed=changed,
+                    gold_logprob_change=float(gen.target_logprobs["gold"].sum()) - base_gold,
+                    cosine=cosine,
+                    rel_l2=rel_l2,
+                    kl=kl,
+                )
+            )
+    return out

@@ -1,0 +1,617 @@
+"""Counterfactual activation patching: a source problem's states patched into a target.
+
+For each batch of pairs (:mod:`thoughtscope.problems.pairs`), two runner calls over the
+*same* list of questions (the batch's targets and sources, each once, plus a row per
+extra pair of a target), each as one padded batch:
+
+1. **Baseline**, states recorded: every problem's answer, and its hidden states at every
+   site and position (the sources' are what gets patched).
+2. **Conditions**: the empty condition, one condition per (site, position set) whose
+   edits replace each target row's state with its source's recorded state (rows that are
+   no pair's target get their own state back), and per site a *self-patch* of every
+   position with each row's own state. Every row teacher-forces the target's expected
+   answer (``gold``) and the source's (``source``): the change of the gold log-probability
+   and of the log-probability difference between the two answers.
+
+Because both calls pad the same questions to the same width, a state recorded in call 1
+is bit-identical to the one call 2 computes, so the self-patch reproduces the empty
+condition exactly; every run checks this on every row and records the counts in the
+manifest (``checks``). Patching every position from a source with the target's
+question is the identity for the same reason.
+
+Rows go to ``RUN/results.jsonl`` (:class:`~thoughtscope.results.patching.PatchRow`), one
+per (pair, site, positions), batch by batch; re-running the same command skips rows
+already written, and a different configuration in the same folder is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from thoughtscope.analyses.interventions.activations import position_index, site_index
+from thoughtscope.analyses.interventions.schedules import ScheduleSpec, parse_schedules
+from thoughtscope.engine.edits import Edit, EditContext
+from thoughtscope.engine.runner import Condition, Generation, Runner, RunOptions
+from thoughtscope.engine.sites import BOT, LATENT, Position, Site, parse_sites, position_name
+from thoughtscope.model.thought_model import ThoughtModel
+from thoughtscope.problems.difficulty import Strata
+from thoughtscope.problems.errors import ProblemDataError
+from thoughtscope.problems.pairs import Pair, PairSet, make_pairs
+from thoughtscope.problems.problem import Problem
+from thoughtscope.problems.scoring import extract_number, is_correct
+from thoughtscope.problems.sources import load_problems
+from thoughtscope.results.patching import PatchRow, append_patch_rows, read_patch_rows
+from thoughtscope.results.store import MANIFEST_FILE, RESULTS_FILE, read_manifest, write_manifest
+
+__all__ = [
+    "FORMAT",
+    "PatchConfig",
+    "PatchInputError",
+    "PatchPlan",
+    "PatchResult",
+    "check_folder",
+    "fingerprint_model",
+    "fingerprint_problems",
+    "patch_edit",
+    "plan_patching",
+    "run_patching",
+]
+
+FORMAT = "thoughtscope-patching"
+FORMAT_VERSION = 1
+EMPTY = "empty"
+IDENTITY_KEYS = (
+    "format_version",
+    "pairs",
+    "sites",
+    "positions",
+    "seed",
+    "limit",
+    "strata",
+    "max_new_tokens",
+    "dtype",
+    "model.fingerprint",
+    "data.fingerprint",
+)
+
+
+class PatchInputError(ValueError):
+    """Bad input: the message names the option and what to do."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """Everything that defines a patching run besides the model.
+
+    Attributes:
+        data: Problem source (:func:`thoughtscope.problems.sources.load_problems`).
+        pairs: Pair rule or file (:func:`thoughtscope.problems.pairs.make_pairs`).
+        sites: ``latent``, ``block:L``, … joined with ``+``.
+        positions: Comma-separated position schedules: ``single`` (each alone), ``all``,
+            ``prefix``, ``suffix``, or sets like ``{0,2}``.
+        limit: Use only the first ``limit`` problems of ``data``.
+        seed: Seeds the pair rules.
+        strata: Difficulty strata (by the target's step count).
+        batch_size: Pairs per batch.
+        max_new_tokens: Decoding length.
+    """
+
+    data: str
+    pairs: str = "counterfactual"
+    sites: str = "latent"
+    positions: str = "single,all"
+    limit: int | None = None
+    seed: int = 0
+    strata: str = "1,2,3,4,5+"
+    batch_size: int = 32
+    max_new_tokens: int = 16
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """One patch: a site, a position set, and the schedule that asked for it."""
+
+    site: Site
+    positions: tuple[Position, ...]
+    schedule: str
+
+    @property
+    def name(self) -> str:
+        """``patch@latent:{0,1}``: unique within a run."""
+        inner = ",".join(position_name(p) for p in self.positions)
+        return f"patch@{self.site}:{{{inner}}}"
+
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """A validated run: its pairs, its patches, the strata and the manifest to write."""
+
+    config: PatchConfig
+    pairs: PairSet
+    patches: list[PatchSpec]
+    sites: list[Site]
+    strata: Strata
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """What :func:`run_patching` did.
+
+    Attributes:
+        run_dir: The run folder.
+        n_pairs: Pairs of the run.
+        n_rows: Rows written by this call.
+        n_skipped: Rows already present (resume).
+        self_patch_rows / self_patch_identical: The check of this call: rows self-patched
+            at every position of a site, and how many reproduced the empty condition
+            exactly (answer ids and teacher-forced log-probabilities).
+        self_patch_same_answer: Of those rows, how many gave the same answer ids.
+        self_patch_max_difference: Largest absolute difference of a teacher-forced
+            log-probability between a self-patched row and its empty row.
+        seconds: Wall time.
+    """
+
+    run_dir: Path
+    n_pairs: int
+    n_rows: int
+    n_skipped: int
+    self_patch_rows: int
+    self_patch_identical: int
+    self_patch_same_answer: int
+    self_patch_max_difference: float
+    seconds: float
+
+
+def fingerprint_model(model: ThoughtModel) -> str:
+    """SHA-256 of the family's settings and every weight."""
+    hasher = hashlib.sha256(json.dumps(model.family.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        hasher.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
+        hasher.update(memoryview(flat.view(torch.uint8).numpy()))
+    return hasher.hexdigest()
+
+
+def fingerprint_problems(problems: Sequence[Problem]) -> str:
+    text = json.dumps([p.to_dict() for p in problems], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------- planning
+def _patches(sites: Sequence[Site], schedules: Sequence[ScheduleSpec]) -> list[PatchSpec]:
+    found: dict[str, PatchSpec] = {}
+    for site in sites:
+        for schedule in schedules:
+            for positions in schedule.position_sets:
+                if not positions:
+                    continue
+                spec = PatchSpec(site, tuple(positions), schedule.name)
+                found.setdefault(spec.name, spec)
+    return list(found.values())
+
+
+def plan_patching(
+    model: ThoughtModel, config: PatchConfig, *, model_spec: str = "", pairs: PairSet | None = None
+) -> PatchPlan:
+    """Validates the configuration against the model and data; builds the manifest.
+
+    Args:
+        pairs: Pairs made by the caller (the Python API); default: ``config.pairs`` over
+            the problems of ``config.data``.
+
+    Raises:
+        PatchInputError: naming the option at fault and what to do.
+    """
+    if config.batch_size < 1:
+        raise PatchInputError("--batch-size", "--batch-size must be 1 or more")
+    if config.max_new_tokens < 1:
+        raise PatchInputError("--max-new-tokens", "--max-new-tokens must be 1 or more")
+    if config.limit is not None and config.limit < 1:
+        raise PatchInputError("--limit", "--limit must be 1 or more (or left out)")
+    try:
+        strata = Strata.parse(config.strata)
+    except ValueError as error:
+        raise PatchInputError("--strata", f"--strata: {error}") from None
+    try:
+        sites = parse_sites(config.sites, model.num_layers)
+    except ValueError as error:
+        raise PatchInputError("--sites", str(error)) from None
+    try:
+        schedules = parse_schedules(config.positions, model.num_thoughts, option="--positions")
+    except ValueError as error:
+        raise PatchInputError("--positions", str(error)) from None
+    for schedule in schedules:
+        if schedule.is_early_exit:
+            raise PatchInputError(
+                "--positions", "--positions: early-exit patches nothing; use position sets"
+            )
+        if LATENT in sites and any(BOT in s for s in schedule.position_sets):
+            raise PatchInputError(
+                "--positions",
+                f"--positions {schedule.text}: the latent site has no bot position; drop bot "
+                "or patch block sites only",
+            )
+    patches = _patches(sites, schedules)
+    if not patches:
+        raise PatchInputError("--positions", "--positions: no position to patch")
+    try:
+        loaded = load_problems(config.data)
+    except ProblemDataError as error:
+        raise PatchInputError("--data", f"--data: {error}") from None
+    problems = loaded.problems[: config.limit] if config.limit else loaded.problems
+    if pairs is None:
+        try:
+            pairs = make_pairs(problems, config.pairs, config.seed)
+        except ValueError as error:
+            raise PatchInputError("--pairs", str(error)) from None
+    if not pairs.pairs:
+        raise PatchInputError(
+            "--pairs",
+            f"--pairs {config.pairs}: no problem of --data {config.data} has a source under "
+            "this rule (counterfactual twins exist for compact synthetic problems only)",
+        )
+    ids = [p.id for p in pairs.pairs]
+    if len(set(ids)) != len(ids):
+        raise PatchInputError("--pairs", "--pairs: a pair is listed twice; list each once")
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "pairs": pairs.rule,
+        "n_pairs": len(pairs.pairs),
+        "unpaired": pairs.unpaired,
+        "sites": [str(s) for s in sites],
+        "positions": [s.text for s in schedules],
+        "patches": [p.name for p in patches],
+        "seed": config.seed,
+        "limit": config.limit,
+        "strata": str(strata),
+        "max_new_tokens": config.max_new_tokens,
+        "batch_size": config.batch_size,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "device": str(model.device),
+        "model": {
+            "name": model.name,
+            "spec": model_spec,
+            "fingerprint": fingerprint_model(model),
+            "num_layers": model.num_layers,
+            "num_thoughts": model.num_thoughts,
+            "settings": model.family.to_dict(),
+        },
+        "data": {
+            "spec": config.data,
+            "source": loaded.source,
+            "fingerprint": fingerprint_problems(problems),
+            "n_problems": len(problems),
+        },
+        "metrics": {
+            "outcome": "stays: the patched number equals the target's baseline number; "
+            "source: it equals the source's baseline number (only where the two differ); "
+            "other: anything else",
+            "gold_logprob": "sum log-probability of the target's expected answer (answer "
+            "format + eos), teacher-forced after the closing ids",
+            "logit_diff": "log p(target's expected answer) - log p(source's expected "
+            "answer), both teacher-forced; the change is patched minus unpatched",
+        },
+        "method": "source states recorded in a baseline pass over the same padded batch "
+        "as the patched pass; a patch at block:L replaces block L's output at that step, so "
+        "later thoughts see it",
+        "checks": {"self_patch_rows": 0, "self_patch_identical": 0},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return PatchPlan(config, pairs, patches, sites, strata, manifest)
+
+
+def _dotted(data: dict[str, Any], key: str) -> Any:
+    value: Any = data
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def check_folder(
+    run_dir: Path,
+    manifest: dict[str, Any],
+    *,
+    identity: Sequence[str] = IDENTITY_KEYS,
+) -> dict[str, Any]:
+    """The manifest to keep: the folder's own when it holds this run, else ``manifest``
+    (written).
+
+    Raises:
+        PatchInputError: The folder holds a different run.
+    """
+    if (run_dir / MANIFEST_FILE).is_file():
+        old = read_manifest(run_dir)
+        differ = [k for k in identity if _dotted(old, k) != _dotted(manifest, k)]
+        if old.get("format") != manifest.get("format") or differ:
+            shown = ", ".join(differ) or f"format {old.get('format')}"
+            raise PatchInputError(
+                "--out",
+                f"--out {run_dir} holds a different run ({shown} differ); repeat the original "
+                "options to resume, or choose another --out folder",
+            )
+        return old
+    if (run_dir / RESULTS_FILE).is_file():
+        raise PatchInputError(
+            "--out", f"--out {run_dir} has {RESULTS_FILE} but no {MANIFEST_FILE}; choose another"
+        )
+    write_manifest(run_dir, manifest)
+    return manifest
+
+
+# ------------------------------------------------------------------------------ running
+def patch_edit(states: Tensor, sources: Tensor, site: Site, position: Position) -> Edit:
+    """An edit giving each row the recorded state of ``sources[row's problem]``.
+
+    ``states``: ``(problems, N+2, layers+1, d)`` recorded in the baseline pass;
+    ``sources``: ``(problems,)`` index of the problem whose state each problem gets.
+    """
+    p_index, s_index = position_index(position), site_index(site)
+
+    def edit(hidden: Tensor, context: EditContext) -> Tensor:
+        chosen = sources[context.problems.cpu()]
+        return states[chosen, p_index, s_index].to(hidden)
+
+    return edit
+
+
+def _unchanged() -> Edit:
+    """An edit that changes nothing (a new object each call, so conditions fork as the
+    patches they stand in for do)."""
+
+    def edit(hidden: Tensor, context: EditContext) -> Tensor:
+        return hidden
+
+    return edit
+
+
+def _difference(a: Generation, b: Generation) -> float:
+    """Largest absolute difference of the teacher-forced log-probabilities (0: equal)."""
+    return max(
+        float((a.target_logprobs[k].double() - b.target_logprobs[k].double()).abs().max())
+        for k in a.target_logprobs
+    )
+
+
+def _changed(predicted: float | None, reference: float | None) -> bool:
+    if predicted is None or reference is None:
+        return (predicted is None) != (reference is None)
+    return not is_correct(predicted, reference)
+
+
+class _Patching:
+    def __init__(self, model: ThoughtModel, plan: PatchPlan):
+        self.model = model
+        self.plan = plan
+        self.runner = Runner(model)
+        self.self_rows = 0
+        self.self_identical = 0
+        self.self_differing: list[str] = []
+        self.self_same_answer = 0
+        self.self_max_difference = 0.0
+
+    def run_batch(
+        self, pairs: Sequence[Pair], skip: set[tuple[str, str, tuple[int, ...]]]
+    ) -> list[PatchRow]:
+        """The rows of a batch of pairs (those not in ``skip``)."""
+        config = self.plan.config
+        # The questions of both calls: each problem once, then a row per extra pair of a
+        # target already listed. Duplicates do not change the padded width.
+        problems: list[Problem] = []
+        index: dict[str, int] = {}
+        for pair in pairs:
+            for problem in (pair.target, pair.source):
+                if problem.id not in index:
+                    index[problem.id] = len(problems)
+                    problems.append(problem)
+        row_of_pair: list[int] = []
+        taken: set[int] = set()
+        for pair in pairs:
+            row = index[pair.target.id]
+            if row in taken:
+                row = len(problems)
+                problems.append(pair.target)
+            taken.add(row)
+            row_of_pair.append(row)
+        source_of = torch.arange(len(problems))
+        source_answer = [p.answer for p in problems]
+        for pair, row in zip(pairs, row_of_pair, strict=True):
+            source_of[row] = index[pair.source.id]
+            source_answer[row] = pair.source.answer
+        questions = [p.question for p in problems]
+        gold = [self.model.answer_ids(p.answer) for p in problems]
+        other = [self.model.answer_ids(a) for a in source_answer]
+
+        targets = {"gold": gold, "source": other}
+        own = torch.arange(len(problems))
+        positions = list(range(self.model.num_thoughts))
+
+        def conditions(patch: Callable[[Tensor, Site, Position], Edit]) -> list[Condition]:
+            """The empty condition, the patches, the self-patches (all positions)."""
+            found = [Condition(EMPTY)]
+            for spec in self.plan.patches:
+                edits = {(spec.site, p): patch(source_of, spec.site, p) for p in spec.positions}
+                found.append(Condition(spec.name, edits))
+            for site in self.plan.sites:
+                edits = {(site, p): patch(own, site, p) for p in positions}
+                found.append(Condition(f"self@{site}", edits))
+            return found
+
+        # Pass 1 has the shape of pass 2 at every step (the same conditions fork at the
+        # same positions, with edits that change nothing): matrix kernels may round
+        # differently for a different number of rows, so only equal shapes make a
+        # recorded state bit-identical to the one pass 2 computes.
+        recording = conditions(lambda sources, site, position: _unchanged())
+        options = RunOptions(
+            max_new_tokens=config.max_new_tokens, batch_size=len(questions) * len(recording)
+        )
+        base = self.runner.run(
+            questions, recording, replace(options, record_hidden=True), targets=targets
+        )
+        base_gen = [row[0] for row in base]
+        states = torch.stack([g.hidden for g in base_gen if g.hidden is not None])
+        del base
+        patched = conditions(
+            lambda sources, site, position: patch_edit(states, sources, site, position)
+        )
+        results = self.runner.run(questions, patched, options, targets=targets)
+        n_patch = len(self.plan.patches)
+        for problem, generations in zip(problems, results, strict=True):
+            for check in generations[1 + n_patch :]:
+                self.self_rows += 1
+                answer = check.answer_ids == generations[0].answer_ids
+                difference = _difference(generations[0], check)
+                self.self_same_answer += answer
+                self.self_identical += answer and difference == 0.0
+                self.self_max_difference = max(self.self_max_difference, difference)
+                if not answer or difference:
+                    self.self_differing.append(f"{problem.id} ({check.condition})")
+        out: list[PatchRow] = []
+        for pair, r in zip(pairs, row_of_pair, strict=True):
+            target_base = base_gen[index[pair.target.id]]
+            source_base = base_gen[index[pair.source.id]]
+            t_pred = extract_number(target_base.text)
+            s_pred = extract_number(source_base.text)
+            distinguishable = _changed(s_pred, t_pred)
+            empty = results[r][0]
+            gold0 = float(empty.target_logprobs["gold"].sum())
+            diff0 = gold0 - float(empty.target_logprobs["source"].sum())
+            stratum = self.plan.strata.label_for(pair.target.steps)
+            for spec, gen in zip(self.plan.patches, results[r][1 : 1 + n_patch], strict=True):
+                key = (pair.id, str(spec.site), tuple(spec.positions))
+                if key in skip:
+                    continue
+                predicted = extract_number(gen.text)
+                if not _changed(predicted, t_pred):
+                    outcome = "stays"
+                elif distinguishable and not _changed(predicted, s_pred):
+                    outcome = "source"
+                else:
+                    outcome = "other"
+                gold_lp = float(gen.target_logprobs["gold"].sum())
+                diff = gold_lp - float(gen.target_logprobs["source"].sum())
+                if pair.target.answer == pair.source.answer:
+                    diff = diff0 = 0.0
+                out.append(
+                    PatchRow(
+                        pair=pair.id,
+                        target=pair.target.id,
+                        source=pair.source.id,
+                        rule=self.plan.pairs.rule,
+                        note=pair.note,
+                        stratum=stratum,
+                        site=str(spec.site),
+                        positions=list(spec.positions),
+                        schedule=spec.schedule,
+                        output=gen.text,
+                        predicted=predicted,
+                        target_baseline_output=target_base.text,
+                        source_baseline_output=source_base.text,
+                        target_expected=pair.target.answer,
+                        source_expected=pair.source.answer,
+                        outcome=outcome,  # type: ignore[arg-type]
+                        distinguishable=distinguishable,
+                        correct=is_correct(predicted, pair.target.answer),
+                        gold_logprob=gold_lp,
+                        gold_logprob_change=gold_lp - gold0,
+                        logit_diff=diff,
+                        logit_diff_change=diff - diff0,
+                    )
+                )
+        return out
+
+
+def run_patching(
+    model: ThoughtModel,
+    config: PatchConfig,
+    run_dir: str | Path,
+    *,
+    model_spec: str = "",
+    pairs: PairSet | None = None,
+    progress: bool = False,
+) -> PatchResult:
+    """Runs (or resumes) a patching run into ``run_dir``.
+
+    Writes ``RUN/manifest.json`` first, appends rows to ``RUN/results.jsonl`` batch by
+    batch, and adds this call's self-patch check to the manifest's ``checks``.
+
+    Raises:
+        PatchInputError: Bad configuration, or ``run_dir`` holds a different run.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    plan = plan_patching(model, config, model_spec=model_spec, pairs=pairs)
+    manifest = check_folder(run_dir, plan.manifest)
+    done = (
+        {r.key for r in read_patch_rows(run_dir)} if (run_dir / RESULTS_FILE).is_file() else set()
+    )
+    wanted = {
+        p.id: [(p.id, str(s.site), tuple(s.positions)) for s in plan.patches]
+        for p in plan.pairs.pairs
+    }
+    todo = [p for p in plan.pairs.pairs if any(k not in done for k in wanted[p.id])]
+    n_skipped = sum(k in done for keys in wanted.values() for k in keys)
+    patching = _Patching(model, plan)
+    written = 0
+    batches = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
+    bar = tqdm(total=len(todo), disable=not progress, desc="patching", unit="pair")
+    for batch in batches:
+        written += append_patch_rows(run_dir, patching.run_batch(batch, done))
+        bar.update(len(batch))
+    bar.close()
+    checks = dict(manifest.get("checks") or {})
+    checks["self_patch_rows"] = int(checks.get("self_patch_rows", 0)) + patching.self_rows
+    checks["self_patch_identical"] = (
+        int(checks.get("self_patch_identical", 0)) + patching.self_identical
+    )
+    checks["self_patch_same_answer"] = (
+        int(checks.get("self_patch_same_answer", 0)) + patching.self_same_answer
+    )
+    checks["self_patch_max_logprob_difference"] = max(
+        float(checks.get("self_patch_max_logprob_difference", 0.0)), patching.self_max_difference
+    )
+    checks["self_patch_differing"] = [
+        *checks.get("self_patch_differing", []),
+        *patching.self_differing,
+    ]
+    checks["self_patch_rule"] = (
+        "per batch and site, every row patched at every thought position with its own "
+        "recorded state; identical = same answer ids and teacher-forced log-probabilities "
+        "as the empty condition, bit for bit; same_answer = same answer ids. Matrix kernels "
+        "may round a row differently by its place in the batch, so a last-bit difference "
+        "(max_logprob_difference) can occur on large runs; a different answer would mean "
+        "the patch did not put back the model's own state"
+    )
+    manifest["checks"] = checks
+    write_manifest(run_dir, manifest)
+    return PatchResult(
+        run_dir=run_dir,
+        n_pairs=len(plan.pairs.pairs),
+        n_rows=written,
+        n_skipped=n_skipped,
+        self_patch_rows=patching.self_rows,
+        self_patch_identical=patching.self_identical,
+        self_patch_same_answer=patching.self_same_answer,
+        self_patch_max_difference=patching.self_max_difference,
+        seconds=time.perf_counter() - started,
+    )

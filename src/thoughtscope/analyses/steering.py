@@ -1,0 +1,471 @@
+"""Steering: add ``α · direction`` to, or project a direction out of, the states at chosen
+sites and positions, and trace the answers' dose-response over ``α``.
+
+**Directions** (one ``(d,)`` vector per site and position) come from
+
+* ``mean-diff``: the difference of means of the baseline states of two groups of
+  problems: those whose value (the answer, or step ``K``'s result with
+  ``--group step:K``) equals the target value, minus the others; or
+* a file (``.safetensors``) holding ``direction`` (one vector for every site and
+  position) and/or ``<site>@<position>`` vectors (``block:2@3``, ``latent@0``), the layout
+  a probe can write; unnamed sites and positions use ``direction``.
+
+The directions used are saved as ``RUN/directions.safetensors`` (same layout), so a run
+can be repeated with ``--direction RUN/directions.safetensors``.
+
+**Edits.** ``add``: ``h + α·v``; ``project``: ``h - α·(h·u)u`` with ``u = v/|v|``
+(``α = 1`` removes the component). ``α = 0`` is the empty condition of the same call,
+the reference every row is compared with.
+
+**Metrics** per (problem, site, positions, mode, ``α``): the answer, whether its number
+changed from ``α = 0``, whether it *hits* the target value (counted only for problems
+whose ``α = 0`` answer is not already the target value), and the change of the expected
+answer's log-probability.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from thoughtscope.analyses.interventions.activations import position_index, site_index
+from thoughtscope.analyses.interventions.schedules import parse_schedules
+from thoughtscope.analyses.patching import (
+    IDENTITY_KEYS,
+    PatchInputError,
+    check_folder,
+    fingerprint_model,
+    fingerprint_problems,
+)
+from thoughtscope.engine.edits import Edit, EditContext
+from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
+from thoughtscope.engine.sites import BOT, LATENT, Position, Site, parse_sites, position_name
+from thoughtscope.model.thought_model import ThoughtModel
+from thoughtscope.problems.difficulty import Strata
+from thoughtscope.problems.errors import ProblemDataError
+from thoughtscope.problems.pairs import step_values
+from thoughtscope.problems.problem import Problem
+from thoughtscope.problems.scoring import extract_number, is_correct
+from thoughtscope.problems.sources import load_problems
+from thoughtscope.results.rows import append_rows, read_rows
+from thoughtscope.results.store import RESULTS_FILE
+from thoughtscope.tensorfile import save_tensors
+
+__all__ = [
+    "DIRECTIONS_FILE",
+    "SteerConfig",
+    "SteerResult",
+    "SteerRow",
+    "mean_difference",
+    "read_steer_rows",
+    "run_steering",
+    "steer_edit",
+]
+
+FORMAT = "thoughtscope-steering"
+DIRECTIONS_FILE = "directions.safetensors"
+Mode = Literal["add", "project"]
+
+
+@dataclass(frozen=True)
+class SteerConfig:
+    """Everything that defines a steering run besides the model.
+
+    Attributes:
+        data: Problems to steer.
+        target_value: The value steered towards (hits are counted against it).
+        direction: ``mean-diff`` or a ``.safetensors`` file (see the module docstring).
+        group: What ``mean-diff`` groups by: ``answer`` or ``step:K``.
+        reference: Problems the means are taken over (default: ``data``).
+        sites: ``latent``, ``block:L``, … joined with ``+``.
+        positions: Position schedules (``single``, ``all``, ``{0,2}``).
+        modes: Comma-separated ``add``, ``project``.
+        alphas: Comma-separated multiples (0 is always run, as the reference).
+        limit: Use only the first ``limit`` problems of ``data`` (and of ``reference``).
+        seed: Recorded; bootstrap seed of the statistics.
+        strata: Difficulty strata.
+        batch_size: Problems per batch.
+        max_new_tokens: Decoding length.
+    """
+
+    data: str
+    target_value: float
+    direction: str = "mean-diff"
+    group: str = "answer"
+    reference: str | None = None
+    sites: str = "latent"
+    positions: str = "all"
+    modes: str = "add"
+    alphas: str = "0.5,1,2,4"
+    limit: int | None = None
+    seed: int = 0
+    strata: str = "1,2,3,4,5+"
+    batch_size: int = 16
+    max_new_tokens: int = 16
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SteerRow:
+    """One steered run of one problem (a line of ``RUN/results.jsonl``).
+
+    Attributes:
+        problem, stratum: The problem and its difficulty stratum.
+        site, positions, mode, alpha: The edit.
+        output, baseline_output: Answers with the edit and at ``α = 0``.
+        changed: The number differs from ``α = 0``'s.
+        hit: The number equals the target value (``None`` where the ``α = 0`` answer
+            already does).
+        gold_logprob_change: log p(expected answer), steered minus ``α = 0``.
+    """
+
+    problem: str
+    stratum: str
+    site: str
+    positions: list[int]
+    mode: str
+    alpha: float
+    output: str
+    baseline_output: str
+    changed: bool
+    hit: bool | None
+    gold_logprob_change: float
+
+    @property
+    def key(self) -> tuple[str, str, tuple[int, ...], str, float]:
+        """Unique within a run."""
+        return (self.problem, self.site, tuple(self.positions), self.mode, self.alpha)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SteerRow:
+        """Inverse of ``asdict``."""
+        return cls(**data)
+
+
+def read_steer_rows(run_dir: str | Path) -> list[SteerRow]:
+    """Every row of ``RUN/results.jsonl``."""
+    return read_rows(Path(run_dir) / RESULTS_FILE, SteerRow.from_dict, "steering row")
+
+
+@dataclass(frozen=True)
+class SteerResult:
+    """What :func:`run_steering` did."""
+
+    run_dir: Path
+    n_problems: int
+    n_rows: int
+    n_skipped: int
+    seconds: float
+
+
+def steer_edit(vector: Tensor, mode: Mode, alpha: float) -> Edit:
+    """``add``: ``h + α·v``; ``project``: ``h - α·(h·u)u``, ``u = v/|v|``.
+    ``hidden (rows, d) -> (rows, d)``."""
+
+    def edit(hidden: Tensor, context: EditContext) -> Tensor:
+        v = vector.to(device=hidden.device, dtype=torch.float32)
+        h = hidden.float()
+        if mode == "add":
+            return (h + alpha * v).to(hidden.dtype)
+        u = v / v.norm().clamp_min(1e-12)
+        return (h - alpha * (h @ u)[:, None] * u).to(hidden.dtype)
+
+    return edit
+
+
+def _key(site: Site, position: Position) -> str:
+    return f"{site}@{position_name(position)}"
+
+
+def mean_difference(
+    model: ThoughtModel,
+    problems: Sequence[Problem],
+    value_of: dict[str, float | None],
+    target: float,
+    keys: Sequence[tuple[Site, Position]],
+    *,
+    batch_size: int = 32,
+) -> dict[str, Tensor]:
+    """``mean(states | value == target) - mean(states | value != target)`` per site and
+    position (``"<site>@<position>"`` → ``(d,)``), over the problems with a value.
+
+    Raises:
+        ValueError: One of the groups is empty.
+    """
+    runner = Runner(model)
+    sums: dict[bool, Tensor | None] = {True: None, False: None}
+    counts = {True: 0, False: 0}
+    usable = [p for p in problems if value_of.get(p.id) is not None]
+    for start in range(0, len(usable), batch_size):
+        chunk = usable[start : start + batch_size]
+        options = RunOptions(max_new_tokens=1, batch_size=batch_size, record_hidden=True)
+        results = runner.run([p.question for p in chunk], [BASELINE], options)
+        for problem, row in zip(chunk, results, strict=True):
+            hidden = row[0].hidden
+            assert hidden is not None
+            value = value_of[problem.id]
+            member = value is not None and is_correct(value, target)
+            total = sums[member]
+            sums[member] = hidden.double() if total is None else total + hidden.double()
+            counts[member] += 1
+    if not counts[True] or not counts[False]:
+        raise ValueError(
+            f"--direction mean-diff: {counts[True]} reference problems have the value "
+            f"{target:g} and {counts[False]} do not; both groups need at least one (choose "
+            "another --target-value or --group, or more --reference problems)"
+        )
+    inside, outside = sums[True], sums[False]
+    assert inside is not None and outside is not None
+    difference = (inside / counts[True] - outside / counts[False]).float()
+    return {
+        _key(site, position): difference[position_index(position), site_index(site)].clone()
+        for site, position in keys
+    }
+
+
+def _value_reader(group: str) -> Any:
+    if group == "answer":
+        return lambda p: p.answer
+    if group.startswith("step:") and group.removeprefix("step:").isdigit():
+        k = int(group.removeprefix("step:"))
+        if k >= 1:
+
+            def step(p: Problem) -> float | None:
+                values = step_values(p)
+                return values[k - 1] if values and len(values) >= k else None
+
+            return step
+    raise PatchInputError(
+        "--group", f"--group {group!r}: use answer or step:K (K = 1 for the first operation)"
+    )
+
+
+def _file_directions(path: Path, keys: Sequence[tuple[Site, Position]]) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise PatchInputError("--direction", f"--direction {path}: no such file")
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types
+        raise PatchInputError(
+            "--direction", f"--direction {path}: not a safetensors file ({error})"
+        ) from None
+    found: dict[str, Tensor] = {}
+    for site, position in keys:
+        vector = tensors.get(_key(site, position), tensors.get("direction"))
+        if vector is None:
+            raise PatchInputError(
+                "--direction",
+                f"--direction {path}: no vector for {_key(site, position)} and no 'direction'; "
+                "add one of them",
+            )
+        found[_key(site, position)] = vector.float().reshape(-1).clone()
+    return found
+
+
+def run_steering(
+    model: ThoughtModel,
+    config: SteerConfig,
+    run_dir: str | Path,
+    *,
+    model_spec: str = "",
+    progress: bool = False,
+) -> SteerResult:
+    """Runs (or resumes) a steering run into ``run_dir``.
+
+    Raises:
+        PatchInputError: Bad configuration (naming the option), or ``run_dir`` holds a
+            different run.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    if config.batch_size < 1:
+        raise PatchInputError("--batch-size", "--batch-size must be 1 or more")
+    try:
+        strata = Strata.parse(config.strata)
+        sites = parse_sites(config.sites, model.num_layers)
+    except ValueError as error:
+        option = "--strata" if "strata" in str(error) else "--sites"
+        raise PatchInputError(option, str(error)) from None
+    try:
+        schedules = parse_schedules(config.positions, model.num_thoughts, option="--positions")
+    except ValueError as error:
+        raise PatchInputError("--positions", str(error)) from None
+    sets = list(dict.fromkeys(tuple(s) for sch in schedules for s in sch.position_sets if s))
+    if any(sch.is_early_exit for sch in schedules) or not sets:
+        raise PatchInputError("--positions", "--positions: give position sets to steer")
+    if LATENT in sites and any(BOT in s for s in sets):
+        raise PatchInputError("--positions", "--positions: the latent site has no bot position")
+    modes = [m.strip() for m in config.modes.split(",")]
+    if not modes or any(m not in ("add", "project") for m in modes):
+        raise PatchInputError("--mode", f"--mode {config.modes!r}: use add, project or both")
+    try:
+        alphas = sorted({float(a) for a in config.alphas.split(",")} - {0.0})
+    except ValueError:
+        raise PatchInputError(
+            "--alphas", f"--alphas {config.alphas!r}: give numbers, comma-separated"
+        ) from None
+    if not alphas:
+        raise PatchInputError("--alphas", "--alphas: give at least one non-zero multiple")
+    try:
+        problems = load_problems(config.data).problems
+        reference = load_problems(config.reference).problems if config.reference else problems
+    except ProblemDataError as error:
+        raise PatchInputError("--data", f"--data: {error}") from None
+    if config.limit:
+        problems, reference = problems[: config.limit], reference[: config.limit]
+    keys = list(dict.fromkeys((site, p) for site in sites for s in sets for p in s))
+    value = _value_reader(config.group)
+    path = run_dir / DIRECTIONS_FILE
+    if config.direction == "mean-diff":
+        directions = None
+        if path.is_file():
+            directions = _file_directions(path, keys)
+    elif config.direction.endswith(".safetensors"):
+        directions = _file_directions(Path(config.direction), keys)
+    else:
+        raise PatchInputError(
+            "--direction", f"--direction {config.direction!r}: use mean-diff or a .safetensors file"
+        )
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": 1,
+        "pairs": None,
+        "sites": [str(s) for s in sites],
+        "positions": [sch.text for sch in schedules],
+        "modes": modes,
+        "alphas": alphas,
+        "target_value": config.target_value,
+        "direction": config.direction,
+        "group": config.group,
+        "reference": {
+            "spec": config.reference or config.data,
+            "fingerprint": fingerprint_problems(reference),
+            "n": len(reference),
+        },
+        "seed": config.seed,
+        "limit": config.limit,
+        "strata": str(strata),
+        "max_new_tokens": config.max_new_tokens,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "model": {
+            "name": model.name,
+            "spec": model_spec,
+            "fingerprint": fingerprint_model(model),
+            "settings": model.family.to_dict(),
+        },
+        "data": {
+            "spec": config.data,
+            "fingerprint": fingerprint_problems(problems),
+            "n_problems": len(problems),
+        },
+        "edits": "add: h + alpha*v; project: h - alpha*(h.u)u with u = v/|v|; alpha = 0 is "
+        "the empty condition of the same runner call",
+        "metrics": {
+            "changed": "the answer's number differs from alpha = 0's",
+            "hit": "the answer's number equals target_value; only problems whose alpha = 0 "
+            "answer does not",
+        },
+        "directions_file": DIRECTIONS_FILE,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if directions is None:
+        try:
+            directions = mean_difference(
+                model,
+                reference,
+                {p.id: value(p) for p in reference},
+                config.target_value,
+                keys,
+                batch_size=config.batch_size,
+            )
+        except ValueError as error:
+            raise PatchInputError("--direction", str(error)) from None
+    identity = [*IDENTITY_KEYS, "modes", "alphas", "target_value", "direction", "group"]
+    check_folder(run_dir, manifest, identity=[*identity, "reference.fingerprint"])
+    save_tensors({k: v.contiguous() for k, v in directions.items()}, str(path))
+
+    conditions = [Condition("alpha=0")]
+    specs: list[tuple[Site, tuple[int, ...], str, float]] = []
+    for site in sites:
+        for positions in sets:
+            for mode in modes:
+                for alpha in alphas:
+                    edits = {
+                        (site, p): steer_edit(directions[_key(site, p)], mode, alpha)  # type: ignore[arg-type]
+                        for p in positions
+                    }
+                    name = f"{mode}{alpha:g}@{site}:" + ",".join(
+                        position_name(p) for p in positions
+                    )
+                    conditions.append(Condition(name, edits))
+                    specs.append((site, positions, mode, alpha))
+    done = (
+        {r.key for r in read_steer_rows(run_dir)} if (run_dir / RESULTS_FILE).is_file() else set()
+    )
+    wanted = [(str(s), tuple(p), m, a) for s, p, m, a in specs]
+    todo = [p for p in problems if any((p.id, *w) not in done for w in wanted)]
+    runner = Runner(model)
+    options = RunOptions(
+        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size * len(conditions)
+    )
+    written = 0
+    bar = tqdm(total=len(todo), disable=not progress, desc="steering", unit="problem")
+    for start in range(0, len(todo), config.batch_size):
+        batch = todo[start : start + config.batch_size]
+        gold = [model.answer_ids(p.answer) for p in batch]
+        results = runner.run(
+            [p.question for p in batch], conditions, options, targets={"gold": gold}
+        )
+        rows: list[dict[str, Any]] = []
+        for problem, generations in zip(batch, results, strict=True):
+            empty = generations[0]
+            base = extract_number(empty.text)
+            base_gold = float(empty.target_logprobs["gold"].sum())
+            already = base is not None and is_correct(base, config.target_value)
+            for (site, positions, mode, alpha), gen in zip(specs, generations[1:], strict=True):
+                if (problem.id, str(site), tuple(positions), mode, alpha) in done:
+                    continue
+                number = extract_number(gen.text)
+                changed = (number is None) != (base is None) or (
+                    number is not None and base is not None and not is_correct(number, base)
+                )
+                hit = (
+                    None
+                    if already
+                    else (number is not None and is_correct(number, config.target_value))
+                )
+                rows.append(
+                    asdict(
+                        SteerRow(
+                            problem=problem.id,
+                            stratum=strata.label_for(problem.steps),
+                            site=str(site),
+                            positions=list(positions),
+                            mode=mode,
+                            alpha=alpha,
+                            output=gen.text,
+                            baseline_output=empty.text,
+                            changed=changed,
+                            hit=hit,
+                            gold_logprob_change=float(gen.target_logprobs["gold"].sum())
+                            - base_gold,
+                        )
+                    )
+                )
+        written += append_rows(run_dir / RESULTS_FILE, rows)
+        bar.update(len(batch))
+    bar.close()
+    n_done = sum((p.id, *w) in done for p in problems for w in wanted)
+    return SteerResult(run_dir, len(problems), written, n_done, time.perf_counter() - started)

@@ -1,0 +1,85 @@
+"""``thoughtscope effects``: how editing one thought changes every later thought."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thoughtscope.analyses.effects import EffectsConfig, run_effects
+from thoughtscope.analyses.patching import PatchInputError
+from thoughtscope.cli.app import app, fail, streaming_to
+from thoughtscope.cli.importance import ThreadsOpt, _set_threads
+from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
+
+RESUME_HINT = "run the same command again to continue (finished rows are kept)"
+
+
+@app.command("effects")
+@model_options
+def effects_command(
+    choice: ModelChoice,
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
+    sites: Annotated[
+        str,
+        typer.Option("--sites", help="latent, block:L, block:L1,L2, block:all, joined with +."),
+    ] = "latent",
+    ablations: Annotated[
+        str,
+        typer.Option(
+            "--ablation",
+            help="Comma-separated edits of thought i: zero, mean, mean-pooled, noise, patch "
+            "(the state of a donor problem).",
+        ),
+    ] = "zero",
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Use the first N problems of --data.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Noise, mean and donor seed.")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Problems per batch.")] = 16,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
+    ] = 16,
+    model: ModelOpt = "toy",
+    threads: ThreadsOpt = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
+        True
+    ),
+) -> None:
+    """Edit each thought i in turn and measure the change of every later thought j
+    (cosine distance, relative L2, KL of its logit lens) and of the answer; rows go to
+    OUT/results.jsonl, the graph with intervals to OUT/effects_summary.json and a figure
+    to OUT/report.html."""
+    _set_threads(threads)
+    check_output(out, "--out", folder=True)
+    config = EffectsConfig(
+        data=data,
+        sites=sites,
+        ablations=ablations,
+        limit=limit,
+        seed=seed,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
+    loaded = choice.load()
+    streaming_to(out / "results.jsonl", resume=RESUME_HINT)
+    try:
+        result = run_effects(loaded, config, out, model_spec=model, progress=progress)
+    except PatchInputError as error:
+        fail(str(error), error.option)
+    resumed = f", {result.n_skipped} already done" if result.n_skipped else ""
+    typer.echo(
+        f"{result.n_rows} rows written{resumed} ({result.n_problems} problems) in "
+        f"{result.seconds:.1f} s"
+    )
+    from thoughtscope.statistics.effects import format_effects, write_effects_summary
+
+    summary = write_effects_summary(out)
+    typer.echo(format_effects(json.loads(summary.read_text(encoding="utf-8"))))
+    typer.echo(f"statistics: {summary}")
+    from thoughtscope.report.causal import write_causal_report
+
+    typer.echo(f"report: {write_causal_report(out)} (open it in a browser)")

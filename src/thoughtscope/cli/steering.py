@@ -1,0 +1,104 @@
+"""``thoughtscope steer``: add or project out a direction, over a range of multiples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thoughtscope.analyses.patching import PatchInputError
+from thoughtscope.analyses.steering import SteerConfig, run_steering
+from thoughtscope.cli.app import app, fail, streaming_to
+from thoughtscope.cli.importance import ThreadsOpt, _set_threads
+from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
+
+RESUME_HINT = "run the same command again to continue (finished rows are kept)"
+
+
+@app.command("steer")
+@model_options
+def steer_command(
+    choice: ModelChoice,
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
+    target_value: Annotated[
+        float, typer.Option("--target-value", help="The value steered towards (hits count it).")
+    ],
+    direction: Annotated[
+        str,
+        typer.Option(
+            "--direction",
+            help="mean-diff (states of problems whose --group value equals --target-value "
+            "minus the others') or a .safetensors file with 'direction' and/or "
+            "'<site>@<position>' vectors (e.g. written by a probe).",
+        ),
+    ] = "mean-diff",
+    group: Annotated[
+        str, typer.Option("--group", help="What mean-diff groups by: answer or step:K.")
+    ] = "answer",
+    reference: Annotated[
+        str | None,
+        typer.Option("--reference", help="Problems for mean-diff (default: --data)."),
+    ] = None,
+    sites: Annotated[
+        str, typer.Option("--sites", help="latent, block:L, … joined with +.")
+    ] = "latent",
+    positions: Annotated[
+        str, typer.Option("--positions", help="single, all, prefix, or sets like {0,2}.")
+    ] = "all",
+    modes: Annotated[str, typer.Option("--mode", help="add, project, or add,project.")] = "add",
+    alphas: Annotated[
+        str, typer.Option("--alphas", help="Comma-separated multiples (0 always runs).")
+    ] = "0.5,1,2,4",
+    limit: Annotated[int | None, typer.Option("--limit", help="Use the first N problems.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Problems per batch.")] = 16,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
+    ] = 16,
+    model: ModelOpt = "toy",
+    threads: ThreadsOpt = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
+        True
+    ),
+) -> None:
+    """Steer the thoughts: add alpha times a direction (or project it out) at chosen sites
+    and positions and trace answer changes and target-value hits over alpha."""
+    _set_threads(threads)
+    check_output(out, "--out", folder=True)
+    config = SteerConfig(
+        data=data,
+        target_value=target_value,
+        direction=direction,
+        group=group,
+        reference=reference,
+        sites=sites,
+        positions=positions,
+        modes=modes,
+        alphas=alphas,
+        limit=limit,
+        seed=seed,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
+    loaded = choice.load()
+    streaming_to(out / "results.jsonl", resume=RESUME_HINT)
+    try:
+        result = run_steering(loaded, config, out, model_spec=model, progress=progress)
+    except PatchInputError as error:
+        fail(str(error), error.option)
+    resumed = f", {result.n_skipped} already done" if result.n_skipped else ""
+    typer.echo(
+        f"{result.n_rows} rows written{resumed} ({result.n_problems} problems) in "
+        f"{result.seconds:.1f} s"
+    )
+    from thoughtscope.statistics.steering import format_steering, write_steering_summary
+
+    summary = write_steering_summary(out)
+    typer.echo(format_steering(json.loads(summary.read_text(encoding="utf-8"))))
+    typer.echo(f"statistics: {summary}")
+    from thoughtscope.report.causal import write_causal_report
+
+    typer.echo(f"report: {write_causal_report(out)} (open it in a browser)")

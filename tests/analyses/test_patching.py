@@ -1,0 +1,161 @@
+"""Counterfactual patching: self-patching is the identity, patches touch only what they
+name, rows carry the promised fields, runs resume and refuse another configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.conftest import tiny_codi
+from thoughtscope.analyses.patching import (
+    PatchConfig,
+    PatchInputError,
+    patch_edit,
+    run_patching,
+)
+from thoughtscope.cli import app
+from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
+from thoughtscope.engine.sites import block
+from thoughtscope.model import CodiModel
+from thoughtscope.problems.pairs import Pair, PairSet
+from thoughtscope.problems.problem import Problem
+from thoughtscope.results.patching import read_patch_rows
+from thoughtscope.results.store import read_manifest
+from thoughtscope.statistics.patching import patching_summary
+
+DATA = "synthetic:test:seed=13:n=8"
+FIELDS = {"target", "source", "site", "positions", "output"}
+FIELDS |= {"target_baseline_output", "source_baseline_output"}
+
+
+def config(**changes: object) -> PatchConfig:
+    base = {"data": DATA, "sites": "latent+block:1", "max_new_tokens": 4, "batch_size": 3}
+    return PatchConfig(**{**base, **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_self_patching_reproduces_the_baseline_bit_for_bit(
+    architecture: str, tmp_path: Path
+) -> None:
+    result = run_patching(
+        tiny_codi(architecture),
+        config(pairs="self", positions="single,all,{bot,2}", sites="block:0+block:1"),
+        tmp_path,
+    )
+    rows = read_patch_rows(tmp_path)
+    assert len(rows) == 8 * 2 * 8  # pairs x sites x (6 single + all + {bot,2})
+    assert all(r.output == r.target_baseline_output for r in rows)
+    assert all(r.gold_logprob_change == 0.0 and r.logit_diff_change == 0.0 for r in rows)
+    assert {r.outcome for r in rows} == {"stays"}
+    checks = read_manifest(tmp_path)["checks"]
+    assert checks["self_patch_rows"] == result.self_patch_rows == 8 * 2
+    assert checks["self_patch_identical"] == checks["self_patch_rows"]
+
+
+def test_patching_every_thought_from_the_same_question_is_the_identity(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    question = "a=3;b=a*2;c=b+1;c=?"
+    twin_a = Problem("a", question, 7.0, 2, "given", None, "test")
+    twin_b = Problem("b", question, 7.0, 2, "given", None, "test")
+    data = tmp_path / "problems.json"
+    data.write_text(json.dumps([twin_a.to_dict(), twin_b.to_dict()]))
+    pairs = PairSet("file", [Pair(twin_a, twin_b), Pair(twin_b, twin_a)], [])
+    run_patching(
+        tiny_model,
+        config(data=str(data), positions="all", sites="latent+block:all"),
+        tmp_path / "run",
+        pairs=pairs,
+    )
+    rows = read_patch_rows(tmp_path / "run")
+    assert len(rows) == 2 * 5
+    assert all(r.output == r.target_baseline_output and r.gold_logprob_change == 0 for r in rows)
+
+
+def test_a_patch_changes_only_the_rows_and_positions_it_names(
+    tiny_model: CodiModel, questions: list[str]
+) -> None:
+    runner = Runner(tiny_model)
+    options = RunOptions(max_new_tokens=4, batch_size=len(questions) * 2, record_hidden=True)
+    base = runner.run(questions, [BASELINE], options)
+    states = torch.stack([row[0].hidden for row in base])  # type: ignore[misc]
+    sources = torch.arange(len(questions))
+    sources[0] = 2  # only problem 0 gets another problem's state
+    site, position = block(1), 2
+    patch = Condition("patch", {(site, position): patch_edit(states, sources, site, position)})
+    results = runner.run(questions, [BASELINE, patch], options)
+    for i, (unpatched, patched) in enumerate(results):
+        assert unpatched.hidden is not None and patched.hidden is not None
+        if i != 0:
+            assert torch.equal(patched.hidden, unpatched.hidden)
+            continue
+        # hidden: positions [bot, 0..5, eot] x [input, block 0..3]; position 2 is index 3.
+        assert torch.equal(patched.hidden[:3], unpatched.hidden[:3])
+        assert torch.equal(patched.hidden[3, :2], unpatched.hidden[3, :2])  # below block 1
+        assert torch.equal(patched.hidden[3, 2], states[2, 3, 2])
+        assert not torch.equal(patched.hidden[4:], unpatched.hidden[4:])
+
+
+def test_counterfactual_rows_carry_the_promised_fields(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["patch", "--model", str(tiny_model_dir), "--data", DATA, "--pairs", "counterfactual"]
+    args += ["--sites", "latent+block:2", "--out", str(out), "--max-new-tokens", "4"]
+    result = CliRunner().invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert lines and all(set(x) >= FIELDS for x in lines)
+    assert all(x["source"] == x["target"] + "~cf" for x in lines)
+    assert {(x["site"], tuple(x["positions"])) for x in lines} == {
+        (s, p)
+        for s in ("latent", "block:2")
+        for p in [(0,), (1,), (2,), (3,), (4,), (5,), (0, 1, 2, 3, 4, 5)]
+    }
+    summary = json.loads((out / "patching_summary.json").read_text())
+    cell = next(c for c in summary["cells"] if c["positions"] == [0] and c["stratum"] == "all")
+    assert cell["n"] == len({x["pair"] for x in lines})
+    assert "self-patch check" in result.output
+    (out / "patching_summary.json").unlink()
+    report = CliRunner().invoke(app, ["report", str(out), "--n-boot", "20"])
+    assert report.exit_code == 0, report.output
+    assert (out / "patching_summary.json").is_file() and (out / "report.html").is_file()
+    assert (out / "figures" / "patching.png").stat().st_size > 0
+
+
+def test_a_rerun_resumes_and_another_configuration_is_refused(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    first = run_patching(tiny_model, config(pairs="random"), tmp_path)
+    again = run_patching(tiny_model, config(pairs="random"), tmp_path)
+    assert first.n_rows > 0 and again.n_rows == 0 and again.n_skipped == first.n_rows
+    assert read_manifest(tmp_path)["checks"]["self_patch_rows"] == first.self_patch_rows
+    with pytest.raises(PatchInputError, match=r"--out .* holds a different run"):
+        run_patching(tiny_model, config(pairs="self"), tmp_path)
+
+
+def test_bad_options_name_themselves(tiny_model: CodiModel, tmp_path: Path) -> None:
+    with pytest.raises(PatchInputError, match=r"--positions .*latent site has no bot"):
+        run_patching(tiny_model, config(positions="{bot}", sites="latent"), tmp_path)
+    with pytest.raises(PatchInputError, match="--pairs: unknown rule"):
+        run_patching(tiny_model, config(pairs="nearest"), tmp_path)
+    with pytest.raises(PatchInputError, match="--sites"):
+        run_patching(tiny_model, config(sites="block:9"), tmp_path)
+
+
+def test_the_summary_counts_source_answers_only_where_the_baselines_differ(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    run_patching(tiny_model, config(pairs="random", positions="all", sites="latent"), tmp_path)
+    rows = read_patch_rows(tmp_path)
+    cell = patching_summary(rows, n_boot=50)["cells"][0]
+    distinct = [r for r in rows if r.distinguishable]
+    assert cell["n"] == len(rows) == 8
+    assert cell["source"]["support"] == len(distinct)
+    stays = sum(r.outcome == "stays" for r in rows)
+    assert cell["stays"]["estimate"] == pytest.approx(stays / len(rows))
+    assert cell["stays"]["low"] <= cell["stays"]["estimate"] <= cell["stays"]["high"]
