@@ -20,8 +20,8 @@ from thoughtscope.analyses.steering import (
 from thoughtscope.cli import app
 from thoughtscope.engine.edits import EditContext
 from thoughtscope.engine.sites import LATENT
+from thoughtscope.files import save_tensors
 from thoughtscope.model import CodiModel
-from thoughtscope.tensorfile import save_tensors
 
 DATA = "synthetic:test:seed=13:n=6"
 

@@ -49,6 +49,7 @@ from thoughtscope.analyses.patching import (
 from thoughtscope.engine.edits import Edit, EditContext
 from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, LATENT, Position, Site, parse_sites, position_name
+from thoughtscope.files import save_tensors
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
@@ -58,7 +59,6 @@ from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
 from thoughtscope.results.rows import append_rows, read_rows
 from thoughtscope.results.store import RESULTS_FILE
-from thoughtscope.tensorfile import save_tensors
 
 __all__ = [
     "DIRECTIONS_FILE",

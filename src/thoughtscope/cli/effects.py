@@ -11,7 +11,7 @@ import typer
 from thoughtscope.analyses.effects import EffectsConfig, run_effects
 from thoughtscope.analyses.patching import PatchInputError
 from thoughtscope.cli.app import app, fail, streaming_to
-from thoughtscope.cli.importance import ThreadsOpt, _set_threads
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
 from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
 
 RESUME_HINT = "run the same command again to continue (finished rows are kept)"
@@ -44,7 +44,7 @@ def effects_command(
         int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
     ] = 16,
     model: ModelOpt = "toy",
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt = DEFAULT_THREADS,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
         True
     ),
@@ -53,7 +53,7 @@ def effects_command(
     (cosine distance, relative L2, KL of its logit lens) and of the answer; rows go to
     OUT/results.jsonl, the graph with intervals to OUT/effects_summary.json and a figure
     to OUT/report.html."""
-    _set_threads(threads)
+    set_threads(threads)
     check_output(out, "--out", folder=True)
     config = EffectsConfig(
         data=data,

@@ -10,7 +10,7 @@ import typer
 
 from thoughtscope.analyses.patching import PatchConfig, PatchInputError, run_patching
 from thoughtscope.cli.app import app, fail, streaming_to
-from thoughtscope.cli.importance import ThreadsOpt, _set_threads
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
 from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
 
 RESUME_HINT = "run the same command again to continue (finished rows are kept)"
@@ -62,7 +62,7 @@ def patch_command(
         int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
     ] = 16,
     model: ModelOpt = "toy",
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt = DEFAULT_THREADS,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
         True
     ),
@@ -70,7 +70,7 @@ def patch_command(
     """Patch a source problem's states into a target at chosen sites and positions and
     record whether the answer stays, becomes the source's, or changes otherwise; rows go
     to OUT/results.jsonl, statistics to OUT/patching_summary.json."""
-    _set_threads(threads)
+    set_threads(threads)
     check_output(out, "--out", folder=True)
     config = PatchConfig(
         data=data,

@@ -11,7 +11,7 @@ import typer
 from thoughtscope.analyses.patching import PatchInputError
 from thoughtscope.analyses.steering import SteerConfig, run_steering
 from thoughtscope.cli.app import app, fail, streaming_to
-from thoughtscope.cli.importance import ThreadsOpt, _set_threads
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
 from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
 
 RESUME_HINT = "run the same command again to continue (finished rows are kept)"
@@ -59,14 +59,14 @@ def steer_command(
         int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
     ] = 16,
     model: ModelOpt = "toy",
-    threads: ThreadsOpt = None,
+    threads: ThreadsOpt = DEFAULT_THREADS,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
         True
     ),
 ) -> None:
     """Steer the thoughts: add alpha times a direction (or project it out) at chosen sites
     and positions and trace answer changes and target-value hits over alpha."""
-    _set_threads(threads)
+    set_threads(threads)
     check_output(out, "--out", folder=True)
     config = SteerConfig(
         data=data,
