@@ -54,7 +54,7 @@ def records_by_id(path: Path) -> dict[str, dict[str, Any]]:
 def test_a_run_writes_results_manifest_and_statistics(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = invoke(base_args(tiny_model_dir, tmp_path / "run"))
     assert result.exit_code == 0, result.output
-    for name in ("manifest.json", "results.jsonl", "summary.json"):
+    for name in ("manifest.json", "results.jsonl", "summary.json", "results.csv"):
         assert (tmp_path / "run" / name).is_file()
     assert len(records_by_id(tmp_path / "run" / "results.jsonl")) == 8
     assert "position 0 is the first continuous thought" in result.output

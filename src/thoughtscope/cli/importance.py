@@ -57,11 +57,13 @@ def _batch_size(text: str) -> int | Literal["auto"]:
 
 
 def _statistics(run_dir: Path, *, tables: bool = True) -> Path:
-    """Writes the run's statistics files, prints their tables (unless ``tables`` is
-    false); returns summary.json."""
+    """Writes the run's statistics files and its tidy table (``results.csv``), prints the
+    statistics tables (unless ``tables`` is false); returns summary.json."""
+    from thoughtscope.results.table import write_table
     from thoughtscope.statistics import format_tables, write_run_statistics
 
     summary_path = write_run_statistics(run_dir)
+    write_table(run_dir)  # results.csv (and .parquet) beside results.jsonl
     if tables:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         typer.echo(format_tables(summary))

@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from thoughtscope.files import replacing
+from thoughtscope.results.shards import DuplicateRowsError, read_run_records, shard_files
+from thoughtscope.results.store import RESULTS_FILE, ResultStoreError
 
 __all__ = [
     "BASELINE",
@@ -55,7 +57,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.jsonl"
+
 TABLE_CSV = "results.csv"
 TABLE_PARQUET = "results.parquet"
 BASELINE = "baseline"
@@ -194,6 +196,12 @@ def table_rows(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]],
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
+    if path.name == RESULTS_FILE and any(p != path for p in shard_files(path)):
+        # A sharded run not yet merged (a rank was killed): read every shard, each id once.
+        try:
+            return [r.to_dict() for r in read_run_records(path.parent)]
+        except (ResultStoreError, DuplicateRowsError) as error:
+            raise TableInputError(str(error)) from None
     if not path.is_file():
         raise TableInputError(
             f"{path}: no such file; give a run folder written by `thoughtscope importance`"
