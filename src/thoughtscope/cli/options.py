@@ -39,6 +39,14 @@ RemoveEosOpt = Annotated[
     bool | None,
     typer.Option("--remove-eos/--keep-eos", help="Overrides the preset.", show_default=False),
 ]
+BotTokenOpt = Annotated[
+    str | None,
+    typer.Option("--bot-token", help="Name of the begin-of-thought token (CODI variants)."),
+]
+EotTokenOpt = Annotated[
+    str | None,
+    typer.Option("--eot-token", help="Name of the end-of-thought token (CODI variants)."),
+]
 UnmergedOpt = Annotated[
     bool, typer.Option("--unmerged-lora", help="Keep LoRA unmerged (slower; for checks).")
 ]
@@ -95,6 +103,8 @@ class ModelChoice:
     lora_alpha: int | None = None
     num_latent: int | None = None
     remove_eos: bool | None = None
+    bot_token: str | None = None
+    eot_token: str | None = None
     unmerged_lora: bool = False
     allow_download: bool = False
     dtype: str = "float32"
@@ -110,6 +120,8 @@ class ModelChoice:
             remove_eos=self.remove_eos,
             merge_lora=not self.unmerged_lora,
             allow_hub=self.allow_download,
+            bot_token=self.bot_token,
+            eot_token=self.eot_token,
         )
         try:
             return load_model(self.model, official=official, dtype=self.dtype, device=self.device)
@@ -225,6 +237,8 @@ _LOADING_OPTIONS: dict[str, tuple[Any, Any]] = {
     "lora_alpha": (LoraAlphaOpt, None),
     "num_latent": (NumLatentOpt, None),
     "remove_eos": (RemoveEosOpt, None),
+    "bot_token": (BotTokenOpt, None),
+    "eot_token": (EotTokenOpt, None),
     "unmerged_lora": (UnmergedOpt, False),
     "allow_download": (AllowDownloadOpt, False),
     "dtype": (DtypeOpt, "float32"),
