@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from thoughtscope.model.config import CodiConfig
-from thoughtscope.model.families.base import register_family
+from thoughtscope.model.families.base import StopCheck, register_family
 from thoughtscope.model.projection import Projection
 from thoughtscope.model.thought_model import ThoughtModel, load_saved
 
@@ -88,7 +88,9 @@ class CodiFamily:
         feedback): ``(rows, 1, d) -> (rows, 1, d)``."""
         return self.projection(state)  # type: ignore[no-any-return]
 
-    def stopped(self, step: int, state: Tensor) -> Tensor | None:
+    def stopped(
+        self, model: ThoughtModel, step: int, state: Tensor, memory: Tensor | None
+    ) -> StopCheck | None:
         """CODI thinks a fixed N thoughts."""
         return None
 
