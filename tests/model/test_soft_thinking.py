@@ -228,3 +228,26 @@ def test_settings_come_from_a_preset_and_key_value_text() -> None:
         SoftThinkingConfig().with_text("topk=3")
     with pytest.raises(ValueError, match="preset 'qwq' is unknown"):
         SoftThinkingConfig().with_text("preset=qwq")
+
+
+def test_a_soft_thoughts_decoding_is_the_mixture_that_was_fed() -> None:
+    from thoughtscope.analyses.thoughts import extract_thoughts
+    from thoughtscope.problems import Problem
+
+    model = tiny_soft_thinker()
+    problems = [
+        Problem(f"p{i}", q, 1.0, None, "unknown", None, "test") for i, q in enumerate(QUESTIONS)
+    ]
+    dump = extract_thoughts(model, problems, max_new_tokens=2)
+    with torch.inference_mode():
+        expected = [published_soft_thinking(model, q, SETTINGS, 2) for q in QUESTIONS]
+    assert dump.n_thoughts == [e.stop_step for e in expected]
+    assert dump.capped == [e.capped for e in expected]
+    embedding = model.lm.get_input_embeddings().weight.detach()
+    for i, published in enumerate(expected):
+        assert [m.ids for m in dump.mixtures[i]] == published.top_ids
+        for k, mixture in enumerate(dump.mixtures[i]):
+            assert sum(mixture.weights) == pytest.approx(1.0, abs=1e-5)
+            mixed = (torch.tensor(mixture.weights)[:, None] * embedding[mixture.ids]).sum(0)
+            torch.testing.assert_close(mixed, dump.thoughts[i, k], atol=1e-4, rtol=1e-4)
+        assert not dump.thoughts[i, published.stop_step :].any()  # padding past its count

@@ -120,9 +120,17 @@ def thoughts_command(
     if decoded:
         decoded.parent.mkdir(parents=True, exist_ok=True)
         with decoded.open("w") as handle:
-            for problem_id, answer, states in zip(
-                dump.ids, dump.answers, dump.decoded, strict=True
+            for i, (problem_id, answer, states) in enumerate(
+                zip(dump.ids, dump.answers, dump.decoded, strict=True)
             ):
-                row = {"id": problem_id, "answer": answer, "states": [asdict(s) for s in states]}
+                row = {
+                    "id": problem_id,
+                    "answer": answer,
+                    "n_thoughts": dump.n_thoughts[i],
+                    "thoughts_capped": dump.capped[i],
+                    "states": [asdict(s) for s in states],
+                }
+                if dump.mixtures[i]:
+                    row["mixtures"] = [asdict(m) for m in dump.mixtures[i]]
                 handle.write(json.dumps(row) + "\n")
         typer.echo(f"decoded top-{top_k} tokens -> {decoded}")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from thoughtscope.cli.app import UsageError, fail
-from thoughtscope.model import CodiModel, OfficialOptions, load_model
+from thoughtscope.model import OfficialOptions, ThoughtModel, load_model
 from thoughtscope.model.codi import resolve_device, resolve_dtype
 from thoughtscope.problems import Problem, ProblemDataError, load_problems
 
@@ -46,6 +46,24 @@ BotTokenOpt = Annotated[
 EotTokenOpt = Annotated[
     str | None,
     typer.Option("--eot-token", help="Name of the end-of-thought token (CODI variants)."),
+]
+FamilyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--family",
+        help="The thought family of a plain HF model folder: soft-thinking (a reasoning LM "
+        "whose thinking is fed back as mixtures of token embeddings). Saved thoughtscope "
+        "folders name their own.",
+    ),
+]
+ThinkingOpt = Annotated[
+    str,
+    typer.Option(
+        "--thinking",
+        help="Soft-thinking settings as key=value,... (preset=qwq-math, think_start, "
+        "think_end, temperature, top_k, top_p, min_p, max_topk, entropy_threshold, "
+        "entropy_steps, max_thoughts, prompt_template, chat_template, answer_format).",
+    ),
 ]
 UnmergedOpt = Annotated[
     bool, typer.Option("--unmerged-lora", help="Keep LoRA unmerged (slower; for checks).")
@@ -105,13 +123,17 @@ class ModelChoice:
     remove_eos: bool | None = None
     bot_token: str | None = None
     eot_token: str | None = None
+    family: str | None = None
+    thinking: str = ""
     unmerged_lora: bool = False
     allow_download: bool = False
     dtype: str = "float32"
     device: str = "cpu"
 
-    def load(self) -> CodiModel:
+    def load(self) -> ThoughtModel:
         """Loads the model, turning loading errors into one-line usage errors."""
+        if self.family is not None or self.thinking:
+            return self._load_family()
         official = OfficialOptions(
             base_model=self.base_model,
             preset=self.preset,
@@ -126,6 +148,43 @@ class ModelChoice:
         try:
             return load_model(self.model, official=official, dtype=self.dtype, device=self.device)
         except (FileNotFoundError, ValueError) as error:
+            raise UsageError(str(error), param_hint="--model") from None
+
+    def _load_family(self) -> ThoughtModel:
+        """``--family soft-thinking`` on a plain HF folder (or a saved soft thinker,
+        with ``--thinking`` changing its settings)."""
+        from thoughtscope.model.families.soft_thinking import (
+            NAME,
+            SoftThinkingConfig,
+            load_soft_thinking_lm,
+            soft_thinking_around,
+        )
+        from thoughtscope.model.thought_model import CONFIG_FILE, load_saved
+
+        if self.family not in (None, NAME):
+            raise UsageError(
+                f"--family {self.family!r} is unknown here; choose {NAME} (CODI checkpoints "
+                "need no --family)",
+                param_hint="--family",
+            )
+        folder = Path(self.model)
+        try:
+            if (folder / CONFIG_FILE).is_file():
+                saved = load_saved(folder, dtype=self.dtype, device=self.device)
+                if saved.family.name != NAME:
+                    raise ValueError(
+                        f"--thinking applies to soft-thinking models; {folder} holds a "
+                        f"{saved.family.name} model"
+                    )
+                settings = SoftThinkingConfig.from_dict(saved.family.to_dict())
+                config = settings.with_text(self.thinking)
+                return soft_thinking_around(saved.lm, saved.tokenizer, config, name=saved.name)
+            config = SoftThinkingConfig().with_text(self.thinking)
+            return load_soft_thinking_lm(folder, config, dtype=self.dtype, device=self.device)
+        except ValueError as error:
+            hint = "--thinking" if "--thinking" in str(error) else "--model"
+            raise UsageError(str(error), param_hint=hint) from None
+        except FileNotFoundError as error:
             raise UsageError(str(error), param_hint="--model") from None
 
     def check(self) -> None:
@@ -162,7 +221,7 @@ def read_problems(spec: str, *, skip_bad: bool = False, limit: int | None = None
 
 
 def fitting_problems(
-    codi: CodiModel, problems: Sequence[Problem], *, max_new_tokens: int, skip_long: bool
+    codi: ThoughtModel, problems: Sequence[Problem], *, max_new_tokens: int, skip_long: bool
 ) -> list[Problem]:
     """``problems`` that fit in the model's context; the others stop the command with
     their ids and lengths, or with ``--skip-long`` are left out and listed on stderr."""
@@ -239,6 +298,8 @@ _LOADING_OPTIONS: dict[str, tuple[Any, Any]] = {
     "remove_eos": (RemoveEosOpt, None),
     "bot_token": (BotTokenOpt, None),
     "eot_token": (EotTokenOpt, None),
+    "family": (FamilyOpt, None),
+    "thinking": (ThinkingOpt, ""),
     "unmerged_lora": (UnmergedOpt, False),
     "allow_download": (AllowDownloadOpt, False),
     "dtype": (DtypeOpt, "float32"),
