@@ -173,6 +173,9 @@ class ImportanceConfig:
         examples: Example problems per difficulty stratum whose thoughts are decoded
             (logit lens, top ``lens_top_k``) into ``RUN/thoughts.jsonl`` for the report.
         lens_top_k: Tokens per decoded state.
+        free_thinking: For a family whose rows stop thinking on their own (soft
+            thinking): let every condition's rows stop on their own instead of keeping
+            the baseline's thought count (the default, as arXiv 2602.08783 does).
     """
 
     data: str = field(
@@ -251,6 +254,14 @@ class ImportanceConfig:
     )
     lens_top_k: int = field(
         default=5, metadata=_option("--lens-top-k", "Tokens per decoded thought state.")
+    )
+    free_thinking: bool = field(
+        default=False,
+        metadata=_option(
+            "--free-thinking",
+            "Soft thinking: let ablated runs stop thinking on their own (default: they keep "
+            "the baseline's thought count).",
+        ),
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -630,6 +641,7 @@ class _Sweep:
             "max_new_tokens": self.config.max_new_tokens,
             "batch_size": self.rows,
             "record_hidden": record_hidden,
+            "hold_thoughts": None if self.config.free_thinking else EMPTY_CONDITION,
         }
         if kl:
             # ENGINE_KL: the engine's kl_reference; otherwise the target logits for _kl.
@@ -664,7 +676,14 @@ class _Sweep:
             targets={"gold": [gold[p.id] for p in pass1]},
         )
         base_gen = {p.id: row[0] for p, row in zip(pass1, results, strict=True)}
-        baselines = {p.id: Outcome(*_outcome_of(base_gen[p.id], p.answer)) for p in batch}
+        baselines = {
+            p.id: Outcome(
+                *_outcome_of(base_gen[p.id], p.answer),
+                n_thoughts=int(base_gen[p.id].thoughts.shape[0]),
+                thoughts_capped=base_gen[p.id].thoughts_capped,
+            )
+            for p in batch
+        }
 
         # Pass 2: the empty condition and every condition, on the problems that get them.
         todo = [
@@ -740,7 +759,10 @@ class _Sweep:
                 )
             baseline_predicted = baselines[p.id].predicted
             items: list[ConditionOutcome] = []
+            reached = int(base_gen[p.id].thoughts.shape[0])
             for spec, gen in zip(self.plan.conditions, rest, strict=True):
+                if not _exists(spec, reached, int(gen.thoughts.shape[0])):
+                    continue  # a position this problem never reached: no result
                 text, predicted, correct, gold_lp = _outcome_of(gen, p.answer)
                 items.append(
                     ConditionOutcome(
@@ -751,10 +773,22 @@ class _Sweep:
                         changed=_changed(predicted, baseline_predicted),
                         gold_logprob=gold_lp,
                         kl=_kl_of(empty, gen),
+                        n_thoughts=int(gen.thoughts.shape[0]),
                     )
                 )
             out[p.id] = items
         return out
+
+
+def _exists(spec: ConditionSpec, baseline_count: int, own_count: int) -> bool:
+    """Whether a condition means something for a problem whose baseline fed
+    ``baseline_count`` thoughts and whose own run ``own_count``: every edited thought
+    position was reached (by its own run), and an early exit after k thoughts needs k
+    of the baseline's. Always true for a fixed thought count."""
+    thoughts = [p for p in spec.positions if p != BOT]
+    if thoughts and max(thoughts) >= own_count:
+        return False
+    return spec.num_latent is None or spec.num_latent <= baseline_count
 
 
 def _kl_of(empty: Generation, gen: Generation) -> float:

@@ -41,12 +41,18 @@ class Outcome:
         correct: Whether ``predicted`` matches the expected answer.
         gold_logprob: Sum of the log-probabilities of the expected answer's tokens,
             teacher-forced after ``<eot>`` (``None`` when not computed).
+        n_thoughts: How many thoughts were fed (``None`` in files written before it
+            was recorded); a family with a stopping rule thinks for different counts.
+        thoughts_capped: The family's stopping rule never stopped this run: thinking
+            was closed at its cap.
     """
 
     output: str
     predicted: float | None
     correct: bool
     gold_logprob: float | None = None
+    n_thoughts: int | None = None
+    thoughts_capped: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class ConditionOutcome:
         changed: The predicted number differs from the baseline's.
         kl: Mean over the baseline answer's tokens of KL(baseline ‖ condition) between
             next-token distributions, teacher-forced along the baseline answer.
+        n_thoughts: How many thoughts this run fed (``None`` when not recorded).
     """
 
     condition: ConditionSpec
@@ -68,6 +75,7 @@ class ConditionOutcome:
     changed: bool
     gold_logprob: float | None = None
     kl: float | None = None
+    n_thoughts: int | None = None
 
     @property
     def name(self) -> str:
@@ -84,6 +92,7 @@ class ConditionOutcome:
             "changed": self.changed,
             "gold_logprob": self.gold_logprob,
             "kl": self.kl,
+            "n_thoughts": self.n_thoughts,
         }
 
     @classmethod
@@ -97,6 +106,7 @@ class ConditionOutcome:
             changed=bool(data.get("changed", False)),
             gold_logprob=data.get("gold_logprob"),
             kl=data.get("kl"),
+            n_thoughts=data.get("n_thoughts"),
         )
 
 
@@ -114,7 +124,7 @@ def _merge_repeats(conditions: list[ConditionOutcome]) -> list[ConditionOutcome]
             merged = merged.with_schedule(name)
         by_name[c.name] = ConditionOutcome(
             merged, known.output, known.predicted, known.correct, known.changed,
-            known.gold_logprob, known.kl,
+            known.gold_logprob, known.kl, known.n_thoughts,
         )  # fmt: skip
     return list(by_name.values())
 
