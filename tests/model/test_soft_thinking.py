@@ -251,3 +251,30 @@ def test_a_soft_thoughts_decoding_is_the_mixture_that_was_fed() -> None:
             mixed = (torch.tensor(mixture.weights)[:, None] * embedding[mixture.ids]).sum(0)
             torch.testing.assert_close(mixed, dump.thoughts[i, k], atol=1e-4, rtol=1e-4)
         assert not dump.thoughts[i, published.stop_step :].any()  # padding past its count
+
+
+def test_forking_and_a_start_step_edit_leave_ragged_results_unchanged() -> None:
+    from thoughtscope.engine.sites import BOT, Site
+
+    model = tiny_soft_thinker()
+    block = Site("block", 0)
+    conditions = [
+        BASELINE,
+        Condition("zero@1", {(LATENT, 1): _zero}),
+        Condition("zero@3", {(LATENT, 3): _zero}),
+        Condition("block@bot", {(block, BOT): _zero}),
+    ]
+    runs = [
+        Runner(model).run(QUESTIONS, conditions, RunOptions(max_new_tokens=4, fork=fork))
+        for fork in (True, False)
+    ]
+    for forked, separate in zip(*runs, strict=True):
+        for a, b in zip(forked, separate, strict=True):
+            assert a.answer_ids == b.answer_ids and a.thoughts.shape == b.thoughts.shape
+            torch.testing.assert_close(a.thoughts, b.thoughts)
+    # Without the start-step edit, the start step runs once per problem before the fan-out.
+    shared = Runner(model).run(QUESTIONS, conditions[:3], RunOptions(max_new_tokens=4))
+    for with_bot, without in zip(runs[0], shared, strict=True):
+        for a, b in zip(with_bot[:3], without, strict=True):
+            assert a.answer_ids == b.answer_ids
+            torch.testing.assert_close(a.thoughts, b.thoughts)
