@@ -278,3 +278,22 @@ def test_forking_and_a_start_step_edit_leave_ragged_results_unchanged() -> None:
         for a, b in zip(with_bot[:3], without, strict=True):
             assert a.answer_ids == b.answer_ids
             torch.testing.assert_close(a.thoughts, b.thoughts)
+
+
+def test_the_toy_teachers_soft_thoughts_spell_its_text_reasoning() -> None:
+    """The shipped toy's LM, read with the toy-teacher preset, thinks in (nearly) one-hot
+    mixtures that spell the teacher's chain "a op b=c ...", then answers."""
+    from thoughtscope.analyses.thoughts import extract_thoughts
+    from thoughtscope.model import load_model
+    from thoughtscope.problems.sources import load_problems
+    from thoughtscope.training.data import steps_text
+
+    toy = load_model("toy")
+    config = SoftThinkingConfig().with_text("preset=toy-teacher")
+    model = soft_thinking_around(toy.lm, toy.tokenizer, config, name="toy")
+    problems = load_problems("synthetic:test:seed=0:n=8:style=compact").problems
+    dump = extract_thoughts(model, problems, layers=[0], max_new_tokens=6)
+    spelled = ["".join(m.tokens[0] for m in row) for row in dump.mixtures]
+    assert spelled == [steps_text(p, bare=True) for p in problems]
+    assert dump.n_thoughts == [len(s) for s in spelled]
+    assert [float(a) for a in dump.answers] == [p.answer for p in problems]

@@ -159,6 +159,7 @@ class ModelChoice:
             load_soft_thinking_lm,
             soft_thinking_around,
         )
+        from thoughtscope.model.loading import TOY, toy_model_path
         from thoughtscope.model.thought_model import CONFIG_FILE, load_saved
 
         if self.family not in (None, NAME):
@@ -167,16 +168,16 @@ class ModelChoice:
                 "need no --family)",
                 param_hint="--family",
             )
-        folder = Path(self.model)
+        folder = toy_model_path() if self.model == TOY else Path(self.model)
         try:
             if (folder / CONFIG_FILE).is_file():
                 saved = load_saved(folder, dtype=self.dtype, device=self.device)
-                if saved.family.name != NAME:
-                    raise ValueError(
-                        f"--thinking applies to soft-thinking models; {folder} holds a "
-                        f"{saved.family.name} model"
-                    )
-                settings = SoftThinkingConfig.from_dict(saved.family.to_dict())
+                if saved.family.name == NAME:
+                    settings = SoftThinkingConfig.from_dict(saved.family.to_dict())
+                else:
+                    # Another family's LM (e.g. CODI's, which also reasons in text as
+                    # its own teacher) read as a plain reasoning LM.
+                    settings = SoftThinkingConfig()
                 config = settings.with_text(self.thinking)
                 return soft_thinking_around(saved.lm, saved.tokenizer, config, name=saved.name)
             config = SoftThinkingConfig().with_text(self.thinking)

@@ -170,8 +170,24 @@ PRESETS: dict[str, SoftThinkingConfig] = {
         prompt_template=MATH_TEMPLATE,
         chat_template=True,
     ),
+    # The shipped toy CODI model's own LM as its teacher reads it: the teacher writes
+    # "question <eos> steps <eos> answer <eos>", so <eos> opens and closes the thinking.
+    # Not a published setting: a demonstration on the toy (see its model card).
+    "toy-teacher": SoftThinkingConfig(
+        think_start="<eos>",
+        think_end="<eos>",
+        temperature=1.0,
+        top_k=5,
+        top_p=0.95,
+        min_p=0.0,
+        max_topk=5,
+        entropy_threshold=0.0,
+        max_thoughts=64,
+        answer_format="{answer}",
+    ),
 }
-"""Published settings, by name (``--thinking preset=qwq-math``)."""
+"""Settings by name (``--thinking preset=qwq-math``): ``qwq-math`` is the published
+setting; ``toy-teacher`` reads the shipped toy's LM as a text reasoner."""
 
 
 @dataclass(frozen=True)
