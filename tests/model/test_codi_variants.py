@@ -149,3 +149,23 @@ def test_a_wrong_marker_name_is_refused_with_the_names_the_tokenizer_has(tmp_pat
     message = str(caught.value)
     assert "\n" not in message
     assert "--bot-token '<|bot|>'" in message and BOT in message and EOT in message
+
+
+def test_the_cli_names_the_markers_and_refuses_a_wrong_one_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from thoughtscope.cli.app import app
+
+    ckpt, base = write_named_marker_checkpoint(tmp_path, projection=False)
+    common = ["answer", "--model", str(ckpt), "--base-model", str(base), "--preset", "codi-gpt2"]
+    common += ["--data", "synthetic:n=2", "--max-new-tokens", "3"]
+    ok = CliRunner().invoke(
+        app, [*common, "--bot-token", BOT, "--eot-token", EOT, "--out", str(tmp_path / "a")]
+    )
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(
+        app, [*common, "--bot-token", "<bot>", "--eot-token", EOT, "--out", str(tmp_path / "b")]
+    )
+    assert bad.exit_code != 0
+    errors = [line for line in bad.output.splitlines() if "--bot-token '<bot>'" in line]
+    assert len(errors) == 1 and BOT in errors[0] and "Traceback" not in bad.output
