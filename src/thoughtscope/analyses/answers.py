@@ -55,4 +55,6 @@ def _scored(problem: Problem, generation: Generation) -> dict[str, Any]:
         "finished": generation.finished,
         "clean": is_clean(generation.text),
         "n_tokens": len(generation.answer_ids),
+        "n_thoughts": int(generation.thoughts.shape[0]),
+        "thoughts_capped": generation.thoughts_capped,
     }

@@ -30,7 +30,7 @@ import os
 import platform
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -177,6 +177,9 @@ class ImportanceConfig:
         examples: Example problems per difficulty stratum whose thoughts are decoded
             (logit lens, top ``lens_top_k``) into ``RUN/thoughts.jsonl`` for the report.
         lens_top_k: Tokens per decoded state.
+        free_thinking: For a family whose rows stop thinking on their own (soft
+            thinking): let every condition's rows stop on their own instead of keeping
+            the baseline's thought count (the default, as arXiv 2602.08783 does).
     """
 
     data: str = field(
@@ -262,6 +265,14 @@ class ImportanceConfig:
             "--skip-long",
             "Leave out (and list in the manifest) problems longer than the model's context, "
             "instead of stopping.",
+        ),
+    )
+    free_thinking: bool = field(
+        default=False,
+        metadata=_option(
+            "--free-thinking",
+            "Soft thinking: let ablated runs stop thinking on their own (default: they keep "
+            "the baseline's thought count).",
         ),
     )
 
@@ -652,6 +663,7 @@ class _Sweep:
             "max_new_tokens": self.config.max_new_tokens,
             "batch_size": self.rows,
             "record_hidden": record_hidden,
+            "hold_thoughts": None if self.config.free_thinking else EMPTY_CONDITION,
         }
         if kl:
             # The engine computes KL(empty ‖ row) on the device along the baseline answer.
@@ -684,7 +696,14 @@ class _Sweep:
             targets={"gold": [gold[p.id] for p in pass1]},
         )
         base_gen = {p.id: row[0] for p, row in zip(pass1, results, strict=True)}
-        baselines = {p.id: _outcome_of(base_gen[p.id], p.answer) for p in batch}
+        baselines = {
+            p.id: replace(
+                _outcome_of(base_gen[p.id], p.answer),
+                n_thoughts=int(base_gen[p.id].thoughts.shape[0]),
+                thoughts_capped=base_gen[p.id].thoughts_capped,
+            )
+            for p in batch
+        }
 
         # Pass 2: the empty condition and every condition, on the problems that get them.
         todo = [
@@ -760,7 +779,10 @@ class _Sweep:
                 )
             baseline_predicted = baselines[p.id].predicted
             items: list[ConditionOutcome] = []
+            reached = int(base_gen[p.id].thoughts.shape[0])
             for spec, gen in zip(self.plan.conditions, rest, strict=True):
+                if not _exists(spec, reached, int(gen.thoughts.shape[0])):
+                    continue  # a position this problem never reached: no result
                 outcome = _outcome_of(gen, p.answer)
                 items.append(
                     ConditionOutcome(
@@ -773,10 +795,22 @@ class _Sweep:
                         kl=float(gen.target_kl["baseline"].mean()),
                         finished=outcome.finished,
                         clean=outcome.clean,
+                        n_thoughts=int(gen.thoughts.shape[0]),
                     )
                 )
             out[p.id] = items
         return out
+
+
+def _exists(spec: ConditionSpec, baseline_count: int, own_count: int) -> bool:
+    """Whether a condition means something for a problem whose baseline fed
+    ``baseline_count`` thoughts and whose own run ``own_count``: every edited thought
+    position was reached (by its own run), and an early exit after k thoughts needs k
+    of the baseline's. Always true for a fixed thought count."""
+    thoughts = [p for p in spec.positions if p != BOT]
+    if thoughts and max(thoughts) >= own_count:
+        return False
+    return spec.num_latent is None or spec.num_latent <= baseline_count
 
 
 def lens_reading(

@@ -10,17 +10,17 @@ problems are skipped, and ``--force`` starts over.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from tqdm.auto import tqdm
 
 from thoughtscope.analyses.answers import answer_problems
 from thoughtscope.analyses.importance import data_fingerprint, model_fingerprint
-from thoughtscope.analyses.thoughts import ThoughtDump, extract_thoughts
+from thoughtscope.analyses.thoughts import Mixture, ThoughtDump, extract_thoughts
 from thoughtscope.cli.app import UsageError, app, fail, streaming_to
 from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt, start_ranks
 from thoughtscope.cli.options import (
@@ -301,9 +301,22 @@ def _write_decoded(path: Path, dump: ThoughtDump) -> None:
     """The logit-lens tokens of ``dump`` as JSON lines (one per problem)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
-        for problem_id, answer, states in zip(dump.ids, dump.answers, dump.decoded, strict=True):
-            row = {"id": problem_id, "answer": answer, "states": [asdict(s) for s in states]}
+        for i, (problem_id, answer, states) in enumerate(
+            zip(dump.ids, dump.answers, dump.decoded, strict=True)
+        ):
+            row: dict[str, object] = {
+                "id": problem_id,
+                "answer": answer,
+                "n_thoughts": dump.n_thoughts[i],
+                "thoughts_capped": dump.capped[i],
+                "states": [asdict(s) for s in states],
+            }
+            if dump.mixtures[i]:  # soft thoughts: each one's token mixture
+                row["mixtures"] = [asdict(m) for m in dump.mixtures[i]]
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+T = TypeVar("T")
 
 
 def merge_thought_shards(out: Path, world_size: int, ids: list[str]) -> ThoughtDump:
@@ -324,16 +337,43 @@ def merge_thought_shards(out: Path, world_size: int, ids: list[str]) -> ThoughtD
                     hidden=handle.get_tensor("hidden"),
                     layers=json.loads(meta["layers"]),
                     answers=json.loads(meta["answers"]),
+                    n_thoughts=json.loads(meta.get("n_thoughts", "[]")),
+                    capped=json.loads(meta.get("thoughts_capped", "[]")),
+                    mixtures=[
+                        [Mixture(**m) for m in row]
+                        for row in json.loads(meta.get("mixtures", "[]"))
+                    ],
                 )
             )
+    # Ragged families pad each shard to its own longest thinking: pad all to the longest,
+    # keeping eot last on the hidden states' position axis.
+    longest = max(part.thoughts.shape[1] for part in parts)
+
+    def padded(part: ThoughtDump, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        thoughts, hidden = part.thoughts[i], part.hidden[i]
+        missing = longest - thoughts.shape[0]
+        if missing == 0:
+            return thoughts, hidden
+        thoughts = torch.cat([thoughts, thoughts.new_zeros(missing, *thoughts.shape[1:])])
+        gap = hidden.new_zeros(missing, *hidden.shape[1:])
+        return thoughts, torch.cat([hidden[:-1], gap, hidden[-1:]])
+
     where = {pid: (k, i) for k, part in enumerate(parts) for i, pid in enumerate(part.ids)}
     order = [where[pid] for pid in ids]
+    rows = [padded(parts[k], i) for k, i in order]
+
+    def per_problem(values: Callable[[ThoughtDump], list[T]]) -> list[T]:
+        return [values(parts[k])[i] for k, i in order] if all(values(p) for p in parts) else []
+
     merged = ThoughtDump(
         ids=ids,
-        thoughts=torch.stack([parts[k].thoughts[i] for k, i in order]),
-        hidden=torch.stack([parts[k].hidden[i] for k, i in order]),
+        thoughts=torch.stack([t for t, _ in rows]),
+        hidden=torch.stack([h for _, h in rows]),
         layers=parts[0].layers,
         answers=[parts[k].answers[i] for k, i in order],
+        n_thoughts=per_problem(lambda p: p.n_thoughts),
+        capped=per_problem(lambda p: p.capped),
+        mixtures=per_problem(lambda p: p.mixtures),
     )
     merged.save(out)
     for shard in shards:

@@ -39,6 +39,32 @@ RemoveEosOpt = Annotated[
     bool | None,
     typer.Option("--remove-eos/--keep-eos", help="Overrides the preset.", show_default=False),
 ]
+BotTokenOpt = Annotated[
+    str | None,
+    typer.Option("--bot-token", help="Name of the begin-of-thought token (CODI variants)."),
+]
+EotTokenOpt = Annotated[
+    str | None,
+    typer.Option("--eot-token", help="Name of the end-of-thought token (CODI variants)."),
+]
+FamilyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--family",
+        help="The thought family of a plain HF model folder: soft-thinking (a reasoning LM "
+        "whose thinking is fed back as mixtures of token embeddings). Saved thoughtscope "
+        "folders name their own.",
+    ),
+]
+ThinkingOpt = Annotated[
+    str,
+    typer.Option(
+        "--thinking",
+        help="Soft-thinking settings as key=value,... (preset=qwq-math, think_start, "
+        "think_end, temperature, top_k, top_p, min_p, max_topk, entropy_threshold, "
+        "entropy_steps, max_thoughts, prompt_template, chat_template, answer_format).",
+    ),
+]
 UnmergedOpt = Annotated[
     bool, typer.Option("--unmerged-lora", help="Keep LoRA unmerged (slower; for checks).")
 ]
@@ -95,6 +121,10 @@ class ModelChoice:
     lora_alpha: int | None = None
     num_latent: int | None = None
     remove_eos: bool | None = None
+    bot_token: str | None = None
+    eot_token: str | None = None
+    family: str | None = None
+    thinking: str = ""
     unmerged_lora: bool = False
     allow_download: bool = False
     dtype: str = "float32"
@@ -102,6 +132,8 @@ class ModelChoice:
 
     def load(self) -> ThoughtModel:
         """Loads the model, turning loading errors into one-line usage errors."""
+        if self.family is not None or self.thinking:
+            return self._load_family()
         official = OfficialOptions(
             base_model=self.base_model,
             preset=self.preset,
@@ -110,10 +142,50 @@ class ModelChoice:
             remove_eos=self.remove_eos,
             merge_lora=not self.unmerged_lora,
             allow_hub=self.allow_download,
+            bot_token=self.bot_token,
+            eot_token=self.eot_token,
         )
         try:
             return load_model(self.model, official=official, dtype=self.dtype, device=self.device)
         except (FileNotFoundError, ValueError) as error:
+            raise UsageError(str(error), param_hint="--model") from None
+
+    def _load_family(self) -> ThoughtModel:
+        """``--family soft-thinking`` on a plain HF folder (or a saved soft thinker,
+        with ``--thinking`` changing its settings)."""
+        from thoughtscope.model.families.soft_thinking import (
+            NAME,
+            SoftThinkingConfig,
+            load_soft_thinking_lm,
+            soft_thinking_around,
+        )
+        from thoughtscope.model.loading import TOY, toy_model_path
+        from thoughtscope.model.thought_model import CONFIG_FILE, load_saved
+
+        if self.family not in (None, NAME):
+            raise UsageError(
+                f"--family {self.family!r} is unknown here; choose {NAME} (CODI checkpoints "
+                "need no --family)",
+                param_hint="--family",
+            )
+        folder = toy_model_path() if self.model == TOY else Path(self.model)
+        try:
+            if (folder / CONFIG_FILE).is_file():
+                saved = load_saved(folder, dtype=self.dtype, device=self.device)
+                if saved.family.name == NAME:
+                    settings = SoftThinkingConfig.from_dict(saved.family.to_dict())
+                else:
+                    # Another family's LM (e.g. CODI's, which also reasons in text as
+                    # its own teacher) read as a plain reasoning LM.
+                    settings = SoftThinkingConfig()
+                config = settings.with_text(self.thinking)
+                return soft_thinking_around(saved.lm, saved.tokenizer, config, name=saved.name)
+            config = SoftThinkingConfig().with_text(self.thinking)
+            return load_soft_thinking_lm(folder, config, dtype=self.dtype, device=self.device)
+        except ValueError as error:
+            hint = "--thinking" if "--thinking" in str(error) else "--model"
+            raise UsageError(str(error), param_hint=hint) from None
+        except FileNotFoundError as error:
             raise UsageError(str(error), param_hint="--model") from None
 
     def check(self) -> None:
@@ -217,6 +289,10 @@ _LOADING_OPTIONS: dict[str, tuple[Any, Any]] = {
     "lora_alpha": (LoraAlphaOpt, None),
     "num_latent": (NumLatentOpt, None),
     "remove_eos": (RemoveEosOpt, None),
+    "bot_token": (BotTokenOpt, None),
+    "eot_token": (EotTokenOpt, None),
+    "family": (FamilyOpt, None),
+    "thinking": (ThinkingOpt, ""),
     "unmerged_lora": (UnmergedOpt, False),
     "allow_download": (AllowDownloadOpt, False),
     "dtype": (DtypeOpt, "float32"),

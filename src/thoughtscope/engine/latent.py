@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -303,6 +303,46 @@ class BlockHooks:
 
 # ---------------------------------------------------------------------------- thinking
 @dataclass
+class RowStops:
+    """Per-row thinking lengths, for a family with a stopping rule (soft thinking).
+
+    A row that stopped sits out the remaining thought steps: its inputs there are
+    masked out and its positions do not advance, so its cache, positions and answer
+    are exactly those of a run in which it alone had stopped there.
+
+    Attributes:
+        active: ``(rows,)`` bool, still thinking.
+        counts: ``(rows,)`` long, thoughts fed so far.
+        capped: ``(rows,)`` bool, reached the family's cap without its rule stopping it.
+        memory: The rule's per-row memory (``StopCheck.memory``), ``None`` before the
+            first check.
+    """
+
+    active: Tensor
+    counts: Tensor
+    capped: Tensor
+    memory: Tensor | None = None
+
+    @classmethod
+    def start(cls, n_rows: int, device: torch.device) -> RowStops:
+        """Every row thinking, none fed yet."""
+        return cls(
+            active=torch.ones(n_rows, dtype=torch.bool, device=device),
+            counts=torch.zeros(n_rows, dtype=torch.long, device=device),
+            capped=torch.zeros(n_rows, dtype=torch.bool, device=device),
+        )
+
+    def select(self, index: Tensor) -> RowStops:
+        """The rows at ``index`` ``(kept,)``, as a new object."""
+        return RowStops(
+            active=self.active[index],
+            counts=self.counts[index],
+            capped=self.capped[index],
+            memory=None if self.memory is None else self.memory[index],
+        )
+
+
+@dataclass
 class Thinking:
     """What :func:`think` returns.
 
@@ -313,11 +353,16 @@ class Thinking:
             when it ran.
         next_input: ``(rows, 1, d)`` the thought the last step produced (unused after
             the last thought; the first thought when only the start step ran).
+        stops: For a family with a stopping rule, each row's thought count (row ``r``
+            fed ``thoughts[r, :counts[r]]``; later entries and their recorded steps
+            are masked-out filler) and whether it was capped; ``None`` for a fixed
+            count.
     """
 
     thoughts: Tensor
     recorded: Tensor | None
     next_input: Tensor
+    stops: RowStops | None = None
 
 
 def think(
@@ -331,6 +376,9 @@ def think(
     capacity: int = 0,
     hooks: BlockHooks | None = None,
     record: bool = False,
+    stops: RowStops | None = None,
+    hold: str | None = None,
+    lengths: Tensor | None = None,
 ) -> Thinking:
     """Feeds the family's start ids, then ``num_thoughts`` thoughts, for every row.
 
@@ -342,6 +390,14 @@ def think(
     results, fewer rows computed; ``rows`` then needs room for the thoughts only). Edits at the
     ``latent`` site change the thought before it enters; edits at blocks go through
     ``hooks`` (made when needed). Gradients flow when the caller enables them.
+
+    When the family has a stopping rule (:meth:`ThoughtFamily.stopped`), rows stop at
+    different steps (``num_thoughts`` is then a cap) and the loop ends when every row
+    has stopped. ``stops`` resumes the rows' lengths after a separate start step (with
+    ``first``). ``hold`` names a condition whose rows set the length of every row of
+    the same problem (edited rows keep the baseline's length); ``lengths``
+    ``(problems,)`` caps each problem's count (a length held from an earlier call).
+    An edit at position k applies only to rows that reached k.
     """
     family = model.family
     n_problems = len(rows.problems)
@@ -356,14 +412,20 @@ def think(
         hooks = BlockHooks(model)
     thoughts: list[Tensor] = []
     recorded: list[Tensor] = []
+    held = None
+    if hold is not None and conditions is not None:
+        names = [c.name for c in conditions]
+        held = names.index(hold) if hold in names else None
 
     def regroup(index: Tensor, room: int | None = None) -> None:
-        nonlocal inputs
+        nonlocal inputs, stops
         index = index.to(rows.mask.device)
         rows.select(index, room)
         inputs = inputs[index]
         thoughts[:] = [t[index] for t in thoughts]
         recorded[:] = [r[index] for r in recorded]
+        if stops is not None:
+            stops = stops.select(index)
 
     if branches is not None and not fork:
         regroup(branches.separate(), capacity)
@@ -375,33 +437,69 @@ def think(
                 if forked is not None:
                     regroup(forked)
                 plan = branches.plan(position, rows)
+            if stops is not None and position != BOT:
+                plan = _reached(plan, stops.active)
             if position != BOT:
                 for edit, members, context in plan.get((LATENT, position), []):
                     inputs = inputs.clone()
                     inputs[members, -1] = edit(inputs[members, -1], context).to(inputs.dtype)
                 thoughts.append(inputs[:, -1])
+                if stops is not None:
+                    stops.counts = stops.counts + stops.active.long()
             if hooks is not None:
                 hooks.plan = {
                     site.layer: edits for (site, _), edits in plan.items() if site.layer is not None
                 }
                 hooks.recorder = [] if record else None
             mask, position_ids = rows.step_inputs(inputs.shape[1])
+            if stops is not None and position != BOT:
+                # A stopped row sits this step out: masked, its position not advanced.
+                rows.mask[:, -1] = stops.active.to(rows.mask.dtype)
+                rows.next_position = rows.next_position - (~stops.active).long()
             state = forward(model, inputs, mask, position_ids, rows.cache).last_hidden_state
             state = state[:, -1:]
             if hooks is not None and hooks.recorder is not None:
                 recorded.append(torch.stack([inputs[:, -1], *hooks.recorder], dim=1))
-            if family.stopped(len(thoughts) - 1, state) is not None:
-                raise NotImplementedError(
-                    f"thought family {family.name!r} stops rows early; the engine runs a "
-                    "fixed number of thoughts for now"
-                )
+            memory = None if stops is None else stops.memory
+            check = family.stopped(model, len(thoughts), state, memory)
+            if check is not None:
+                if stops is None:
+                    stops = RowStops.start(len(rows.problems), state.device)
+                stop = check.stop & stops.active
+                width = 1 if branches is None else len(branches.members)
+                if held is not None and branches is not None:
+                    branch = next(b for b, m in enumerate(branches.members) if held in m)
+                    stop = stop.view(n_problems, width)[:, branch].repeat_interleave(width)
+                if lengths is not None:
+                    limit = lengths.to(state.device).repeat_interleave(width)
+                    stop = stop | (stops.counts >= limit)
+                stops.active = stops.active & ~stop
+                stops.memory = check.memory
+                if not bool(stops.active.any()):
+                    break
             inputs = family.next_thought(model, state)
+    if stops is not None and num_thoughts == family.num_thoughts:
+        stops.capped = stops.active.clone()
     if branches is not None and fork:
         regroup(branches.per_condition(), capacity)
     n_rows = len(rows.problems)
     d_model = inputs.shape[-1]
     stacked = torch.stack(thoughts, dim=1) if thoughts else inputs.new_zeros(n_rows, 0, d_model)
-    return Thinking(stacked, torch.stack(recorded, dim=1) if record else None, inputs)
+    return Thinking(stacked, torch.stack(recorded, dim=1) if record else None, inputs, stops)
+
+
+def _reached(plan: EditPlan, active: Tensor) -> EditPlan:
+    """The planned edits restricted to rows still thinking (``active`` ``(rows,)``)."""
+    kept: EditPlan = {}
+    for key, planned in plan.items():
+        for edit, members, context in planned:
+            keep = active[members]
+            if bool(keep.all()):
+                kept.setdefault(key, []).append((edit, members, context))
+            elif bool(keep.any()):
+                narrowed = replace(context, problems=context.problems[keep])
+                kept.setdefault(key, []).append((edit, members[keep], narrowed))
+    return kept
 
 
 @contextmanager
@@ -541,8 +639,12 @@ def decode(
     eos = model.family.eos_id
     banned = list(model.family.banned_ids() if banned is None else banned)
     # One banned id (CODI's <eot>) is a plain column: cheaper than an index tensor.
-    ban: int | Tensor = (
-        banned[0] if len(banned) == 1 else torch.tensor(banned, dtype=torch.long, device=device)
+    ban: int | Tensor | None = (
+        None
+        if not banned
+        else banned[0]
+        if len(banned) == 1
+        else torch.tensor(banned, dtype=torch.long, device=device)
     )
     tokens = torch.full((n_rows, max_new_tokens), eos, dtype=torch.long, device=device)
     n_tokens = torch.full((n_rows,), max_new_tokens, dtype=torch.long, device=device)
@@ -556,8 +658,10 @@ def decode(
             kept_rows.append(alive)
             kept_logits.append(logits.float().cpu())
         # Mask a copy when the logits are also kept or belong to the caller.
-        masked = logits.clone() if keep_logits or step == 0 else logits
-        masked[:, ban] = -math.inf
+        masked = logits
+        if ban is not None:
+            masked = logits.clone() if keep_logits or step == 0 else logits
+            masked[:, ban] = -math.inf
         chosen = masked.argmax(dim=-1)
         tokens[alive, step] = chosen
         done = chosen == eos

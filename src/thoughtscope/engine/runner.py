@@ -49,7 +49,8 @@ class Generation:
         answer_ids: Generated ids, without the final ``<eos>``.
         text: Decoded answer, special tokens skipped.
         finished: Whether the row stopped at ``<eos>`` (else at ``max_new_tokens``).
-        thoughts: ``(n_latent, d)`` the vectors fed back (after any ``latent`` edit).
+        thoughts: ``(n_latent, d)`` the vectors fed back (after any ``latent`` edit);
+            for a family with a stopping rule, ``n_latent`` is this row's own count.
         hidden: ``(positions, layers + 1, d)`` on request: the input embedding and every
             block's output (after edits) at positions ``[bot, 0, …, n_latent-1, eot]``.
         answer_logits: ``(len(answer_ids) + finished, vocab)`` on request: the logits
@@ -75,6 +76,8 @@ class Generation:
     target_logprobs: dict[str, Tensor] = field(default_factory=dict)
     target_logits: dict[str, Tensor] = field(default_factory=dict)
     target_kl: dict[str, Tensor] = field(default_factory=dict)
+    thoughts_capped: bool = False
+    """The family's stopping rule never stopped this row: it was closed at the cap."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,12 @@ class RunOptions:
             the device.
         fork: Let a problem's conditions share rows while their edits agree, forking
             where they first differ (same answers, fewer rows computed).
+        hold_thoughts: For a family with a stopping rule (rows think for different
+            numbers of steps): the name of the condition whose thought count every
+            other condition of the problem keeps (ablated runs held to the baseline's
+            length, as arXiv 2602.08783 does); ``None``, or a name not in the run:
+            every row stops on its own. Early-exit conditions stop at the earlier of
+            the two.
         progress: Show a progress bar.
     """
 
@@ -103,6 +112,7 @@ class RunOptions:
     record_target_logits: bool = False
     kl_reference: str | None = None
     fork: bool = True
+    hold_thoughts: str | None = BASELINE.name
     progress: bool = False
 
 
@@ -254,17 +264,23 @@ class Runner:
                     )
 
     def _groups(
-        self, conditions: Sequence[Condition], reference: str | None
+        self, conditions: Sequence[Condition], reference: str | None, held: str | None = None
     ) -> list[tuple[int, list[int]]]:
         """Condition indices by number of thoughts (those sharing rows); the group of
-        the KL reference first, so its log-probabilities exist when the others run."""
+        the KL reference first, so its log-probabilities exist when the others run, and
+        the group of the held-length condition before the rest, so its lengths do."""
         groups: dict[int, list[int]] = {}
         for c_index, condition in enumerate(conditions):
             n = self.model.num_thoughts if condition.num_latent is None else condition.num_latent
             groups.setdefault(n, []).append(c_index)
         ordered = list(groups.items())
-        if reference is not None:
-            ordered.sort(key=lambda item: not any(conditions[c].name == reference for c in item[1]))
+        if reference is not None or held is not None:
+            ordered.sort(
+                key=lambda item: (
+                    not any(conditions[c].name == reference for c in item[1]),
+                    not any(conditions[c].name == held for c in item[1]),
+                )
+            )
         return ordered
 
     def _run_batch(
@@ -293,7 +309,10 @@ class Runner:
         )
         # Per target, the reference rows' log-probabilities (problems, width, vocab).
         references: dict[str, Tensor] = {}
-        for steps, members in self._groups(conditions, options.kl_reference):
+        held = options.hold_thoughts
+        # Each problem's thought count under the held condition, once its group ran.
+        held_lengths: Tensor | None = None
+        for steps, members in self._groups(conditions, options.kl_reference, held):
             group = [conditions[c] for c in members]
             n_problems, n_cond = len(batch), len(group)
             # Problem-major rows: row = problem * n_cond + condition.
@@ -321,7 +340,16 @@ class Runner:
                 capacity=capacity,
                 hooks=self._hooks,
                 record=record,
+                stops=None
+                if after_start is None or after_start.stops is None
+                else after_start.stops.select(torch.arange(n_problems, device=device)),
+                hold=held,
+                lengths=held_lengths,
             )
+            names = [c.name for c in group]
+            if thinking.stops is not None and held in names:
+                counts = thinking.stops.counts.view(n_problems, n_cond)
+                held_lengths = counts[:, names.index(held)]
             hidden = thinking.recorded
             if after_start is not None and after_start.recorded is not None:
                 start_states = after_start.recorded[index]
@@ -356,23 +384,32 @@ class Runner:
                 options.max_new_tokens,
                 keep_logits=options.record_answer_logits,
             )
-            if hidden is not None and closing_states is not None:
-                hidden = torch.cat([hidden, closing_states[:, None]], dim=1)
+            stops = thinking.stops
+            n_fed = (
+                [thinking.thoughts.shape[1]] * len(decoded.ids)
+                if stops is None
+                else stops.counts.tolist()
+            )
             for r in range(len(decoded.ids)):
+                row_hidden = None
+                if hidden is not None and closing_states is not None:
+                    # The start step, this row's own thoughts, the first closing id.
+                    row_hidden = torch.cat([hidden[r, : 1 + n_fed[r]], closing_states[r, None]])
                 yield Generation(
                     problem=batch[r // n_cond],
                     condition=group[r % n_cond].name,
                     answer_ids=decoded.ids[r],
                     text=model.decode(decoded.ids[r]),
                     finished=decoded.finished[r],
-                    thoughts=thinking.thoughts[r].float().cpu(),
-                    hidden=None if hidden is None else hidden[r].float().cpu(),
+                    thoughts=thinking.thoughts[r, : n_fed[r]].float().cpu(),
+                    hidden=None if row_hidden is None else row_hidden.float().cpu(),
                     answer_logits=None if decoded.logits is None else decoded.logits[r],
                     target_logprobs={k: f.logprobs[r] for k, f in forced.items()},
                     target_logits={
                         k: f.logits[r] for k, f in forced.items() if f.logits is not None
                     },
                     target_kl={k: f.kl[r] for k, f in forced.items() if f.kl is not None},
+                    thoughts_capped=stops is not None and bool(stops.capped[r]),
                 )
 
 

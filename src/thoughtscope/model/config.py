@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+FEEDBACKS = ("projection", "identity")
+"""How a CODI thought is made from the last state: the projection, or the state itself."""
+
 
 @dataclass(frozen=True)
 class CodiConfig:
@@ -23,6 +26,9 @@ class CodiConfig:
             published CODI evaluation does, instead of the question as given.
         special_ids: ``(pad, bot, eot)`` as the checkpoint defines them. Left out
             (``None``), the published layout ``(V, V+1, V+2)``.
+        feedback: ``projection`` (the published projection) or ``identity``: the
+            normed last-layer state itself is fed back (checkpoints without ``prj.``
+            weights).
     """
 
     base_vocab_size: int
@@ -34,8 +40,13 @@ class CodiConfig:
     answer_format: str = "The answer is: {answer}"
     normalise_question: bool = True
     special_ids: tuple[int, int, int] | None = None
+    feedback: str = "projection"
 
     def __post_init__(self) -> None:
+        if self.feedback not in FEEDBACKS:
+            raise ValueError(
+                f"CODI feedback {self.feedback!r} is unknown; choose one of {', '.join(FEEDBACKS)}"
+            )
         # The published layout appends pad, bot and eot after the base vocabulary.
         v = self.base_vocab_size
         ids = (v, v + 1, v + 2) if self.special_ids is None else self.special_ids

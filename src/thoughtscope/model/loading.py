@@ -28,6 +28,9 @@ class OfficialOptions:
     ``None`` fields come from the preset (see :data:`thoughtscope.model.official.PRESETS`).
     ``normalise_question`` (default on) feeds ``question.strip().replace('  ', ' ')``, as
     the published CODI evaluation does; off, the question goes in exactly as given.
+    ``bot_token``/``eot_token`` name the thought markers in the tokenizer (community
+    checkpoints that added e.g. ``<|bocot|>``/``<|eocot|>``); left out, the checkpoint's
+    own ``config.json`` may name them, else the published layout (V+1, V+2) applies.
     """
 
     base_model: str | None = None
@@ -38,6 +41,8 @@ class OfficialOptions:
     merge_lora: bool = True
     allow_hub: bool = False
     normalise_question: bool = True
+    bot_token: str | None = None
+    eot_token: str | None = None
 
 
 def load_model(

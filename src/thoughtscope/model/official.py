@@ -4,7 +4,13 @@ A published checkpoint is one state dict (``model.safetensors`` or
 ``pytorch_model.bin``) holding the PEFT-wrapped LM under ``codi.`` (LoRA weights as
 ``…lora_A.default.weight`` / ``…lora_B.default.weight``, base weights as
 ``…base_layer.weight``) and the projection under ``prj.`` (``prj.1``, ``prj.3``,
-optional ``prj.ln``). The base LM's config and tokenizer come from a separate folder.
+optional ``prj.ln``). The base LM's config and tokenizer come from a separate folder
+(the tokenizer from the checkpoint folder instead when it holds one).
+
+Community variants are read too: thought markers named in the tokenizer
+(``--bot-token``/``--eot-token``, or ``bot_token``/``eot_token`` in the checkpoint's own
+``config.json``) instead of the published ids V+1, V+2; and no ``prj.`` weights at all,
+meaning the state itself is fed back (identity feedback, said when loading).
 
 What the state dict determines is read from it: LoRA rank and target modules, the
 projection's width and whether it has a LayerNorm, and the vocabulary size (embedding
@@ -14,6 +20,7 @@ preset or from explicit options.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import re
@@ -102,9 +109,15 @@ class CheckpointShape:
     lora_rank: int
     lora_targets: tuple[str, ...]
     projection_width: int
+    """0 when the checkpoint has no projection (identity feedback)."""
     projection_d_model: int
     projection_layer_norm: bool
     vocab_rows: int | None
+
+    @property
+    def has_projection(self) -> bool:
+        """Whether the checkpoint holds ``prj.`` weights."""
+        return self.projection_width > 0
 
 
 def inspect_state_dict(
@@ -112,11 +125,13 @@ def inspect_state_dict(
 ) -> CheckpointShape:
     """Reads LoRA rank and targets, projection shape and embedding rows from the keys."""
     lm_keys = [k for k in state if k.startswith(LM_PREFIX)]
-    if not lm_keys or f"{PRJ_PREFIX}1.weight" not in state:
+    has_projection = any(k.startswith(PRJ_PREFIX) for k in state)
+    if not lm_keys or (has_projection and f"{PRJ_PREFIX}1.weight" not in state):
         sample = ", ".join(sorted(state)[:5])
         raise CheckpointMismatchError(
             f"{source} is not in the published CODI layout: expected keys under "
-            f"'{LM_PREFIX}' and '{PRJ_PREFIX}1.weight', found e.g. {sample}"
+            f"'{LM_PREFIX}' (and '{PRJ_PREFIX}1.weight' when it has a projection), found "
+            f"e.g. {sample}"
         )
     ranks: set[int] = set()
     targets: set[str] = set()
@@ -129,13 +144,13 @@ def inspect_state_dict(
         raise CheckpointMismatchError(f"{source} holds no LoRA weights (…lora_A.default.weight)")
     if len(ranks) > 1:
         raise CheckpointMismatchError(f"{source} mixes LoRA ranks {sorted(ranks)}")
-    prj_in = state[f"{PRJ_PREFIX}1.weight"]
+    prj_in = state.get(f"{PRJ_PREFIX}1.weight")
     embedding = state.get(LM_PREFIX + PEFT_PREFIX + embedding_key)
     return CheckpointShape(
         lora_rank=ranks.pop(),
         lora_targets=tuple(sorted(targets)),
-        projection_width=int(prj_in.shape[0]),
-        projection_d_model=int(prj_in.shape[1]),
+        projection_width=0 if prj_in is None else int(prj_in.shape[0]),
+        projection_d_model=0 if prj_in is None else int(prj_in.shape[1]),
         projection_layer_norm=f"{PRJ_PREFIX}ln.weight" in state,
         vocab_rows=None if embedding is None else int(embedding.shape[0]),
     )
@@ -163,6 +178,48 @@ def _settings(options: OfficialOptions) -> Preset:
             "--remove-eos/--keep-eos"
         )
     return Preset(lora_alpha=int(alpha), num_latent=int(n_latent), remove_eos=bool(remove_eos))
+
+
+CHECKPOINT_CONFIG = "config.json"
+"""A checkpoint's own settings file; its ``bot_token``/``eot_token`` name the markers."""
+
+
+def _marker_names(folder: Path, options: OfficialOptions) -> tuple[str, str] | None:
+    """The names of the thought markers: the options, else the checkpoint's
+    ``config.json``, else ``None`` (the published layout)."""
+    bot, eot, where = options.bot_token, options.eot_token, "--bot-token/--eot-token"
+    path = folder / CHECKPOINT_CONFIG
+    if bot is None and eot is None and path.is_file():
+        try:
+            own = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not readable JSON ({error}); fix or remove it") from None
+        if isinstance(own, dict):
+            bot, eot, where = own.get("bot_token"), own.get("eot_token"), str(path)
+    if bot is None and eot is None:
+        return None
+    if bot is None or eot is None:
+        raise ValueError(
+            f"{where}: name both thought markers (bot and eot), or neither for the published layout"
+        )
+    return str(bot), str(eot)
+
+
+def marker_id(tokenizer: Any, name: str, option: str) -> int:
+    """The id of the token called ``name``; refuses a name the tokenizer does not have,
+    listing the added and special tokens it does have."""
+    vocab = tokenizer.get_vocab()
+    if name in vocab:
+        return int(vocab[name])
+    added = sorted(
+        set(getattr(tokenizer, "get_added_vocab", dict)()) | set(tokenizer.all_special_tokens)
+    )
+    shown = ", ".join(added[:20]) + (f" and {len(added) - 20} more" if len(added) > 20 else "")
+    raise ValueError(
+        f"{option} {name!r} is not a token of the tokenizer (added and special tokens: "
+        f"{shown or 'none'}); give one of those names, or leave the option out for the "
+        "published layout"
+    )
 
 
 def _is_hub_id(text: str) -> bool:
@@ -240,17 +297,37 @@ def load_official(
 
     settings = _settings(options)
     state, source = read_state_dict(folder)
+    markers = _marker_names(folder, options)
     lm, tokenizer = _load_base(options.base_model, options.allow_hub)
+    if (folder / "tokenizer_config.json").is_file():
+        # A checkpoint that added its own tokens ships the tokenizer that knows them.
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     architecture = architecture_for(lm)
     embedding_key = next(
         name for name, param in lm.named_parameters() if param is lm.get_input_embeddings().weight
     )
     shape = inspect_state_dict(state, embedding_key, source)
-    # Without the embedding in the checkpoint, the key check below names it as missing:
-    # its <bot>/<eot> rows exist nowhere else.
-    vocab_rows = shape.vocab_rows or lm.config.vocab_size + 3
-    base_vocab = vocab_rows - 3
-    if base_vocab != lm.config.vocab_size:
+    special_ids: tuple[int, int, int] | None = None
+    if markers is not None:
+        bot_id = marker_id(tokenizer, markers[0], "--bot-token")
+        eot_id = marker_id(tokenizer, markers[1], "--eot-token")
+        pad = tokenizer.pad_token_id
+        pad_id = int(tokenizer.eos_token_id if pad is None else pad)
+        special_ids = (pad_id, bot_id, eot_id)
+        # Named markers live inside the tokenizer's vocabulary: nothing is appended.
+        vocab_rows = shape.vocab_rows or len(tokenizer)
+        base_vocab = vocab_rows
+        if max(special_ids) >= vocab_rows:
+            raise CheckpointMismatchError(
+                f"{source}: the markers {markers[0]!r}={bot_id}, {markers[1]!r}={eot_id} lie "
+                f"past its {vocab_rows} embedding rows; is this the checkpoint's tokenizer?"
+            )
+    else:
+        # Without the embedding in the checkpoint, the key check below names it as
+        # missing: its <bot>/<eot> rows exist nowhere else.
+        vocab_rows = shape.vocab_rows or lm.config.vocab_size + 3
+        base_vocab = vocab_rows - 3
+    if markers is None and base_vocab != lm.config.vocab_size:
         log.warning(
             "checkpoint vocabulary V=%d differs from the base model's %d; using V from the "
             "checkpoint (pad=V, bot=V+1, eot=V+2)",
@@ -289,14 +366,32 @@ def load_official(
     peft_lm.load_state_dict({k: v for k, v in given.items() if k in expected}, strict=False)
     lm.tie_weights()  # peft wraps lm in place; tie the head to the loaded embedding
 
-    projection = Projection(
-        shape.projection_d_model,
-        shape.projection_width,
-        layer_norm=shape.projection_layer_norm,
-    )
-    prj_state = {k[len(PRJ_PREFIX) :]: v for k, v in state.items() if k.startswith(PRJ_PREFIX)}
-    _check_keys(projection.state_dict(), prj_state, ignorable=(), optional=set(), source=source)
-    projection.load_state_dict(prj_state)
+    projection: Projection | torch.nn.Identity = torch.nn.Identity()
+    if shape.has_projection:
+        projection = Projection(
+            shape.projection_d_model,
+            shape.projection_width,
+            layer_norm=shape.projection_layer_norm,
+        )
+        prj_state = {k[len(PRJ_PREFIX) :]: v for k, v in state.items() if k.startswith(PRJ_PREFIX)}
+        _check_keys(projection.state_dict(), prj_state, ignorable=(), optional=set(), source=source)
+        projection.load_state_dict(prj_state)
+    else:
+        log.warning(
+            "%s holds no projection (no %s keys): each thought is the last layer's normed "
+            "state itself (identity feedback)",
+            source,
+            PRJ_PREFIX,
+        )
+    if markers is not None:
+        log.warning(
+            "%s: thought markers %s=%d, %s=%d read from the tokenizer by name",
+            folder.name,
+            markers[0],
+            special_ids[1] if special_ids else -1,
+            markers[1],
+            special_ids[2] if special_ids else -1,
+        )
     config = CodiConfig(
         base_vocab_size=base_vocab,
         num_latent=settings.num_latent,
@@ -306,6 +401,8 @@ def load_official(
         projection_layer_norm=shape.projection_layer_norm,
         answer_format=settings.answer_format,
         normalise_question=options.normalise_question,
+        special_ids=special_ids,
+        feedback="projection" if shape.has_projection else "identity",
     )
     model = CodiModel(peft_lm, projection, tokenizer, config, name=folder.name)  # type: ignore[arg-type]
     if options.merge_lora:

@@ -45,6 +45,10 @@ class Outcome:
             ``--max-new-tokens``); ``None`` in files written before it was recorded.
         clean: The output holds one clean number (:func:`thoughtscope.problems.is_clean`);
             ``None`` in older files.
+        n_thoughts: How many thoughts were fed (``None`` in files written before it
+            was recorded); a family with a stopping rule thinks for different counts.
+        thoughts_capped: The family's stopping rule never stopped this run: thinking
+            was closed at its cap.
     """
 
     output: str
@@ -53,6 +57,8 @@ class Outcome:
     gold_logprob: float | None = None
     finished: bool | None = None
     clean: bool | None = None
+    n_thoughts: int | None = None
+    thoughts_capped: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class ConditionOutcome:
         kl: Mean over the baseline answer's tokens of KL(baseline ‖ condition) between
             next-token distributions, teacher-forced along the baseline answer.
         finished, clean: As in :class:`Outcome`.
+        n_thoughts: How many thoughts this run fed (``None`` when not recorded).
     """
 
     condition: ConditionSpec
@@ -77,6 +84,7 @@ class ConditionOutcome:
     kl: float | None = None
     finished: bool | None = None
     clean: bool | None = None
+    n_thoughts: int | None = None
 
     @property
     def name(self) -> str:
@@ -100,6 +108,7 @@ class ConditionOutcome:
             "kl": self.kl,
             "finished": self.finished,
             "clean": self.clean,
+            "n_thoughts": self.n_thoughts,
         }
 
     @classmethod
@@ -115,6 +124,7 @@ class ConditionOutcome:
             kl=data.get("kl"),
             finished=data.get("finished"),
             clean=data.get("clean"),
+            n_thoughts=data.get("n_thoughts"),
         )
 
 
@@ -132,7 +142,7 @@ def _merge_repeats(conditions: list[ConditionOutcome]) -> list[ConditionOutcome]
             merged = merged.with_schedule(name)
         by_name[c.name] = ConditionOutcome(
             merged, known.output, known.predicted, known.correct, known.changed,
-            known.gold_logprob, known.kl, known.finished, known.clean,
+            known.gold_logprob, known.kl, known.finished, known.clean, known.n_thoughts,
         )  # fmt: skip
     return list(by_name.values())
 

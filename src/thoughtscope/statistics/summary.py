@@ -655,8 +655,27 @@ def summary_from_records(
         "early_late": early_late_json,
         "definitions": definitions(),
     }
+    lengths = thought_lengths(records)
+    if lengths is not None:
+        summary["thought_lengths"] = lengths
     summary["caveats"] = caveats(summary, manifest)
     return summary
+
+
+def thought_lengths(records: Sequence[ProblemRecord]) -> dict[str, Any] | None:
+    """How many thoughts the baselines fed, when that differs between problems or some
+    were capped (a family with a stopping rule): ``min``, ``max``, ``n_capped`` and the
+    first capped ids; ``None`` for a fixed count or records without counts."""
+    counts = [r.baseline.n_thoughts for r in records if r.baseline.n_thoughts is not None]
+    capped = [r.id for r in records if r.baseline.thoughts_capped]
+    if not counts or (len(set(counts)) == 1 and not capped):
+        return None
+    return {
+        "min": min(counts),
+        "max": max(counts),
+        "n_capped": len(capped),
+        "capped_ids": capped[:20],
+    }
 
 
 def _selection_rule(manifest: Mapping[str, Any]) -> str:
@@ -747,4 +766,16 @@ def caveats(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str
     num_latent = manifest.get("num_latent")
     if isinstance(num_latent, int) and num_latent != 6 and summary["early_late"]:
         out.append(_caveat("early_late_split", num_latent=num_latent))
+    lengths = summary.get("thought_lengths")
+    if lengths:
+        out.append(
+            _caveat(
+                "ragged_thoughts",
+                low=lengths["min"],
+                high=lengths["max"],
+                capped=lengths["n_capped"],
+                n=summary["n_problems"],
+                cap=num_latent if num_latent is not None else "?",
+            )
+        )
     return out

@@ -7,17 +7,22 @@ is one module here and one :func:`register_family` call in it, imported below.
 
 from thoughtscope.model.families.base import (
     FamilyEntry,
+    StopCheck,
     ThoughtFamily,
     family_entry,
     family_names,
     register_family,
 )
 from thoughtscope.model.families.codi import CodiFamily, CodiModel
+from thoughtscope.model.families.soft_thinking import SoftThinkingConfig, SoftThinkingFamily
 
 __all__ = [
     "CodiFamily",
     "CodiModel",
     "FamilyEntry",
+    "SoftThinkingConfig",
+    "SoftThinkingFamily",
+    "StopCheck",
     "ThoughtFamily",
     "family_entry",
     "family_names",

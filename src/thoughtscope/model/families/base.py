@@ -82,13 +82,17 @@ class ThoughtFamily(Protocol):
         """
         ...
 
-    def stopped(self, step: int, state: Tensor) -> Tensor | None:
-        """Per-row stopping rule: after thought ``step`` was consumed, which rows stop
-        thinking (``(rows,)`` bool), from the last-layer ``state`` ``(rows, 1, d)``.
+    def stopped(
+        self, model: ThoughtModel, step: int, state: Tensor, memory: Tensor | None
+    ) -> StopCheck | None:
+        """Per-row stopping rule: after ``step`` thoughts were fed (0 after the start
+        ids), which rows stop thinking now, from the last-layer ``state`` ``(rows, 1, d)``
+        and the rule's own per-row ``memory`` from the previous call (``None`` at the
+        first call). A row that stops gets the closing ids next, not another thought.
 
         ``None`` means a fixed count of :attr:`num_thoughts` for every row (CODI,
-        Coconut). This is the hook a per-row rule (soft thinking's confidence stop)
-        fills; the engine refuses a non-``None`` answer until it supports one.
+        Coconut); otherwise :attr:`num_thoughts` is the cap, and rows that reach it
+        without stopping are flagged ``capped``.
         """
         ...
 
@@ -113,6 +117,20 @@ class ThoughtFamily(Protocol):
     def saved_weights(self) -> dict[str, Tensor]:
         """The family's own weights (beside the LM's), as named in a saved model."""
         ...
+
+
+@dataclass(frozen=True)
+class StopCheck:
+    """A per-row stopping decision (:meth:`ThoughtFamily.stopped`).
+
+    Attributes:
+        stop: ``(rows,)`` bool, the rows that stop thinking now.
+        memory: ``(rows, ...)`` what the rule carries to its next call (e.g. how many
+            steps in a row were confident); the engine keeps it aligned with the rows.
+    """
+
+    stop: Tensor
+    memory: Tensor
 
 
 FamilyLoader = Callable[

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from thoughtscope.model.config import CodiConfig
-from thoughtscope.model.families.base import register_family
+from thoughtscope.model.families.base import StopCheck, register_family
 from thoughtscope.model.projection import Projection
 from thoughtscope.model.thought_model import ThoughtModel, load_saved
 
@@ -38,7 +38,7 @@ class CodiFamily:
 
     name = NAME
 
-    def __init__(self, config: CodiConfig, projection: Projection):
+    def __init__(self, config: CodiConfig, projection: Projection | nn.Identity):
         self.config = config
         self.projection = projection
 
@@ -84,10 +84,13 @@ class CodiFamily:
         return [self.config.bot_id]
 
     def next_thought(self, model: ThoughtModel, state: Tensor) -> Tensor:
-        """The projection of the normed last-layer state: ``(rows, 1, d) -> (rows, 1, d)``."""
+        """The projection of the normed last-layer state (the state itself under identity
+        feedback): ``(rows, 1, d) -> (rows, 1, d)``."""
         return self.projection(state)  # type: ignore[no-any-return]
 
-    def stopped(self, step: int, state: Tensor) -> Tensor | None:
+    def stopped(
+        self, model: ThoughtModel, step: int, state: Tensor, memory: Tensor | None
+    ) -> StopCheck | None:
         """CODI thinks a fixed N thoughts."""
         return None
 
@@ -113,7 +116,8 @@ class CodiFamily:
         return self.config.to_dict()
 
     def saved_weights(self) -> dict[str, Tensor]:
-        """The projection, under ``prj.`` (as published checkpoints name it)."""
+        """The projection, under ``prj.`` (as published checkpoints name it); none under
+        identity feedback."""
         return {PROJECTION_PREFIX + k: v for k, v in self.projection.state_dict().items()}
 
 
@@ -122,12 +126,12 @@ class CodiModel(ThoughtModel):
     projection (``model.config``, ``model.projection``)."""
 
     family: CodiFamily
-    projection: Projection  # registered by ThoughtModel from the family's submodules
+    projection: Projection | nn.Identity  # registered by ThoughtModel from the family
 
     def __init__(
         self,
         lm: PreTrainedModel,
-        projection: Projection,
+        projection: Projection | nn.Identity,
         tokenizer: Any,
         config: CodiConfig,
         *,
@@ -174,6 +178,8 @@ def load_codi(
 ) -> CodiModel:
     """Rebuilds a saved CODI model (the registry's loader for ``codi``)."""
     config = CodiConfig.from_dict(settings)
+    if config.feedback == "identity":
+        return CodiModel(lm, nn.Identity(), tokenizer, config, name=name)
     embedding = lm.get_input_embeddings()
     assert isinstance(embedding, nn.Embedding)
     projection = Projection(
