@@ -11,6 +11,7 @@ from thoughtscope.cli.app import app
 from thoughtscope.cli import data  # noqa: F401  # isort: skip
 from thoughtscope.cli import importance  # noqa: F401  # isort: skip
 from thoughtscope.cli import inference  # noqa: F401  # isort: skip
+from thoughtscope.cli import probe  # noqa: F401  # isort: skip
 from thoughtscope.cli import report  # noqa: F401  # isort: skip
 from thoughtscope.cli import stats  # noqa: F401  # isort: skip
 from thoughtscope.cli import table  # noqa: F401  # isort: skip
