@@ -8,6 +8,7 @@ from __future__ import annotations
 from thoughtscope.cli.app import app
 
 # Command modules register on import.
+from thoughtscope.cli import attention  # noqa: F401  # isort: skip
 from thoughtscope.cli import data  # noqa: F401  # isort: skip
 from thoughtscope.cli import importance  # noqa: F401  # isort: skip
 from thoughtscope.cli import inference  # noqa: F401  # isort: skip
