@@ -1,7 +1,8 @@
-"""Report section "What the thoughts hold": probe selectivity and numeric-lens hit rates.
+"""Report section "What the thoughts hold": probes, numeric lens, attention to thoughts.
 
 Reads ``RUN/probes.jsonl`` and ``RUN/lens.jsonl`` (:mod:`thoughtscope.statistics.probes`)
-and draws, per target, a site × position heatmap; when the folder also holds an
+and ``RUN/attention.jsonl`` (:mod:`thoughtscope.statistics.attention`) and draws, per
+target, a site × position heatmap, and attention maps; when the folder also holds an
 importance run, the joined table puts beside each thought position how much it matters
 (from the report's summary, supplied by the writer) and what it holds.
 """
@@ -27,6 +28,7 @@ __all__ = ["probes_section", "single_latent_importance"]
 
 PROBES_FILE = "probes.jsonl"
 LENS_FILE = "lens.jsonl"
+ATTENTION_FILE = "attention.jsonl"
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -94,6 +96,76 @@ def single_latent_importance(summary: Summary) -> dict[str, float]:
     return out
 
 
+def _matrix_figure(
+    grid: np.ndarray, rows: list[str], cols: list[str], title: str, label: str
+) -> Any:
+    fig, ax = plt.subplots(figsize=(1.4 + 0.55 * len(cols), 1.0 + 0.22 * len(rows)))
+    image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0)
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows, fontsize=6 if len(rows) > 24 else 8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label=label, fraction=0.05)
+    fig.tight_layout()
+    return fig
+
+
+def _attention_parts(
+    rows: list[dict[str, Any]], figures: Path, save: Callable[[Any, Path, str], FigureFile]
+) -> tuple[list[str], dict[str, str]]:
+    """Attention figures and, per thought, its strongest reader at the first answer token."""
+    sources = [s for s in dict.fromkeys(r["source"] for r in rows) if s != "question"]
+    queries = list(dict.fromkeys(r["query"] for r in rows))
+    heads = sorted({(r["layer"], r["head"]) for r in rows})
+    by_query = np.zeros((len(queries), len(sources)))
+    count = np.zeros_like(by_query)
+    reading = np.zeros((len(heads), len(sources)))
+    reader: dict[str, tuple[float, str]] = {}
+    for r in rows:
+        if r["source"] == "question":
+            continue
+        q, s = queries.index(r["query"]), sources.index(r["source"])
+        by_query[q, s] += r["mean"]
+        count[q, s] += 1
+        if r["query"] == "answer:0":
+            reading[heads.index((r["layer"], r["head"])), s] = r["mean"]
+            best = reader.get(r["source"])
+            if best is None or r["mean"] > best[0]:
+                reader[r["source"]] = (r["mean"], f"layer {r['layer']} head {r['head']}")
+    with np.errstate(invalid="ignore"):
+        grid = np.where(count > 0, by_query / np.maximum(count, 1), np.nan)
+    parts = []
+    fig = _matrix_figure(grid, queries, sources, "attention by step (mean over heads)", "mass")
+    file = save(fig, figures, "attention-by-step")
+    parts.append(
+        figure_html(
+            FigureBlock(
+                file,
+                "Mean attention mass (over problems, layers and heads) that each step puts on "
+                "<bot> and each earlier thought; rows: the step's input (a thought position, "
+                "eot, or answer token a). Per-head values with 95% intervals: attention.jsonl.",
+                "attention by step heatmap",
+            )
+        )
+    )
+    if reading.any():
+        labels = [f"L{layer} H{head}" for layer, head in heads]
+        fig = _matrix_figure(
+            reading, labels, sources, "which heads read which thought (first answer token)", "mass"
+        )
+        file = save(fig, figures, "attention-heads")
+        parts.append(
+            figure_html(
+                FigureBlock(
+                    file,
+                    "Attention mass from the step whose input is the first answer token, per "
+                    "layer and head, on <bot> and each thought (mean over problems).",
+                    "attention per head heatmap",
+                )
+            )
+        )
+    return parts, {s: name for s, (_, name) in reader.items()}
+
+
 def probes_section(
     run_dir: Path,
     figures: Path,
@@ -111,7 +183,8 @@ def probes_section(
     """
     probes = _rows(run_dir / PROBES_FILE)
     lens = _rows(run_dir / LENS_FILE)
-    if not probes and not lens:
+    attention = _rows(run_dir / ATTENTION_FILE)
+    if not probes and not lens and not attention:
         return None
     parts = [
         paragraph(
@@ -150,6 +223,10 @@ def probes_section(
                 )
             )
         )
+    readers: dict[str, str] = {}
+    if attention:
+        attention_html, readers = _attention_parts(attention, figures, save)
+        parts.extend(attention_html)
     if importance_by_position:
         rows = []
         for position in sorted(importance_by_position, key=_position_key):
@@ -164,10 +241,15 @@ def probes_section(
                         if best
                         else "—"
                     ),
+                    cell(readers.get(f"thought:{position}", "—")),
                 ]
             )
-        parts.append("<h3>Each thought: how much it matters beside what it holds</h3>")
-        parts.append(
-            table(["position", "importance (single ablation)", "most selective probe"], rows)
-        )
+        parts.append("<h3>Each thought: how much it matters, what it holds, who reads it</h3>")
+        header = [
+            "position",
+            "importance (single ablation)",
+            "most selective probe",
+            "strongest reader at the first answer token",
+        ]
+        parts.append(table(header, rows))
     return "".join(parts)
