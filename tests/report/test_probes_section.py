@@ -58,7 +58,9 @@ def test_section_shows_heatmaps_attention_and_the_join(tmp_path: Path) -> None:
         "attention-heads.png",
     } <= figures
     assert "how much it matters, what it holds, who reads it" in html
-    assert "final_answer at latent: 60 pp" in html  # position 2's most selective probe
+    assert (
+        "final_answer at latent: 60 pp (accuracy 50%, majority 10%)" in html
+    )  # position 2's most selective probe
     assert "layer 1 head 0" in html  # thought 3's strongest reader
 
 

@@ -247,6 +247,10 @@ def demo_command(
         typer.echo(_describe(result))
         summary = _statistics(run_dir, tables=False)
         typer.echo(f"statistics: {summary} (print them with `thoughtscope stats {run_dir}`)")
+        if label == "sweep":  # what the thoughts hold: probes, numeric lens, attention
+            from thoughtscope.cli.probe import demo_held
+
+            demo_held(codi, run_dir, progress=progress)
         report = _report(run_dir)
         if report is not None:
             typer.echo(f"report: {report} (open it in a browser)")

@@ -97,3 +97,35 @@ def probe_command(
             f"{row['control_accuracy']}, majority {row['majority']} (n={row['n']})"
         )
     typer.echo(f"probes: {probes}\nnumeric lens: {lens}")
+
+
+def demo_held(model: object, run_dir: Path, *, progress: bool) -> None:
+    """The demo's small probe and attention runs in ``run_dir`` (before its report):
+    probes of the final answer, step 1's result and the step count at the latent site
+    and the last block, and attention to thoughts."""
+    from thoughtscope.analyses.attention import run_attention
+    from thoughtscope.model.thought_model import ThoughtModel
+    from thoughtscope.statistics.attention import write_attention_statistics
+    from thoughtscope.statistics.probes import write_lens_statistics, write_probe_statistics
+
+    assert isinstance(model, ThoughtModel)
+    from thoughtscope.results.store import read_manifest
+
+    data = read_manifest(run_dir)["data"]["spec"]
+    last = model.num_layers - 1
+    config = ProbeConfig(
+        data=data,
+        sites=f"latent+block:{last}",
+        targets="final_answer,step_result:1,step_count",
+        n_boot=500,
+    )
+    try:
+        result = run_probes(model, config, run_dir, model_spec="toy", progress=progress)
+    except ProbeInputError as error:
+        fail(str(error))
+    write_probe_statistics(run_dir, n_boot=500)
+    write_lens_statistics(run_dir, n_boot=500)
+    typer.echo(f"probes: {result.n_cells} cells in {result.seconds_probes:.1f} s")
+    run_attention(model, data, run_dir)
+    write_attention_statistics(run_dir, n_boot=500)
+    typer.echo(f"attention: {run_dir / 'attention.jsonl'}")

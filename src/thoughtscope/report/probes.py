@@ -237,7 +237,9 @@ def probes_section(
                     cell(position),
                     cell(f"{100 * importance_by_position[position]:.1f}%"),
                     cell(
-                        f"{best['target']} at {best['site']}: {100 * best['selectivity']:.0f} pp"
+                        f"{best['target']} at {best['site']}: {100 * best['selectivity']:.0f} pp "
+                        f"(accuracy {100 * best['accuracy']:.0f}%, majority "
+                        f"{100 * best['majority']:.0f}%)"
                         if best
                         else "—"
                     ),
