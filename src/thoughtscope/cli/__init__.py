@@ -8,11 +8,13 @@ from __future__ import annotations
 from thoughtscope.cli.app import app
 
 # Command modules register on import.
+from thoughtscope.cli import attention  # noqa: F401  # isort: skip
 from thoughtscope.cli import data  # noqa: F401  # isort: skip
 from thoughtscope.cli import effects  # noqa: F401  # isort: skip
 from thoughtscope.cli import importance  # noqa: F401  # isort: skip
 from thoughtscope.cli import inference  # noqa: F401  # isort: skip
 from thoughtscope.cli import patching  # noqa: F401  # isort: skip
+from thoughtscope.cli import probe  # noqa: F401  # isort: skip
 from thoughtscope.cli import report  # noqa: F401  # isort: skip
 from thoughtscope.cli import stats  # noqa: F401  # isort: skip
 from thoughtscope.cli import steering  # noqa: F401  # isort: skip

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_type_hints
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -33,6 +33,7 @@ from thoughtscope.cli.options import (
     ModelOpt,
     check_output,
     model_options,
+    parse_batch_size,
 )
 from thoughtscope.engine.distributed import RankFailedError
 from thoughtscope.results.shards import shard_path
@@ -41,19 +42,6 @@ DEMO_DATA = "synthetic:test:seed=0:n=300"
 """The demo's problems: 300 synthetic test problems (the toy model's own style)."""
 
 RESUME_HINT = "run the same command again to continue (finished problems are kept)"
-
-
-def _batch_size(text: str) -> int | Literal["auto"]:
-    """``--batch-size``: ``auto`` or a whole number of 1 or more."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        fail(f"--batch-size must be auto or a whole number, got {text}")
-    if value < 1:
-        fail(f"--batch-size must be 1 or more, got {value}")
-    return value
 
 
 def _statistics(run_dir: Path, *, tables: bool = True) -> Path:
@@ -111,7 +99,7 @@ def _config_parameters() -> list[inspect.Parameter]:
     hints = get_type_hints(ImportanceConfig)
     parameters = []
     for item in fields(ImportanceConfig):
-        # --batch-size takes "auto" or a number: read as text, converted by _batch_size.
+        # --batch-size takes "auto" or a number: read as text, converted by parse_batch_size.
         kind = str if item.name == "batch_size" else hints[item.name]
         default: Any = inspect.Parameter.empty if item.default is MISSING else item.default
         option = typer.Option(item.metadata["option"], help=item.metadata["help"])
@@ -136,7 +124,7 @@ def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name in names}
-        values["batch_size"] = _batch_size(str(values["batch_size"]))
+        values["batch_size"] = parse_batch_size(str(values["batch_size"]))
         return command(**kwargs, config=ImportanceConfig(**values))
 
     parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept]
@@ -240,6 +228,10 @@ def demo_command(
         typer.echo(_describe(result))
         summary = _statistics(run_dir, tables=False)
         typer.echo(f"statistics: {summary} (print them with `thoughtscope stats {run_dir}`)")
+        if label == "sweep":  # what the thoughts hold: probes, numeric lens, attention
+            from thoughtscope.cli.probe import demo_held
+
+            demo_held(codi, run_dir, progress=progress)
         report = _report(run_dir)
         if report is not None:
             typer.echo(f"report: {report} (open it in a browser)")

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -248,6 +248,19 @@ def fitting_problems(
             "--data",
         )
     return kept
+
+
+def parse_batch_size(text: str) -> int | Literal["auto"]:
+    """``--batch-size``: ``auto`` or a whole number of 1 or more."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        fail(f"--batch-size must be auto or a whole number, got {text}")
+    if value < 1:
+        fail(f"--batch-size must be 1 or more, got {value}")
+    return value
 
 
 def check_output(path: Path, option: str, *, folder: bool = False) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,6 +40,35 @@ class DecodedState:
     tokens: list[str]
     ids: list[int]
     probs: list[float]
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in for each byte (GPT-2's convention: printable
+    Latin-1 bytes stand for themselves, the others for chars from U+0100 on, in order)."""
+    kept = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    out = {chr(b): b for b in kept}
+    extra = 0
+    for b in range(256):
+        if b not in kept:
+            out[chr(0x100 + extra)] = b
+            extra += 1
+    return out
+
+
+def readable_token(tokenizer: Any, token_id: int) -> str:
+    """A token as a reader should see it: its text, or its byte pieces (``<0xE2>``)
+    when alone it decodes to the replacement glyph (part of a multi-byte character)."""
+    text = str(tokenizer.decode([token_id]))
+    if "\ufffd" not in text:
+        return text
+    pieces = tokenizer.convert_ids_to_tokens([token_id])
+    piece = str(pieces[0]) if pieces else ""
+    if piece.startswith("<0x") and piece.endswith(">"):  # SentencePiece byte fallback
+        return piece
+    byte_of = _byte_level_alphabet()
+    if piece and all(char in byte_of for char in piece):  # byte-level BPE pieces
+        return "".join(f"<0x{byte_of[char]:02X}>" for char in piece)
+    return "".join(f"<0x{b:02X}>" for b in piece.encode("utf-8")) or text
 
 
 def recorded_positions(num_latent: int) -> list[int]:
@@ -82,7 +112,7 @@ def decode_states(
                 DecodedState(
                     position=position_name(position),
                     site=site,
-                    tokens=[model.tokenizer.decode([i]) for i in ids],
+                    tokens=[readable_token(model.tokenizer, i) for i in ids],
                     ids=ids,
                     probs=[round(float(x), 6) for x in top.values[p, j]],
                 )

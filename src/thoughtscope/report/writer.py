@@ -44,6 +44,7 @@ from thoughtscope.report.panels import (
     marginal_panels,
     site_title,
 )
+from thoughtscope.report.probes import probes_section, single_latent_importance
 from thoughtscope.results.conditions import EARLY_EXIT, schedule, site_sort_key
 from thoughtscope.results.records import DecodedThoughts, read_thoughts
 from thoughtscope.statistics import DEFAULT_N_BOOT, Summary
@@ -431,6 +432,13 @@ def write_report(
         "definitions": html.definitions_html(inputs.summary),
     }
     sections = [Section(sid, title, bodies[sid]) for sid, title in html.SECTIONS]
+    held = probes_section(
+        Path(run_dir) if Path(run_dir).is_dir() else inputs.out_dir,
+        folder,
+        single_latent_importance(inputs.summary),
+    )
+    if held is not None:
+        sections.insert(-2, Section("probes", "What the thoughts hold", held))
     try:
         version = metadata.version("thoughtscope")
     except metadata.PackageNotFoundError:

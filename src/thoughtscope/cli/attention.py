@@ -1,0 +1,59 @@
+"""``thoughtscope attention``: which layers and heads read which continuous thought."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thoughtscope.analyses.attention import run_attention
+from thoughtscope.cli.app import app, fail
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
+from thoughtscope.cli.options import ModelChoice, ModelOpt, check_output, model_options
+
+
+@app.command("attention")
+@model_options
+def attention_command(
+    choice: ModelChoice,
+    data: Annotated[str, typer.Option("--data", help="Problems (any --data source).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (created if absent).")],
+    model: ModelOpt = "toy",
+    limit: Annotated[int | None, typer.Option("--limit", help="First N problems only.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Problems per batch.")] = 64,
+    answer_tokens: Annotated[
+        int, typer.Option("--answer-tokens", help="Answer tokens whose attention is read.")
+    ] = 3,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 1000,
+    threads: ThreadsOpt = DEFAULT_THREADS,
+) -> None:
+    """Attention of each thought step and answer token on the question, <bot> and each
+    thought, per layer and head (baseline run, eager attention); writes
+    OUT/attention.safetensors and OUT/attention.jsonl (means with 95% intervals)."""
+    from thoughtscope.statistics.attention import write_attention_statistics
+
+    set_threads(threads)
+    check_output(out, "--out", folder=True)
+    if batch_size < 1 or answer_tokens < 0 or (limit is not None and limit < 1):
+        fail("--batch-size and --limit must be 1 or more, --answer-tokens 0 or more")
+    loaded = choice.load()
+    try:
+        result = run_attention(
+            loaded, data, out, limit=limit, batch_size=batch_size, answer_tokens=answer_tokens
+        )
+    except ValueError as error:
+        fail(str(error))
+    path = write_attention_statistics(out, n_boot=n_boot)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    thoughts = [
+        r for r in rows if r["source"].startswith("thought:") and r["query"] != r["source"][8:]
+    ]
+    typer.echo(f"{result.n_problems} problems; attention masses: {result.path}")
+    for row in sorted(thoughts, key=lambda r: -r["mean"])[:5]:
+        typer.echo(
+            f"  layer {row['layer']} head {row['head']}: {row['query']} reads "
+            f"{row['source']} with mass {row['mean']:.3f} {row['ci']}"
+        )
+    typer.echo(f"statistics: {path}")

@@ -1,0 +1,138 @@
+"""Probe and numeric-lens statistics: accuracies and hit rates with bootstrap intervals.
+
+Reads the per-problem outcomes the probe analysis writes
+(:mod:`thoughtscope.analyses.probes`) and writes, in the same run folder:
+
+``probes.jsonl``
+    One line per (target, site, position): ``target``, ``site``, ``position``, ``n``,
+    ``kind`` (classification/regression), ``classes``, ``accuracy``, ``accuracy_ci``,
+    ``control_accuracy``, ``control_ci``, ``majority``, ``majority_ci``, ``selectivity``
+    (accuracy − control accuracy, paired over problems), ``selectivity_ci`` and
+    ``control_majority`` (the control task's own majority baseline).
+``lens.jsonl``
+    One line per (site, position, target): ``n``, ``rate`` (the numeric lens's reading
+    equals the target's value), ``rate_ci``, and per (site, position) the most frequent
+    readings (``top_readings``) and the share of states whose top token is a numeral.
+
+Intervals: seeded percentile bootstrap over problems (:mod:`.bootstrap`), the probe,
+control and majority columns of a cell resampled together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thoughtscope.statistics.bootstrap import bootstrap_ratios, group_seed
+
+__all__ = [
+    "LENS_FILE",
+    "PROBES_FILE",
+    "read_jsonl",
+    "write_lens_statistics",
+    "write_probe_statistics",
+]
+
+PROBES_FILE = "probes.jsonl"
+LENS_FILE = "lens.jsonl"
+_PROBE_OUTCOMES = "probe_outcomes.jsonl"
+_LENS_OUTCOMES = "lens_outcomes.jsonl"
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every JSON line of ``path`` (none when it does not exist)."""
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _bits(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.float64) - 48.0
+
+
+def _interval(low: float, high: float) -> list[float | None]:
+    return [None if np.isnan(low) else round(low, 4), None if np.isnan(high) else round(high, 4)]
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_probe_statistics(run_dir: str | Path, *, n_boot: int = 1000, seed: int = 0) -> Path:
+    """``RUN/probe_outcomes.jsonl`` → ``RUN/probes.jsonl``; returns its path."""
+    run_dir = Path(run_dir)
+    rows: list[dict[str, Any]] = []
+    for cell in read_jsonl(run_dir / _PROBE_OUTCOMES):
+        keys = ("correct", "control", "majority", "control_majority")
+        correct, control, majority, control_majority = (_bits(cell[k]) for k in keys)
+        num = np.stack([correct, control, majority, correct - control, control_majority], axis=1)
+        stats = bootstrap_ratios(
+            num, np.ones_like(num), n_boot=n_boot, seed=group_seed(seed, cell["ids"])
+        )
+        est = [round(float(v), 4) for v in stats.estimate]
+        rows.append(
+            {
+                "target": cell["target"],
+                "site": cell["site"],
+                "position": cell["position"],
+                "n": len(cell["ids"]),
+                "kind": cell["kind"],
+                "classes": cell["classes"],
+                "accuracy": est[0],
+                "accuracy_ci": _interval(stats.low[0], stats.high[0]),
+                "control_accuracy": est[1],
+                "control_ci": _interval(stats.low[1], stats.high[1]),
+                "majority": est[2],
+                "majority_ci": _interval(stats.low[2], stats.high[2]),
+                "selectivity": est[3],
+                "selectivity_ci": _interval(stats.low[3], stats.high[3]),
+                "control_majority": est[4],
+            }
+        )
+    return _write(run_dir / PROBES_FILE, rows)
+
+
+def write_lens_statistics(run_dir: str | Path, *, n_boot: int = 1000, seed: int = 0) -> Path:
+    """``RUN/lens_outcomes.jsonl`` → ``RUN/lens.jsonl``; returns its path."""
+    run_dir = Path(run_dir)
+    rows: list[dict[str, Any]] = []
+    for cell in read_jsonl(run_dir / _LENS_OUTCOMES):
+        numbers = [v for v in cell["numbers"] if v is not None]
+        readings = Counter(f"{v:g}" for v in numbers).most_common(3)
+        total = max(1, len(cell["numbers"]))
+        top1 = _bits(cell["top1"])
+        for target, outcome in cell["targets"].items():
+            hits = _bits(outcome["hit"])
+            if len(hits) == 0:
+                continue
+            stats = bootstrap_ratios(
+                hits[:, None],
+                np.ones((len(hits), 1)),
+                n_boot=n_boot,
+                seed=group_seed(seed, outcome["ids"]),
+            )
+            rows.append(
+                {
+                    "site": cell["site"],
+                    "position": cell["position"],
+                    "target": target,
+                    "n": len(hits),
+                    "rate": round(float(stats.estimate[0]), 4),
+                    "rate_ci": _interval(stats.low[0], stats.high[0]),
+                    "read_rate": round(len(numbers) / total, 4),
+                    "top1_numeral_rate": round(float(top1.mean()) if len(top1) else 0.0, 4),
+                    "top_readings": [[value, count] for value, count in readings],
+                }
+            )
+    return _write(run_dir / LENS_FILE, rows)

@@ -1,0 +1,145 @@
+"""Probes and the numeric lens: a planted linear signal is found, noise is not, and a
+run folder gets probes.jsonl / lens.jsonl with the documented fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from thoughtscope.analyses.probes import (
+    HIDDEN_DIR,
+    ProbeConfig,
+    ProbeInputError,
+    fit_cell,
+    number_tokens,
+    readable_token,
+    run_probes,
+    target_names,
+)
+from thoughtscope.model import CodiModel, byte_level_tokenizer
+from thoughtscope.statistics.probes import write_lens_statistics, write_probe_statistics
+
+
+def _values(n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, 10, size=n).astype(float)
+
+
+def test_a_planted_linear_signal_is_found_and_beats_its_control() -> None:
+    rng = np.random.default_rng(0)
+    y = _values(200, rng)
+    direction = rng.normal(size=8)
+    x = 0.05 * rng.normal(size=(200, 8)) + y[:, None] * direction[None, :]
+    cell = fit_cell(x, y, folds=5, c=100.0, target="planted")
+    assert cell.kind == "classification" and cell.classes == 10
+    assert cell.correct.mean() > 0.9
+    assert cell.majority.mean() < 0.2
+    assert cell.correct.mean() - cell.control.mean() > 0.3  # selective
+
+
+def test_noise_holds_nothing_probe_and_control_near_majority() -> None:
+    rng = np.random.default_rng(1)
+    y = _values(300, rng)
+    x = rng.normal(size=(300, 8))
+    cell = fit_cell(x, y, folds=5, target="noise")
+    assert abs(cell.correct.mean() - cell.majority.mean()) < 0.08
+    assert abs(cell.control.mean() - cell.control_majority.mean()) < 0.08
+
+
+def test_many_values_are_regressed_and_a_linear_value_is_read() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 500, size=300).astype(float)
+    x = np.concatenate([y[:, None] / 100.0, rng.normal(size=(300, 4))], axis=1)
+    cell = fit_cell(x, y, max_classes=40, c=1000.0, target="wide")
+    assert cell.kind == "regression"
+    assert cell.correct.mean() > 0.9
+
+
+def test_targets_parse_and_bad_ones_name_the_option() -> None:
+    assert target_names("final_answer,step_result:all", 3) == [
+        "final_answer",
+        "step_result:1",
+        "step_result:2",
+        "step_result:3",
+    ]
+    with pytest.raises(ProbeInputError, match="--targets"):
+        target_names("step_result:0", 3)
+
+
+def test_number_tokens_and_readable_pieces() -> None:
+    tokenizer = byte_level_tokenizer(bos=True)
+    ids, values = number_tokens(tokenizer, 256)
+    assert sorted(values) == [float(d) for d in range(10)]
+    assert readable_token(tokenizer, ids[0]).isdigit()
+    assert readable_token(tokenizer, 0xE2) == "<0xE2>"  # a lone UTF-8 lead byte
+
+
+def test_probe_run_writes_probes_and_lens_with_the_documented_fields(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    config = ProbeConfig(
+        data="synthetic:test:seed=14:n=40",
+        sites="latent+block:3",
+        targets="final_answer,step_count",
+        folds=2,
+        min_problems=10,
+        batch_size=16,
+        n_boot=50,
+    )
+    result = run_probes(tiny_model, config, tmp_path, progress=False)
+    assert result.n_problems == 40 and result.n_cells > 0
+    assert len(list((tmp_path / HIDDEN_DIR).glob("*.safetensors"))) == 3
+    rows = [json.loads(line) for line in write_probe_statistics(tmp_path).read_text().splitlines()]
+    first = rows[0]
+    for key in (
+        "target",
+        "site",
+        "position",
+        "n",
+        "accuracy",
+        "accuracy_ci",
+        "control_accuracy",
+        "majority",
+        "selectivity",
+    ):
+        assert key in first
+    assert {r["site"] for r in rows} == {"latent", "block:3"}
+    assert {r["position"] for r in rows if r["site"] == "block:3"} == {
+        "bot",
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "eot",
+    }
+    assert "bot" not in {r["position"] for r in rows if r["site"] == "latent"}
+    assert {r["target"] for r in rows} == {"final_answer", "step_count"}
+    lens = [json.loads(line) for line in write_lens_statistics(tmp_path).read_text().splitlines()]
+    assert {r["target"] for r in lens} == {"final_answer", "any_intermediate"}
+    assert all(0.0 <= r["rate"] <= 1.0 for r in lens)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["probes"]["probe"]["rule"].startswith("classification")
+
+    # Resume: the cached batches are reused, not recomputed.
+    again = run_probes(tiny_model, config, tmp_path, progress=False)
+    assert again.n_batches_skipped == 3
+
+
+def test_other_data_in_the_same_folder_is_refused(tiny_model: CodiModel, tmp_path: Path) -> None:
+    config = ProbeConfig(
+        data="synthetic:test:seed=14:n=12",
+        sites="block:0",
+        targets="step_count",
+        folds=2,
+        min_problems=100,
+        batch_size=16,
+        n_boot=0,
+    )
+    run_probes(tiny_model, config, tmp_path, progress=False)
+    with pytest.raises(ProbeInputError, match="--out"):
+        other = ProbeConfig(data="synthetic:test:seed=15:n=12", folds=2, batch_size=16)
+        run_probes(tiny_model, other, tmp_path, progress=False)
