@@ -55,7 +55,7 @@ from thoughtscope.engine.batching import AUTO, auto_batch_size
 from thoughtscope.engine.lens import decode_states
 from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, LATENT, parse_sites
-from thoughtscope.model.codi import CodiModel
+from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.problem import Problem
@@ -304,9 +304,9 @@ def _resources_of(ablations: Iterable[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------ fingerprints
-def model_fingerprint(model: CodiModel) -> str:
+def model_fingerprint(model: ThoughtModel) -> str:
     """SHA-256 of the model's weights (names, dtypes, shapes, bytes) and CODI config."""
-    hasher = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    hasher = hashlib.sha256(json.dumps(model.family.to_dict(), sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         hasher.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
@@ -374,14 +374,14 @@ def _check_numbers(config: ImportanceConfig) -> None:
         raise ImportanceInputError("--mean-reference", "--mean-reference must be 1 or more")
 
 
-def plan_run(model: CodiModel, config: ImportanceConfig, *, model_spec: str = "") -> RunPlan:
+def plan_run(model: ThoughtModel, config: ImportanceConfig, *, model_spec: str = "") -> RunPlan:
     """Validates the configuration against the model and data; builds the manifest.
 
     Raises:
         ImportanceInputError: naming the option at fault and what to do.
     """
     _check_numbers(config)
-    n_latent = model.config.num_latent
+    n_latent = model.num_thoughts
     try:
         strata = Strata.parse(config.strata)
     except ValueError as error:
@@ -455,8 +455,8 @@ def plan_run(model: CodiModel, config: ImportanceConfig, *, model_spec: str = ""
             "num_layers": model.num_layers,
             "d_model": model.d_model,
             "num_latent": n_latent,
-            "remove_eos": model.config.remove_eos,
-            "answer_format": model.config.answer_format,
+            "remove_eos": model.family.to_dict().get("remove_eos", True),
+            "answer_format": model.family.to_dict().get("answer_format"),
             "settings": model.family.to_dict(),  # the family's config, all of it
         },
         "data": {
@@ -581,7 +581,7 @@ def _outcome_of(gen: Generation, expected: float) -> tuple[str, float | None, bo
     )
 
 
-def _batch_rows(model: CodiModel, plan: RunPlan) -> int:
+def _batch_rows(model: ThoughtModel, plan: RunPlan) -> int:
     """Rows per forward pass: the configured number, or as many as fit memory."""
     if plan.config.batch_size != AUTO:
         return int(plan.config.batch_size)
@@ -597,7 +597,7 @@ def _batch_rows(model: CodiModel, plan: RunPlan) -> int:
 class _Sweep:
     """One run's sweep state: model, plan, store, resources and example thoughts."""
 
-    def __init__(self, model: CodiModel, plan: RunPlan, run_dir: Path, rows: int):
+    def __init__(self, model: ThoughtModel, plan: RunPlan, run_dir: Path, rows: int):
         self.model = model
         self.plan = plan
         self.config = plan.config
@@ -709,7 +709,7 @@ class _Sweep:
         baselines: dict[str, Outcome],
         gold: dict[str, list[int]],
     ) -> dict[str, list[ConditionOutcome]]:
-        eos = self.model.config.eos_id
+        eos = self.model.family.eos_id
         resources = AblationResources(
             problem_ids=[p.id for p in todo],
             seed=self.config.seed,
@@ -765,7 +765,7 @@ def _kl_of(empty: Generation, gen: Generation) -> float:
 
 
 def lens_reading(
-    model: CodiModel, problem_id: str, generation: Generation, top_k: int = 5
+    model: ThoughtModel, problem_id: str, generation: Generation, top_k: int = 5
 ) -> DecodedThoughts:
     """A baseline generation's recorded states (``hidden``: ``(N+2, layers+1, d)``) read
     through the logit lens, top ``top_k`` tokens each.
@@ -797,7 +797,7 @@ def _batches(problems: list[Problem], per_batch: int) -> list[list[Problem]]:
 
 
 def run_importance(
-    model: CodiModel,
+    model: ThoughtModel,
     config: ImportanceConfig,
     run_dir: str | Path,
     *,

@@ -20,6 +20,7 @@ from thoughtscope.problems import Problem
 
 __all__ = ["LengthCheck", "LongPrompt", "check_prompt_lengths", "context_limit"]
 
+
 def context_limit(model: ThoughtModel) -> int | None:
     """The most positions the model's LM was built for, or ``None`` if its config says not."""
     return model.context_length

@@ -13,16 +13,18 @@ from typing import Annotated, Any
 import typer
 
 from thoughtscope.cli.app import UsageError, fail
-from thoughtscope.model import CodiModel, OfficialOptions, load_model
+from thoughtscope.model import OfficialOptions, ThoughtModel, load_model
 from thoughtscope.model.codi import resolve_device, resolve_dtype
+from thoughtscope.model.families import family_names
 from thoughtscope.problems import Problem, ProblemDataError, load_problems
 
 ModelOpt = Annotated[
     str,
     typer.Option(
         "--model",
-        help="`toy` (shipped), a thoughtscope model folder, or an official CODI checkpoint "
-        "folder (with --base-model and --preset).",
+        help="`toy` or `toy-coconut` (shipped), a thoughtscope model folder, an official "
+        "CODI checkpoint folder (with --base-model and --preset), or a published Coconut "
+        "checkpoint file (with --family coconut --base-model).",
     ),
 ]
 BaseModelOpt = Annotated[
@@ -32,6 +34,26 @@ BaseModelOpt = Annotated[
 PresetOpt = Annotated[
     str | None,
     typer.Option("--preset", help="codi-gpt2 or codi-llama3.2-1b (published settings)."),
+]
+
+
+def known_family(value: str | None) -> str | None:
+    if value is not None and value not in family_names():
+        raise UsageError(
+            f"--family {value!r} is unknown; choose one of {', '.join(family_names())}",
+            param_hint="--family",
+        )
+    return value
+
+
+FamilyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--family",
+        help="Thought family of --model (codi, coconut, …); default: read from a "
+        "thoughtscope model folder, else codi.",
+        callback=known_family,
+    ),
 ]
 LoraAlphaOpt = Annotated[int | None, typer.Option("--lora-alpha", help="Overrides the preset.")]
 NumLatentOpt = Annotated[int | None, typer.Option("--num-latent", help="Overrides the preset.")]
@@ -90,6 +112,7 @@ class ModelChoice:
     """Everything that says which model to load and how."""
 
     model: str
+    family: str | None = None
     base_model: str | None = None
     preset: str | None = None
     lora_alpha: int | None = None
@@ -100,7 +123,7 @@ class ModelChoice:
     dtype: str = "float32"
     device: str = "cpu"
 
-    def load(self) -> CodiModel:
+    def load(self) -> ThoughtModel:
         """Loads the model, turning loading errors into one-line usage errors."""
         official = OfficialOptions(
             base_model=self.base_model,
@@ -110,6 +133,7 @@ class ModelChoice:
             remove_eos=self.remove_eos,
             merge_lora=not self.unmerged_lora,
             allow_hub=self.allow_download,
+            family=self.family,
         )
         try:
             return load_model(self.model, official=official, dtype=self.dtype, device=self.device)
@@ -150,7 +174,7 @@ def read_problems(spec: str, *, skip_bad: bool = False, limit: int | None = None
 
 
 def fitting_problems(
-    codi: CodiModel, problems: Sequence[Problem], *, max_new_tokens: int, skip_long: bool
+    codi: ThoughtModel, problems: Sequence[Problem], *, max_new_tokens: int, skip_long: bool
 ) -> list[Problem]:
     """``problems`` that fit in the model's context; the others stop the command with
     their ids and lengths, or with ``--skip-long`` are left out and listed on stderr."""
@@ -220,6 +244,7 @@ def check_output(path: Path, option: str, *, folder: bool = False) -> None:
 
 
 _LOADING_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "family": (FamilyOpt, None),
     "base_model": (BaseModelOpt, None),
     "preset": (PresetOpt, None),
     "lora_alpha": (LoraAlphaOpt, None),
@@ -237,7 +262,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Gives a command the options that say how to load ``--model``.
 
     The command declares ``model`` (its own ``--model``, with its own default) and
-    ``choice: ModelChoice``; the wrapper adds ``--base-model``, ``--preset``,
+    ``choice: ModelChoice``; the wrapper adds ``--family``, ``--base-model``, ``--preset``,
     ``--lora-alpha``, ``--num-latent``, ``--remove-eos/--keep-eos``, ``--unmerged-lora``,
     ``--allow-download``, ``--dtype`` and ``--device`` to the command line and hands the
     command one :class:`ModelChoice` built from them, after checking ``--device`` and

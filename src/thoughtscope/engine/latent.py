@@ -524,7 +524,9 @@ def decode(
     eos_count: int = 1,
 ) -> Decoded:
     """Greedy decoding; each row stops at its ``eos_count``-th ``<eos>`` or after
-    ``max_new_tokens`` tokens, never choosing ``banned`` (default: the family's).
+    ``max_new_tokens`` tokens, never choosing ``banned`` (default: the family's). A
+    first token ``<eos>`` is kept and fed on when the family's ``first_token_may_end``
+    is False (Coconut's published ``generate``).
 
     ``first_logits`` ``(rows, vocab)`` choose the first token. Tokens stay on the
     device until the end; the one host sync per step is whether a row finished, to
@@ -535,9 +537,15 @@ def decode(
     eos = model.family.eos_id
     banned = list(model.family.banned_ids() if banned is None else banned)
     # One banned id (CODI's <eot>) is a plain column: cheaper than an index tensor.
-    ban: int | Tensor = (
-        banned[0] if len(banned) == 1 else torch.tensor(banned, dtype=torch.long, device=device)
+    ban: int | Tensor | None = (
+        None
+        if not banned
+        else banned[0]
+        if len(banned) == 1
+        else torch.tensor(banned, dtype=torch.long, device=device)
     )
+    # Coconut's published decoder keeps a first-token <eos> and goes on.
+    first_may_end = model.family.first_token_may_end
     tokens = torch.full((n_rows, max_new_tokens), eos, dtype=torch.long, device=device)
     n_tokens = torch.full((n_rows,), max_new_tokens, dtype=torch.long, device=device)
     seen = torch.zeros(n_rows, dtype=torch.long, device=device) if eos_count > 1 else None
@@ -550,11 +558,15 @@ def decode(
             kept_rows.append(alive)
             kept_logits.append(logits.float().cpu())
         # Mask a copy when the logits are also kept or belong to the caller.
-        masked = logits.clone() if keep_logits or step == 0 else logits
-        masked[:, ban] = -math.inf
+        masked = logits
+        if ban is not None:
+            masked = logits.clone() if keep_logits or step == 0 else logits
+            masked[:, ban] = -math.inf
         chosen = masked.argmax(dim=-1)
         tokens[alive, step] = chosen
         done = chosen == eos
+        if step == 0 and not first_may_end:
+            done = torch.zeros_like(done)
         if seen is not None:
             seen = seen + done.long()
             done = seen >= eos_count

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, Position, Site
-from thoughtscope.model.codi import CodiModel
+from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.tensorfile import save_tensors
 
 __all__ = [
@@ -104,7 +104,7 @@ def _ids_digest(ids: Sequence[str]) -> str:
 
 
 def compute_means(
-    model: CodiModel,
+    model: ThoughtModel,
     questions: Sequence[str],
     ids: Sequence[str],
     *,
@@ -135,7 +135,7 @@ def compute_means(
 
 def load_or_compute_means(
     run_dir: Path,
-    model: CodiModel,
+    model: ThoughtModel,
     questions: Sequence[str],
     ids: Sequence[str],
     *,

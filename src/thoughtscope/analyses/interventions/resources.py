@@ -24,7 +24,7 @@ from thoughtscope.analyses.interventions.activations import (
     load_or_compute_means,
 )
 from thoughtscope.engine.runner import Generation
-from thoughtscope.model.codi import CodiModel
+from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.seeded import SeededStream
 
@@ -81,7 +81,7 @@ class ResourceContext:
         mean_reference: Problems averaged over for means (capped at the selection).
     """
 
-    model: CodiModel
+    model: ThoughtModel
     run_dir: Path
     problems: Sequence[Problem]
     seed: int = 0
