@@ -64,7 +64,8 @@ def load_model(
     family = official.family
     toys = {TOY: "codi", TOY_COCONUT: "coconut"}
     if str(spec) in toys:
-        folder = toy_model_path(toys[str(spec)])
+        family_of_toy = toys[str(spec)]
+        folder = toy_model_path() if family_of_toy == "codi" else toy_model_path(family_of_toy)
         if not (folder / CONFIG_FILE).is_file():
             raise FileNotFoundError(
                 f"the {spec} model is not in this installation ({folder}); reinstall "
