@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 from tests.conftest import published_coconut_generate, write_coconut_checkpoint
 from thoughtscope.analyses.interventions.ablations import ABLATIONS
 from thoughtscope.cli import app
+from thoughtscope.cli.importance import family_table
 from thoughtscope.model.coconut import load_published_coconut
 from thoughtscope.problems import extract_number, load_problems
 from thoughtscope.results.conditions import SCHEDULES
+from thoughtscope.results.store import read_records
 
 DATA = "synthetic:test:seed=3:n=7"
 SMALL = "synthetic:test:seed=3:n=3"
@@ -94,6 +96,11 @@ def test_thoughts_and_importance_run_on_a_coconut_model(tmp_path: Path) -> None:
         )
         assert result.exit_code == 0, result.output
         assert len((run / name / "results.jsonl").read_text().splitlines()) == 3
+    # The demo's side-by-side table reads a run's records.
+    table = family_table({"coconut": run / "schedules"}).splitlines()
+    records = read_records(run / "schedules" / "results.jsonl")
+    base = 100 * sum(r.baseline.correct for r in records) / 3
+    assert table[2].startswith(f"| coconut | 3 | {base:.1f} | ")
     run = run / "schedules"
     manifest = json.loads((run / "manifest.json").read_text())
     # per-stage: whole stages of c_thought = 2 thoughts.
