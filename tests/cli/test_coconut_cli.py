@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tests.conftest import published_coconut_generate, write_coconut_checkpoint
 from thoughtscope.analyses.interventions.ablations import ABLATIONS
 from thoughtscope.cli import app
-from thoughtscope.cli.importance import family_table
+from thoughtscope.cli.importance import family_line
 from thoughtscope.model.coconut import load_published_coconut
 from thoughtscope.problems import extract_number, load_problems
 from thoughtscope.results.conditions import SCHEDULES
@@ -96,11 +96,11 @@ def test_thoughts_and_importance_run_on_a_coconut_model(tmp_path: Path) -> None:
         )
         assert result.exit_code == 0, result.output
         assert len((run / name / "results.jsonl").read_text().splitlines()) == 3
-    # The demo's side-by-side table reads a run's records.
-    table = family_table({"coconut": run / "schedules"}).splitlines()
+    # The demo's side-by-side line reads a run's records.
+    line = family_line({"coconut": run / "schedules"})
     records = read_records(run / "schedules" / "results.jsonl")
     base = 100 * sum(r.baseline.correct for r in records) / 3
-    assert table[2].startswith(f"| coconut | 3 | {base:.1f} | ")
+    assert f"coconut {base:.1f} / " in line
     run = run / "schedules"
     manifest = json.loads((run / "manifest.json").read_text())
     # per-stage: whole stages of c_thought = 2 thoughts.

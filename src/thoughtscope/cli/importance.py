@@ -258,13 +258,12 @@ def _coconut_side_by_side(
     out: Path, config: ImportanceConfig, progress: bool, codi_run: Path
 ) -> None:
     """The same sweep on the shipped toy Coconut (when installed), with the ``per-stage``
-    schedule and only the latent site, then one comparison table of the two families."""
+    schedule and only the latent site, then one line comparing the two families."""
     from thoughtscope.model import load_model, toy_model_path
 
     if not (toy_model_path("coconut") / "thoughtscope.json").is_file():
         return
     run_dir = out / "coconut-sweep"
-    typer.echo(f"== coconut-sweep (toy-coconut, same problems): {run_dir}")
     config = replace(config, sites="latent", schedules="prefix,single,per-stage")
     streaming_to(run_dir / "results.jsonl", resume=RESUME_HINT)
     try:
@@ -273,28 +272,24 @@ def _coconut_side_by_side(
         )
     except ImportanceInputError as error:
         fail(str(error))
-    typer.echo(_describe(result))
-    typer.echo(f"statistics: {_statistics(run_dir, tables=False)}")
+    _statistics(run_dir, tables=False)
     report = _report(run_dir)
-    if report is not None:
-        typer.echo(f"report: {report} (open it in a browser)")
-    typer.echo("families side by side (same problems, zero ablation at the latent site):")
-    typer.echo(family_table({"codi (toy)": codi_run, "coconut (toy-coconut)": run_dir}))
+    typer.echo(
+        f"== coconut-sweep (toy-coconut, same problems): {run_dir}: {_describe(result)}"
+        + (f"; report: {report}" if report is not None else "")
+    )
+    typer.echo(family_line({"codi": codi_run, "coconut": run_dir}))
 
 
-def family_table(runs: dict[str, Path]) -> str:
-    """A Markdown table: per run, the problems, the accuracy with the thoughts intact,
-    with every thought zeroed and with thought 0 alone zeroed at the latent site (read
-    from each run's records)."""
+def family_line(runs: dict[str, Path]) -> str:
+    """One line comparing runs: per run, the latent accuracy, the accuracy with every
+    thought zeroed and with thought 0 alone zeroed at the latent site, in % (read from
+    each run's records)."""
     from thoughtscope.results.store import read_records
 
-    lines = [
-        "| family | problems | latent accuracy % | all thoughts zeroed % | thought 0 zeroed % |",
-        "|---|---|---|---|---|",
-    ]
+    parts = []
     for label, run_dir in runs.items():
         records = read_records(run_dir / "results.jsonl")
-
         zeroed = [
             (tuple(c.condition.positions), c.correct)
             for r in records
@@ -307,13 +302,9 @@ def family_table(runs: dict[str, Path]) -> str:
             return f"{100 * sum(hits) / len(hits):.1f}" if hits else "-"
 
         base = 100 * sum(r.baseline.correct for r in records) / max(1, len(records))
-        every = tuple(
-            range(
-                max((len(c.condition.positions) for r in records for c in r.conditions), default=0)
-            )
-        )
-        lines.append(
-            f"| {label} | {len(records)} | {base:.1f} | {percent(every, zeroed)} | "
-            f"{percent((0,), zeroed)} |"
-        )
-    return "\n".join(lines)
+        every = tuple(range(max((len(where) for where, _ in zeroed), default=0)))
+        parts.append(f"{label} {base:.1f} / {percent(every, zeroed)} / {percent((0,), zeroed)}")
+    return (
+        "families side by side (% correct: thoughts intact / all zeroed / thought 0 zeroed, "
+        "latent site): " + ", ".join(parts)
+    )
