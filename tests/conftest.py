@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -121,3 +122,68 @@ def questions() -> list[str]:
         "Sum 2, 3 and 4.",
     ]
     return base + [q[::-1] + " ok" for q in base]
+
+
+# ------------------------------------------------------------------------------ Coconut
+def tiny_coconut(family: str, *, num_latent: int = 6, c_thought: int = 2, seed: int = 0) -> Any:
+    """A random Coconut model (byte tokenizer + the three tokens) of the given family."""
+    from thoughtscope.model.coconut import new_coconut_model
+
+    torch.manual_seed(seed)
+    tokenizer = byte_level_tokenizer(bos=family == "llama")
+    config = tiny_lm_config(family, len(tokenizer) + 3)
+    model = new_coconut_model(
+        config, tokenizer, num_latent=num_latent, c_thought=c_thought, name=family
+    )
+    return model.eval()
+
+
+def write_coconut_checkpoint(root: Path, family: str, *, seed: int = 0) -> tuple[Path, Path]:
+    """Writes a base LM folder and a checkpoint as the published run.py saves one:
+    ``torch.save(Coconut(...).state_dict())``, keys ``base_causallm.*`` plus the alias
+    ``embedding.weight``, no tokenizer. Returns (checkpoint file, base folder)."""
+    from thoughtscope.model.families.coconut import add_coconut_tokens
+
+    torch.manual_seed(seed)
+    tokenizer = byte_level_tokenizer(bos=family == "llama")
+    base_dir = root / f"{family}-base"
+    lm = AutoModelForCausalLM.from_config(tiny_lm_config(family, len(tokenizer)))
+    lm.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    add_coconut_tokens(tokenizer)
+    lm.resize_token_embeddings(len(tokenizer))
+    with torch.no_grad():  # the published HEAD copies the "<<" row; any distinct rows do
+        for offset in range(1, 4):
+            lm.get_input_embeddings().weight[-offset].normal_(0, 0.5)
+    wrapper = torch.nn.Module()
+    wrapper.base_causallm = lm
+    wrapper.embedding = lm.get_input_embeddings()
+    checkpoint = root / f"{family}-coconut" / "checkpoint_16"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save(wrapper.state_dict(), checkpoint)
+    return checkpoint, base_dir
+
+
+@torch.no_grad()
+def published_coconut_generate(
+    lm: Any, prompt: list[int], latent_id: int, eos_id: int, max_new_tokens: int
+) -> list[int]:
+    """A plain transcription of the published ``Coconut.forward`` + ``generate`` (batch 1,
+    no cache, eval mode): each ``<|latent|>`` embedding becomes the last layer's (normed)
+    state at the position before it, computed over the prefix; the first answer token is
+    the argmax at ``<|end-latent|>``, kept even if eos; each later token is a full
+    recompute, stopping (not kept) at eos; no id is masked. Returns the new ids."""
+    wte = lm.get_input_embeddings()
+    embeds = wte(torch.tensor(prompt))[None]
+    for p in [i for i, t in enumerate(prompt) if t == latent_id]:
+        hidden = lm(inputs_embeds=embeds[:, :p], output_hidden_states=True).hidden_states[-1]
+        embeds = torch.cat([embeds[:, :p], hidden[:, p - 1 : p], embeds[:, p + 1 :]], dim=1)
+    new = [int(lm(inputs_embeds=embeds).logits[0, -1].argmax())]
+    embeds = torch.cat([embeds, wte(torch.tensor([[new[0]]]))], dim=1)
+    for _ in range(max_new_tokens - 1):
+        token = int(lm(inputs_embeds=embeds).logits[0, -1].argmax())
+        if token == eos_id:
+            break
+        new.append(token)
+        embeds = torch.cat([embeds, wte(torch.tensor([[token]]))], dim=1)
+    return new

@@ -21,8 +21,8 @@ from thoughtscope.model.thought_model import ThoughtModel, load_saved
 def test_codi_is_registered_and_unknown_families_are_named() -> None:
     assert "codi" in family_names()
     assert family_entry("codi").name == "codi"
-    with pytest.raises(ValueError, match=r"'coconut' is unknown.*codi"):
-        family_entry("coconut")
+    with pytest.raises(ValueError, match=r"'quiet-star' is unknown.*codi"):
+        family_entry("quiet-star")
 
 
 def test_a_codi_model_is_a_thought_model_whose_family_defines_the_protocol() -> None:

@@ -235,4 +235,61 @@ def demo_command(
         report = _report(run_dir)
         if report is not None:
             typer.echo(f"report: {report} (open it in a browser)")
+    _coconut_side_by_side(out, runs["sweep"], progress, codi_run=out / "sweep")
     typer.echo(f"Positions: {POSITIONS_NOTE}")
+
+
+def _coconut_side_by_side(
+    out: Path, config: ImportanceConfig, progress: bool, codi_run: Path
+) -> None:
+    """The same sweep on the shipped toy Coconut (when installed), with the ``per-stage``
+    schedule and only the latent site, then one line comparing the two families."""
+    from thoughtscope.model import load_model, toy_model_path
+
+    if not (toy_model_path("coconut") / "thoughtscope.json").is_file():
+        return
+    run_dir = out / "coconut-sweep"
+    config = replace(config, sites="latent", schedules="prefix,single,per-stage")
+    streaming_to(run_dir / "results.jsonl", resume=RESUME_HINT)
+    try:
+        result = run_importance(
+            load_model("toy-coconut"), config, run_dir, model_spec="toy-coconut", progress=progress
+        )
+    except ImportanceInputError as error:
+        fail(str(error))
+    _statistics(run_dir, tables=False)
+    report = _report(run_dir)
+    typer.echo(
+        f"== coconut-sweep (toy-coconut, same problems): {run_dir}: {_describe(result)}"
+        + (f"; report: {report}" if report is not None else "")
+    )
+    typer.echo(family_line({"codi": codi_run, "coconut": run_dir}))
+
+
+def family_line(runs: dict[str, Path]) -> str:
+    """One line comparing runs: per run, the latent accuracy, the accuracy with every
+    thought zeroed and with thought 0 alone zeroed at the latent site, in % (read from
+    each run's records)."""
+    from thoughtscope.results.store import read_records
+
+    parts = []
+    for label, run_dir in runs.items():
+        records = read_records(run_dir / "results.jsonl")
+        zeroed = [
+            (tuple(c.condition.positions), c.correct)
+            for r in records
+            for c in r.conditions
+            if c.condition.ablation == "zero" and c.condition.site == "latent"
+        ]
+
+        def percent(positions: tuple[int, ...], zeroed: list[tuple[tuple[int, ...], bool]]) -> str:
+            hits = [ok for where, ok in zeroed if where == positions]
+            return f"{100 * sum(hits) / len(hits):.1f}" if hits else "-"
+
+        base = 100 * sum(r.baseline.correct for r in records) / max(1, len(records))
+        every = tuple(range(max((len(where) for where, _ in zeroed), default=0)))
+        parts.append(f"{label} {base:.1f} / {percent(every, zeroed)} / {percent((0,), zeroed)}")
+    return (
+        "families side by side (% correct: thoughts intact / all zeroed / thought 0 zeroed, "
+        "latent site): " + ", ".join(parts)
+    )

@@ -6,7 +6,7 @@ import functools
 import inspect
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,14 +15,16 @@ import typer
 from thoughtscope.cli.app import UsageError, fail
 from thoughtscope.model import OfficialOptions, ThoughtModel, load_model
 from thoughtscope.model.codi import resolve_device, resolve_dtype
+from thoughtscope.model.families import family_names
 from thoughtscope.problems import Problem, ProblemDataError, load_problems
 
 ModelOpt = Annotated[
     str,
     typer.Option(
         "--model",
-        help="`toy` (shipped), a thoughtscope model folder, or an official CODI checkpoint "
-        "folder (with --base-model and --preset).",
+        help="`toy` or `toy-coconut` (shipped), a thoughtscope model folder, an official "
+        "CODI checkpoint folder (with --base-model and --preset), or a published Coconut "
+        "checkpoint file (with --family coconut --base-model).",
     ),
 ]
 BaseModelOpt = Annotated[
@@ -33,11 +35,41 @@ PresetOpt = Annotated[
     str | None,
     typer.Option("--preset", help="codi-gpt2 or codi-llama3.2-1b (published settings)."),
 ]
+
+
+def known_family(value: str | None) -> str | None:
+    if value is not None and value not in family_names():
+        raise UsageError(
+            f"--family {value!r} is unknown; choose one of {', '.join(family_names())}",
+            param_hint="--family",
+        )
+    return value
+
+
+FamilyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--family",
+        help="Thought family of --model: codi, coconut (a published checkpoint file, with "
+        "--base-model) or soft-thinking (any HF causal LM folder; settings in --thinking). "
+        "Default: read from a thoughtscope model folder, else codi.",
+        callback=known_family,
+    ),
+]
 LoraAlphaOpt = Annotated[int | None, typer.Option("--lora-alpha", help="Overrides the preset.")]
 NumLatentOpt = Annotated[int | None, typer.Option("--num-latent", help="Overrides the preset.")]
 RemoveEosOpt = Annotated[
     bool | None,
     typer.Option("--remove-eos/--keep-eos", help="Overrides the preset.", show_default=False),
+]
+NormaliseOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--normalise-question/--raw-question",
+        help="CODI: feed question.strip().replace('  ', ' ') as the published evaluation "
+        "does (the default), or the question as written.",
+        show_default=False,
+    ),
 ]
 BotTokenOpt = Annotated[
     str | None,
@@ -46,15 +78,6 @@ BotTokenOpt = Annotated[
 EotTokenOpt = Annotated[
     str | None,
     typer.Option("--eot-token", help="Name of the end-of-thought token (CODI variants)."),
-]
-FamilyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--family",
-        help="The thought family of a plain HF model folder: soft-thinking (a reasoning LM "
-        "whose thinking is fed back as mixtures of token embeddings). Saved thoughtscope "
-        "folders name their own.",
-    ),
 ]
 ThinkingOpt = Annotated[
     str,
@@ -116,14 +139,15 @@ class ModelChoice:
     """Everything that says which model to load and how."""
 
     model: str
+    family: str | None = None
     base_model: str | None = None
     preset: str | None = None
     lora_alpha: int | None = None
     num_latent: int | None = None
     remove_eos: bool | None = None
+    normalise_question: bool | None = None
     bot_token: str | None = None
     eot_token: str | None = None
-    family: str | None = None
     thinking: str = ""
     unmerged_lora: bool = False
     allow_download: bool = False
@@ -132,8 +156,10 @@ class ModelChoice:
 
     def load(self) -> ThoughtModel:
         """Loads the model, turning loading errors into one-line usage errors."""
-        if self.family is not None or self.thinking:
-            return self._load_family()
+        from thoughtscope.model.families.soft_thinking import NAME as SOFT_THINKING
+
+        if self.family == SOFT_THINKING or self.thinking:
+            return self._with_question_rule(self._load_family())
         official = OfficialOptions(
             base_model=self.base_model,
             preset=self.preset,
@@ -144,11 +170,32 @@ class ModelChoice:
             allow_hub=self.allow_download,
             bot_token=self.bot_token,
             eot_token=self.eot_token,
+            family=self.family,
         )
+        if self.normalise_question is not None:
+            official = replace(official, normalise_question=self.normalise_question)
         try:
-            return load_model(self.model, official=official, dtype=self.dtype, device=self.device)
+            model = load_model(self.model, official=official, dtype=self.dtype, device=self.device)
         except (FileNotFoundError, ValueError) as error:
             raise UsageError(str(error), param_hint="--model") from None
+        return self._with_question_rule(model)
+
+    def _with_question_rule(self, model: ThoughtModel) -> ThoughtModel:
+        """Applies ``--normalise-question/--raw-question`` to a loaded CODI model."""
+        if self.normalise_question is None:
+            return model
+        from thoughtscope.model.families.codi import CodiFamily
+
+        if not isinstance(model.family, CodiFamily):
+            raise UsageError(
+                f"--normalise-question/--raw-question is a CODI setting; this model's family "
+                f"is {model.family.name}",
+                param_hint="--raw-question",
+            )
+        model.family.config = replace(
+            model.family.config, normalise_question=self.normalise_question
+        )
+        return model
 
     def _load_family(self) -> ThoughtModel:
         """``--family soft-thinking`` on a plain HF folder (or a saved soft thinker,
@@ -297,14 +344,15 @@ def check_output(path: Path, option: str, *, folder: bool = False) -> None:
 
 
 _LOADING_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "family": (FamilyOpt, None),
     "base_model": (BaseModelOpt, None),
     "preset": (PresetOpt, None),
     "lora_alpha": (LoraAlphaOpt, None),
     "num_latent": (NumLatentOpt, None),
     "remove_eos": (RemoveEosOpt, None),
+    "normalise_question": (NormaliseOpt, None),
     "bot_token": (BotTokenOpt, None),
     "eot_token": (EotTokenOpt, None),
-    "family": (FamilyOpt, None),
     "thinking": (ThinkingOpt, ""),
     "unmerged_lora": (UnmergedOpt, False),
     "allow_download": (AllowDownloadOpt, False),
@@ -318,7 +366,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Gives a command the options that say how to load ``--model``.
 
     The command declares ``model`` (its own ``--model``, with its own default) and
-    ``choice: ModelChoice``; the wrapper adds ``--base-model``, ``--preset``,
+    ``choice: ModelChoice``; the wrapper adds ``--family``, ``--base-model``, ``--preset``,
     ``--lora-alpha``, ``--num-latent``, ``--remove-eos/--keep-eos``, ``--unmerged-lora``,
     ``--allow-download``, ``--dtype`` and ``--device`` to the command line and hands the
     command one :class:`ModelChoice` built from them, after checking ``--device`` and

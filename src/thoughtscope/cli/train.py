@@ -122,9 +122,15 @@ def train_command(
         codi = new_toy_model(seed=settings.seed).to(device)
     else:
         try:
-            codi = load_model(str(model), device=device)
+            loaded = load_model(str(model), device=device)
         except (FileNotFoundError, ValueError) as error:
             raise UsageError(f"--model {model}: {error}") from None
+        if not isinstance(loaded, CodiModel):
+            raise UsageError(
+                f"--model {model} holds a {loaded.family.name} model; `train` trains CODI "
+                "(a Coconut toy: `thoughtscope train-toy --family coconut`)"
+            )
+        codi = loaded
     began = time.perf_counter()
     train(codi, settings, out, resume=resume)
     typer.echo(
@@ -153,11 +159,22 @@ def train_toy_command(
     teacher: Annotated[
         bool, typer.Option("--teacher/--no-teacher", help="Also evaluate the explicit-CoT path.")
     ] = True,
+    family: Annotated[
+        str,
+        typer.Option(
+            "--family",
+            help="codi (the shipped `toy`) or coconut (the shipped `toy-coconut`, trained "
+            "by the published multi-stage curriculum).",
+        ),
+    ] = "codi",
 ) -> None:
-    """Reproduce the shipped toy CODI model from scratch (CPU, under an hour), or evaluate
-    a model on held-out synthetic problems by number of steps."""
+    """Reproduce a shipped toy model (CODI or Coconut) from scratch (CPU, under an hour),
+    or evaluate a model on held-out synthetic problems by number of steps."""
     from thoughtscope.model import load_model
     from thoughtscope.training.toy import TOY_SEED, train_toy
+
+    if family not in ("codi", "coconut"):
+        raise UsageError(f"--family {family!r}: choose codi or coconut", param_hint="--family")
 
     if eval_only is not None:
         try:
@@ -170,6 +187,14 @@ def train_toy_command(
         raise UsageError("--out DIR is required to train (or pass --eval-only MODEL)")
     check_output(out, "--out", folder=True)
     began = time.perf_counter()
+    if family == "coconut":
+        from thoughtscope.training.coconut import train_toy_coconut
+
+        coconut = train_toy_coconut(out, seed=TOY_SEED if seed is None else seed)
+        typer.echo(f"trained in {time.perf_counter() - began:.0f} s -> {out / 'model'}")
+        if evaluate_after:
+            _print_evaluation(coconut, eval_n, eval_seed, teacher=False)
+        return
     model = train_toy(out, seed=TOY_SEED if seed is None else seed)
     typer.echo(f"trained in {time.perf_counter() - began:.0f} s -> {out / 'model'}")
     if evaluate_after:

@@ -628,7 +628,9 @@ def decode(
     eos_count: int = 1,
 ) -> Decoded:
     """Greedy decoding; each row stops at its ``eos_count``-th ``<eos>`` or after
-    ``max_new_tokens`` tokens, never choosing ``banned`` (default: the family's).
+    ``max_new_tokens`` tokens, never choosing ``banned`` (default: the family's). A
+    first token ``<eos>`` is kept and fed on when the family's ``first_token_may_end``
+    is False (Coconut's published ``generate``).
 
     ``first_logits`` ``(rows, vocab)`` choose the first token. Tokens stay on the
     device until the end; the one host sync per step is whether a row finished, to
@@ -646,6 +648,8 @@ def decode(
         if len(banned) == 1
         else torch.tensor(banned, dtype=torch.long, device=device)
     )
+    # Coconut's published decoder keeps a first-token <eos> and goes on.
+    first_may_end = model.family.first_token_may_end
     tokens = torch.full((n_rows, max_new_tokens), eos, dtype=torch.long, device=device)
     n_tokens = torch.full((n_rows,), max_new_tokens, dtype=torch.long, device=device)
     seen = torch.zeros(n_rows, dtype=torch.long, device=device) if eos_count > 1 else None
@@ -665,6 +669,8 @@ def decode(
         chosen = masked.argmax(dim=-1)
         tokens[alive, step] = chosen
         done = chosen == eos
+        if step == 0 and not first_may_end:
+            done = torch.zeros_like(done)
         if seen is not None:
             seen = seen + done.long()
             done = seen >= eos_count

@@ -22,6 +22,8 @@ suffix     ``{0..N-1}``, ``{1..N-1}``, …, ``{N-1}``        the mirror image of
 single     ``{0}``, ``{1}``, …, ``{N-1}``                  one thought at a time
 keep-one   all but ``k``, for each ``k``                   is one thought enough?
 all        ``{0..N-1}``                                    every thought at once
+per-stage  ``{0..c-1}``, ``{0..2c-1}``, …: whole stages of    Coconut's curriculum puts
+           ``c`` thoughts (``c_thought``; 1 without one)  ``c`` thoughts per step
 positions  an explicit set such as ``{0,2,4}``             (``{}``: the empty control)
 early-exit ``exit@k``: ``<eot>`` after ``k`` thoughts,      at which step is the answer
            ``k = 0 … N``; no ablation, no site             already there?
@@ -202,6 +204,9 @@ class Schedule:
         cumulative: Each member ablates the previous member's thoughts and one more, so
             index 0 is "nothing ablated" (the baseline) and consecutive members differ
             by one thought (marginal steps are defined).
+        grouped: ``(num_latent, group) -> position sets`` for schedules over groups of
+            thoughts (``per-stage``: a family's stages of ``c_thought``); when set it
+            replaces ``sets``.
     """
 
     name: str
@@ -211,9 +216,13 @@ class Schedule:
     index: Callable[[ConditionSpec], int | None]
     ablates: bool = True
     cumulative: bool = False
+    grouped: Callable[[int, int], list[PositionSet]] | None = None
 
-    def position_sets(self, num_latent: int) -> list[PositionSet]:
-        """The position sets for a model with ``num_latent`` thoughts."""
+    def position_sets(self, num_latent: int, group: int = 1) -> list[PositionSet]:
+        """The position sets for a model with ``num_latent`` thoughts (in groups of
+        ``group``: a stage's thoughts, for ``per-stage``)."""
+        if self.grouped is not None:
+            return self.grouped(num_latent, max(1, group))
         if self.name == EARLY_EXIT:
             return [(k,) for k in range(num_latent + 1)]
         if self.sets is None:
@@ -337,5 +346,24 @@ register_schedule(
         None,
         lambda c: c.num_latent,
         ablates=False,
+    )
+)
+
+
+def _stage_prefixes(n: int, group: int) -> list[PositionSet]:
+    """``{0..g-1}``, ``{0..2g-1}``, …, ``{0..N-1}``: the first i stages of ``group``."""
+    ends = [*range(group, n, group), n] if n else []
+    return [tuple(range(end)) for end in ends]
+
+
+register_schedule(
+    Schedule(
+        "per-stage",
+        "ablate the first i stages of c_thought thoughts together (Coconut's curriculum "
+        "stages; single thoughts without one)",
+        "thoughts ablated together (whole stages)",
+        None,
+        _prefix_index,
+        grouped=_stage_prefixes,
     )
 )

@@ -20,6 +20,7 @@ from thoughtscope.engine import latent
 from thoughtscope.engine.runner import BASELINE, Condition, EditContext, Runner, RunOptions
 from thoughtscope.engine.sites import LATENT, Site, block
 from thoughtscope.model.codi import CodiModel
+from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
 
@@ -67,15 +68,15 @@ def middle_blocks(num_layers: int) -> list[int]:
     return [half - 1, half] if num_layers % 2 == 0 and num_layers > 1 else [half]
 
 
-def standard_conditions(model: CodiModel) -> list[Condition]:
+def standard_conditions(model: ThoughtModel) -> list[Condition]:
     """Baseline, then all thoughts zeroed at the latent site and at each middle block."""
-    n = model.config.num_latent
+    n = model.num_thoughts
     blocks = [zero_all_thoughts(block(layer), n) for layer in middle_blocks(model.num_layers)]
     return [BASELINE, zero_all_thoughts(LATENT, n), *blocks]
 
 
 def latent_accuracy(
-    model: CodiModel,
+    model: ThoughtModel,
     problems: Sequence[Problem],
     conditions: Sequence[Condition],
     *,
@@ -199,7 +200,7 @@ class EvaluationReport:
 
 
 def evaluate(
-    model: CodiModel,
+    model: ThoughtModel,
     problems: Sequence[Problem],
     *,
     teacher: bool = True,
@@ -212,7 +213,7 @@ def evaluate(
     rows = {"student (latent)": latent[BASELINE.name]}
     for condition in conditions[1:]:
         rows[f"student, {condition.name}"] = latent[condition.name]
-    if teacher:
+    if teacher and isinstance(model, CodiModel):
         rows["teacher (explicit CoT)"] = teacher_accuracy(model, problems, progress=progress)
     steps = sorted({p.steps or 0 for p in problems})
     return EvaluationReport(rows=rows, steps=steps)

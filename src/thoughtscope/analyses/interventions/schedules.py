@@ -91,8 +91,11 @@ def _position(item: str, n: int, option: str) -> Position:
 _POSITION_ITEM = re.compile(r"^(bot|\d+)$")
 
 
-def parse_schedules(text: str, num_latent: int, option: str = "--schedule") -> list[ScheduleSpec]:
-    """Reads a comma-separated list of schedules, e.g. ``prefix,single,{0,2,4}``.
+def parse_schedules(
+    text: str, num_latent: int, option: str = "--schedule", *, group: int = 1
+) -> list[ScheduleSpec]:
+    """Reads a comma-separated list of schedules, e.g. ``prefix,single,{0,2,4}``;
+    ``group`` is the model's thoughts per stage (``per-stage``).
 
     Explicit sets are ``{0,2,4}`` or ``positions:0,2`` (the integers after
     ``positions:`` belong to it until the next name); ``{}`` is the empty set.
@@ -112,7 +115,7 @@ def parse_schedules(text: str, num_latent: int, option: str = "--schedule") -> l
         token = tokens[index]
         index += 1
         if token in SCHEDULES and token != EXPLICIT:
-            sets = tuple(SCHEDULES[token].position_sets(n))
+            sets = tuple(SCHEDULES[token].position_sets(n, group))
             specs.append(ScheduleSpec(token, token, sets))
         elif token.startswith("{"):
             if not token.endswith("}"):

@@ -37,6 +37,10 @@ class ThoughtFamily(Protocol):
     """Registry key, e.g. ``codi``; also the key of the family's settings in a saved
     model's ``thoughtscope.json``."""
 
+    first_token_may_end: bool
+    """Whether an ``<eos>`` chosen as the first answer token ends the answer (CODI).
+    False where the published decoder keeps it and goes on (Coconut's ``generate``)."""
+
     @property
     def submodules(self) -> Mapping[str, nn.Module]:
         """The family's trainable parts (CODI: ``{"projection": …}``), registered on the

@@ -37,6 +37,7 @@ class CodiFamily:
     """The CODI thought family: settings (:class:`CodiConfig`) and the projection."""
 
     name = NAME
+    first_token_may_end = True
 
     def __init__(self, config: CodiConfig, projection: Projection | nn.Identity):
         self.config = config

@@ -236,6 +236,7 @@ class SoftThinkingFamily:
     """The soft-thinking family: settings and the tokenizer's marker ids; no weights."""
 
     name = NAME
+    first_token_may_end = True
 
     def __init__(self, config: SoftThinkingConfig, tokenizer: Any):
         self.config = config
