@@ -92,7 +92,7 @@ def test_the_demo_prints_a_summary_and_where_the_report_is(
     result = invoke("demo", "--out", str(tmp_path / "demo"), "--no-progress")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) <= 12, result.stdout
+    assert len(lines) <= 16, result.stdout
     for label in ("validation", "sweep"):
         assert f"statistics: {tmp_path / 'demo' / label / 'summary.json'}" in result.stdout
         assert f"report: {tmp_path / 'demo' / label / 'report.html'}" in result.stdout

@@ -415,7 +415,8 @@ def plan_run(model: ThoughtModel, config: ImportanceConfig, *, model_spec: str =
     except ValueError as error:
         raise ImportanceInputError("--sites", str(error)) from None
     try:
-        schedules = parse_schedules(config.schedules, n_latent)
+        stage = int(model.family.to_dict().get("c_thought", 1))  # Coconut's curriculum stages
+        schedules = parse_schedules(config.schedules, n_latent, group=stage)
     except ValueError as error:
         raise ImportanceInputError("--schedule", str(error)) from None
     try:
