@@ -159,3 +159,18 @@ def test_the_summary_counts_source_answers_only_where_the_baselines_differ(
     stays = sum(r.outcome == "stays" for r in rows)
     assert cell["stays"]["estimate"] == pytest.approx(stays / len(rows))
     assert cell["stays"]["low"] <= cell["stays"]["estimate"] <= cell["stays"]["high"]
+
+
+def test_a_second_run_into_a_locked_patching_folder_is_refused_and_writes_nothing(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    from thoughtscope.results.lock import OutputLock, OutputLockedError
+
+    with (
+        OutputLock(tmp_path / "results.jsonl", purpose="another run"),
+        pytest.raises(OutputLockedError, match=r"pid \d+"),
+    ):
+        run_patching(tiny_model, config(pairs="self"), tmp_path)
+    assert not (tmp_path / "results.jsonl").exists()
+    run_patching(tiny_model, config(pairs="self"), tmp_path)  # the lock is free again
+    assert not (tmp_path / "results.jsonl.lock").exists()

@@ -63,6 +63,7 @@ from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
 from thoughtscope.results.effects import EffectRow, append_effect_rows, read_effect_rows
+from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.store import RESULTS_FILE
 
 __all__ = ["EffectsConfig", "EffectsResult", "run_effects", "thought_effects"]
@@ -141,6 +142,20 @@ def thought_effects(
 
 
 def run_effects(
+    model: ThoughtModel,
+    config: EffectsConfig,
+    run_dir: str | Path,
+    *,
+    model_spec: str = "",
+    progress: bool = False,
+) -> EffectsResult:
+    """Locks ``RUN/results.jsonl`` for the run (a second run into the same folder is
+    refused, naming the holder), then runs :func:`_run_effects_locked`."""
+    with OutputLock(Path(run_dir) / RESULTS_FILE, purpose="effects"):
+        return _run_effects_locked(model, config, run_dir, model_spec=model_spec, progress=progress)
+
+
+def _run_effects_locked(
     model: ThoughtModel,
     config: EffectsConfig,
     run_dir: str | Path,

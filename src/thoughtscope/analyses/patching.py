@@ -51,6 +51,7 @@ from thoughtscope.problems.pairs import Pair, PairSet, make_pairs
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
+from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.patching import PatchRow, append_patch_rows, read_patch_rows
 from thoughtscope.results.store import MANIFEST_FILE, RESULTS_FILE, read_manifest, write_manifest
 
@@ -542,6 +543,23 @@ class _Patching:
 
 
 def run_patching(
+    model: ThoughtModel,
+    config: PatchConfig,
+    run_dir: str | Path,
+    *,
+    model_spec: str = "",
+    pairs: PairSet | None = None,
+    progress: bool = False,
+) -> PatchResult:
+    """Locks ``RUN/results.jsonl`` for the run (a second run into the same folder is
+    refused, naming the holder), then runs :func:`_run_patching_locked`."""
+    with OutputLock(Path(run_dir) / RESULTS_FILE, purpose="patching"):
+        return _run_patching_locked(
+            model, config, run_dir, model_spec=model_spec, pairs=pairs, progress=progress
+        )
+
+
+def _run_patching_locked(
     model: ThoughtModel,
     config: PatchConfig,
     run_dir: str | Path,

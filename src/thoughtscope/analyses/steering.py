@@ -57,6 +57,7 @@ from thoughtscope.problems.pairs import step_values
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
+from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.rows import append_rows, read_rows
 from thoughtscope.results.store import RESULTS_FILE
 
@@ -275,6 +276,22 @@ def _file_directions(path: Path, keys: Sequence[tuple[Site, Position]]) -> dict[
 
 
 def run_steering(
+    model: ThoughtModel,
+    config: SteerConfig,
+    run_dir: str | Path,
+    *,
+    model_spec: str = "",
+    progress: bool = False,
+) -> SteerResult:
+    """Locks ``RUN/results.jsonl`` for the run (a second run into the same folder is
+    refused, naming the holder), then runs :func:`_run_steering_locked`."""
+    with OutputLock(Path(run_dir) / RESULTS_FILE, purpose="steering"):
+        return _run_steering_locked(
+            model, config, run_dir, model_spec=model_spec, progress=progress
+        )
+
+
+def _run_steering_locked(
     model: ThoughtModel,
     config: SteerConfig,
     run_dir: str | Path,
