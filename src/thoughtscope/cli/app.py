@@ -129,7 +129,8 @@ class GuardedGroup(TyperGroup):
 
 app = typer.Typer(
     name="thoughtscope",
-    help="Causal interpretability for continuous-thought (CODI) reasoning models.",
+    help="Causal interpretability for continuous-thought reasoning models "
+    "(CODI, Coconut, soft thinking).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -158,4 +159,5 @@ def _global_options(
         ),
     ] = False,
 ) -> None:
-    """Causal interpretability for continuous-thought (CODI) reasoning models."""
+    """Causal interpretability for continuous-thought reasoning models (CODI, Coconut,
+    soft thinking)."""
