@@ -96,6 +96,7 @@ def test_the_demo_prints_a_summary_and_where_the_report_is(
     for label in ("validation", "sweep"):
         assert f"statistics: {tmp_path / 'demo' / label / 'summary.json'}" in result.stdout
         assert f"report: {tmp_path / 'demo' / label / 'report.html'}" in result.stdout
+    assert f"compare: {tmp_path / 'demo' / 'compare' / 'compare.html'}" in result.stdout
 
 
 def test_a_changed_data_spec_on_resume_is_named_not_hashed(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from thoughtscope.cli.app import app
 
 # Command modules register on import.
 from thoughtscope.cli import attention  # noqa: F401  # isort: skip
+from thoughtscope.cli import compare  # noqa: F401  # isort: skip
 from thoughtscope.cli import data  # noqa: F401  # isort: skip
 from thoughtscope.cli import effects  # noqa: F401  # isort: skip
 from thoughtscope.cli import importance  # noqa: F401  # isort: skip

@@ -243,7 +243,8 @@ def _coconut_side_by_side(
     out: Path, config: ImportanceConfig, progress: bool, codi_run: Path
 ) -> None:
     """The same sweep on the shipped toy Coconut (when installed), with the ``per-stage``
-    schedule and only the latent site, then one line comparing the two families."""
+    schedule and only the latent site, then one line comparing the two families and
+    their side-by-side page, ``OUT/compare/compare.html``."""
     from thoughtscope.model import load_model, toy_model_path
 
     if not (toy_model_path("coconut") / "thoughtscope.json").is_file():
@@ -264,6 +265,10 @@ def _coconut_side_by_side(
         + (f"; report: {report}" if report is not None else "")
     )
     typer.echo(family_line({"codi": codi_run, "coconut": run_dir}))
+    from thoughtscope.report.compare import write_comparison
+
+    compare = write_comparison({"codi": codi_run, "coconut": run_dir}, out / "compare")
+    typer.echo(f"compare: {compare} (the two families side by side)")
 
 
 def family_line(runs: dict[str, Path]) -> str:

@@ -312,9 +312,11 @@ def curves_figure(
     y_limits: tuple[float, float] | None = (0.0, 100.0),
     ncols: int = 3,
     empty_text: str = "no value here",
+    bands_for_all: bool = False,
 ) -> Figure:
     """Lines, one panel per site, one line per series; the overall series (all
-    problems) with its 95% interval band, strata without bands.
+    problems) with its 95% interval band, strata without bands (every series gets its
+    band with ``bands_for_all``, for a few lines that are not strata).
 
     Values are fractions drawn as percentages; a missing estimate leaves a gap, and a
     panel without any value says ``empty_text``.
@@ -347,7 +349,7 @@ def curves_figure(
             band = np.isfinite(low) & np.isfinite(high)
             # Only the overall line gets its band: six overlapping bands are unreadable;
             # the strata's intervals are in summary.json and the heatmaps' source.
-            if band.any() and series.style == "overall":
+            if band.any() and (bands_for_all or series.style == "overall"):
                 ax.fill_between(
                     x,
                     np.where(band, low, np.nan),
