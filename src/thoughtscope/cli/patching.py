@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from thoughtscope.analyses.patching import PatchConfig, PatchInputError, run_patching
-from thoughtscope.cli.app import app, fail, streaming_to
+from thoughtscope.analyses.patching import PatchConfig, run_patching
+from thoughtscope.cli.app import app
+from thoughtscope.cli.causal import run_into, summarise
 from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
 from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
-
-RESUME_HINT = "run the same command again to continue (finished rows are kept)"
 
 
 @app.command("patch")
@@ -84,11 +82,9 @@ def patch_command(
         max_new_tokens=max_new_tokens,
     )
     loaded = choice.load()
-    streaming_to(out / "results.jsonl", resume=RESUME_HINT)
-    try:
-        result = run_patching(loaded, config, out, model_spec=model, progress=progress)
-    except PatchInputError as error:
-        fail(str(error), error.option)
+    result = run_into(
+        out, lambda: run_patching(loaded, config, out, model_spec=model, progress=progress)
+    )
     resumed = f", {result.n_skipped} already done" if result.n_skipped else ""
     typer.echo(
         f"{result.n_rows} rows written{resumed} ({result.n_pairs} pairs) in "
@@ -112,9 +108,4 @@ def patch_command(
         )
     from thoughtscope.statistics.patching import format_patching, write_patching_summary
 
-    summary = write_patching_summary(out)
-    typer.echo(format_patching(json.loads(summary.read_text(encoding="utf-8"))))
-    typer.echo(f"statistics: {summary}")
-    from thoughtscope.report.causal import write_causal_report
-
-    typer.echo(f"report: {write_causal_report(out)} (open it in a browser)")
+    summarise(out, write_patching_summary, format_patching)
