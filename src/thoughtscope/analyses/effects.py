@@ -51,11 +51,11 @@ from thoughtscope.analyses.patching import (
     IDENTITY_KEYS,
     PatchInputError,
     check_folder,
+    check_shared_options,
     fingerprint_model,
     fingerprint_problems,
 )
 from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
-from thoughtscope.engine.sites import parse_sites
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
@@ -171,20 +171,7 @@ def _run_effects_locked(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    if config.batch_size < 1:
-        raise PatchInputError("--batch-size", "--batch-size must be 1 or more")
-    if config.max_new_tokens < 1:
-        raise PatchInputError("--max-new-tokens", "--max-new-tokens must be 1 or more")
-    if config.limit is not None and config.limit < 1:
-        raise PatchInputError("--limit", "--limit must be 1 or more (or left out)")
-    try:
-        strata = Strata.parse(config.strata)
-    except ValueError as error:
-        raise PatchInputError("--strata", f"--strata: {error}") from None
-    try:
-        sites = parse_sites(config.sites, model.num_layers)
-    except ValueError as error:
-        raise PatchInputError("--sites", str(error)) from None
+    strata, sites = check_shared_options(config, model.num_layers)
     try:
         ablations = parse_ablations(config.ablations)
     except ValueError as error:

@@ -95,6 +95,30 @@ class PatchInputError(ValueError):
         self.option = option
 
 
+def check_shared_options(config: Any, num_layers: int) -> tuple[Strata, list[Site]]:
+    """Checks the options ``patch``, ``effects`` and ``steer`` share (``batch_size``,
+    ``max_new_tokens``, ``limit``, ``strata``, ``sites``); returns the strata and sites.
+
+    Raises:
+        PatchInputError: naming the option at fault.
+    """
+    if config.batch_size < 1:
+        raise PatchInputError("--batch-size", "--batch-size must be 1 or more")
+    if config.max_new_tokens < 1:
+        raise PatchInputError("--max-new-tokens", "--max-new-tokens must be 1 or more")
+    if config.limit is not None and config.limit < 1:
+        raise PatchInputError("--limit", "--limit must be 1 or more (or left out)")
+    try:
+        strata = Strata.parse(config.strata)
+    except ValueError as error:
+        raise PatchInputError("--strata", f"--strata: {error}") from None
+    try:
+        sites = parse_sites(config.sites, num_layers)
+    except ValueError as error:
+        raise PatchInputError("--sites", str(error)) from None
+    return strata, sites
+
+
 @dataclass(frozen=True)
 class PatchConfig:
     """Everything that defines a patching run besides the model.
@@ -223,20 +247,7 @@ def plan_patching(
     Raises:
         PatchInputError: naming the option at fault and what to do.
     """
-    if config.batch_size < 1:
-        raise PatchInputError("--batch-size", "--batch-size must be 1 or more")
-    if config.max_new_tokens < 1:
-        raise PatchInputError("--max-new-tokens", "--max-new-tokens must be 1 or more")
-    if config.limit is not None and config.limit < 1:
-        raise PatchInputError("--limit", "--limit must be 1 or more (or left out)")
-    try:
-        strata = Strata.parse(config.strata)
-    except ValueError as error:
-        raise PatchInputError("--strata", f"--strata: {error}") from None
-    try:
-        sites = parse_sites(config.sites, model.num_layers)
-    except ValueError as error:
-        raise PatchInputError("--sites", str(error)) from None
+    strata, sites = check_shared_options(config, model.num_layers)
     try:
         schedules = parse_schedules(config.positions, model.num_thoughts, option="--positions")
     except ValueError as error:

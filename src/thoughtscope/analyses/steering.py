@@ -43,15 +43,15 @@ from thoughtscope.analyses.patching import (
     IDENTITY_KEYS,
     PatchInputError,
     check_folder,
+    check_shared_options,
     fingerprint_model,
     fingerprint_problems,
 )
 from thoughtscope.engine.edits import Edit, EditContext
 from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
-from thoughtscope.engine.sites import BOT, LATENT, Position, Site, parse_sites, position_name
+from thoughtscope.engine.sites import BOT, LATENT, Position, Site, position_name
 from thoughtscope.files import save_tensors
 from thoughtscope.model.thought_model import ThoughtModel
-from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.pairs import step_values
 from thoughtscope.problems.problem import Problem
@@ -307,14 +307,7 @@ def _run_steering_locked(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    if config.batch_size < 1:
-        raise PatchInputError("--batch-size", "--batch-size must be 1 or more")
-    try:
-        strata = Strata.parse(config.strata)
-        sites = parse_sites(config.sites, model.num_layers)
-    except ValueError as error:
-        option = "--strata" if "strata" in str(error) else "--sites"
-        raise PatchInputError(option, str(error)) from None
+    strata, sites = check_shared_options(config, model.num_layers)
     try:
         schedules = parse_schedules(config.positions, model.num_thoughts, option="--positions")
     except ValueError as error:
