@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import torch
 from safetensors.torch import load_file
@@ -178,6 +178,23 @@ class ThoughtModel(nn.Module):
         return str(self.tokenizer.decode(keep, skip_special_tokens=True))
 
     # ---------------------------------------------------------------- storage
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+    ) -> Self:
+        """Loads a thoughtscope model folder; called on a family's class (``CodiModel``,
+        ``CoconutModel``), refuses a folder holding another family's model."""
+        model = load_saved(path, dtype=dtype, device=device)
+        if not isinstance(model, cls):
+            raise ValueError(
+                f"{path} holds a {model.family.name} model; this needs a {cls.__name__}"
+            )
+        return model
+
     def with_lm(self, lm: PreTrainedModel) -> ThoughtModel:
         """The same family and tokenizer around another LM."""
         return ThoughtModel(lm, self.tokenizer, self.family, name=self.name)

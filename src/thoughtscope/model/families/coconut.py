@@ -18,15 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from thoughtscope.model.families.base import StopCheck, register_family
-from thoughtscope.model.thought_model import ThoughtModel, load_saved
+from thoughtscope.model.thought_model import ThoughtModel
 
 NAME = "coconut"
 START_TOKEN = "<|start-latent|>"
@@ -213,20 +211,6 @@ class CoconutModel(ThoughtModel):
     def config(self) -> CoconutConfig:
         """The Coconut settings."""
         return self.family.config
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
-    ) -> CoconutModel:
-        """Loads a thoughtscope model folder that holds a Coconut model."""
-        model = load_saved(path, dtype=dtype, device=device)
-        if not isinstance(model, CoconutModel):
-            raise ValueError(f"{path} holds a {model.family.name} model; this needs Coconut")
-        return model
 
     def with_lm(self, lm: PreTrainedModel) -> CoconutModel:
         """The same tokenizer and settings around another LM."""

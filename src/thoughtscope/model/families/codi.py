@@ -10,17 +10,15 @@ then the answer, greedy, never choosing ``<eot>``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from thoughtscope.model.config import CodiConfig
 from thoughtscope.model.families.base import StopCheck, register_family
 from thoughtscope.model.projection import Projection
-from thoughtscope.model.thought_model import ThoughtModel, load_saved
+from thoughtscope.model.thought_model import ThoughtModel
 
 NAME = "codi"
 PROJECTION_PREFIX = "prj."
@@ -144,20 +142,6 @@ class CodiModel(ThoughtModel):
     def config(self) -> CodiConfig:
         """The CODI settings."""
         return self.family.config
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
-    ) -> CodiModel:
-        """Loads a thoughtscope model folder that holds a CODI model."""
-        model = load_saved(path, dtype=dtype, device=device)
-        if not isinstance(model, CodiModel):
-            raise ValueError(f"{path} holds a {model.family.name} model; this needs a CODI model")
-        return model
 
     def with_lm(self, lm: PreTrainedModel) -> CodiModel:
         """The same projection, tokenizer and settings around another LM."""
