@@ -10,8 +10,6 @@ the published order. The family itself is :mod:`thoughtscope.model.families.coco
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from thoughtscope.model.families.coconut import (
     add_coconut_tokens,
     coconut_around,
 )
+from thoughtscope.model.official import read_torch_tensors
 from thoughtscope.model.thought_model import resolve_device, resolve_dtype
 
 LM_PREFIX = "base_causallm."
@@ -65,23 +64,13 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
             f"--model {path}: no such file; give a checkpoint_<epoch> file written by the "
             "published Coconut run.py"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CoconutCheckpointError(
-            f"{path} holds pickled Python objects, not only tensors; thoughtscope never "
-            "unpickles them (a pickle can run code on this machine). Save the state dict "
-            "itself (torch.save(model.state_dict(), path)) where you trust the file"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CoconutCheckpointError(
-            f"{path}: cannot be read as a torch checkpoint ({reason}); the file is damaged, "
-            "incomplete, or not a checkpoint"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CoconutCheckpointError(f"{path} does not hold a state dict of tensors")
-    return state
+    return read_torch_tensors(
+        path,
+        CoconutCheckpointError,
+        pickle_advice="Save the state dict itself (torch.save(model.state_dict(), path)) "
+        "where you trust the file",
+        damaged_advice="the file is damaged, incomplete, or not a checkpoint",
+    )
 
 
 def lm_state(state: dict[str, Tensor], lm: nn.Module, source: Path) -> dict[str, Tensor]:

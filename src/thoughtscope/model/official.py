@@ -68,6 +68,31 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint's keys or shapes do not fit the base model."""
 
 
+def read_torch_tensors(
+    path: Path, error: type[ValueError], *, pickle_advice: str, damaged_advice: str
+) -> dict[str, Tensor]:
+    """The state dict in a torch file, read with ``torch.load(weights_only=True)``:
+    tensors only, never a pickled object (a pickle can run code on this machine).
+
+    Raises:
+        error: The file holds pickled objects (``pickle_advice`` says what to do), cannot
+            be read (``damaged_advice``), or is not a dict of tensors.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise error(
+            f"{path} holds pickled Python objects, not only tensors; thoughtscope never "
+            f"unpickles them (a pickle can run code on this machine). {pickle_advice}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as problem:
+        reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
+        raise error(f"{path}: cannot be read ({reason}); {damaged_advice}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise error(f"{path} does not hold a state dict of tensors")
+    return state
+
+
 def read_state_dict(folder: Path) -> tuple[dict[str, Tensor], Path]:
     """Reads ``model.safetensors`` or ``pytorch_model.bin`` (tensors only, no pickle code)."""
     safetensors_path = folder / "model.safetensors"
@@ -75,26 +100,15 @@ def read_state_dict(folder: Path) -> tuple[dict[str, Tensor], Path]:
         return load_file(str(safetensors_path)), safetensors_path
     bin_path = folder / "pytorch_model.bin"
     if bin_path.is_file():
-        # weights_only refuses arbitrary pickled objects: a downloaded checkpoint cannot
-        # run code on this machine.
-        try:
-            state = torch.load(bin_path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            raise CheckpointMismatchError(
-                f"{bin_path} holds pickled Python objects, not only tensors; thoughtscope "
-                "never unpickles (a pickle can run code on this machine). Use the "
-                "checkpoint's model.safetensors if it is published, or convert this file to "
-                "model.safetensors where you trust it (safetensors.torch.save_file) and put "
-                "that in the folder"
-            ) from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise CheckpointMismatchError(
-                f"{bin_path}: cannot be read ({reason}); the file is damaged or incomplete "
-                "(an interrupted download?): download it again"
-            ) from None
-        if not isinstance(state, dict):
-            raise CheckpointMismatchError(f"{bin_path} does not hold a state dict")
+        state = read_torch_tensors(
+            bin_path,
+            CheckpointMismatchError,
+            pickle_advice="Use the checkpoint's model.safetensors if it is published, or "
+            "convert this file to model.safetensors where you trust it "
+            "(safetensors.torch.save_file) and put that in the folder",
+            damaged_advice="the file is damaged or incomplete (an interrupted download?): "
+            "download it again",
+        )
         return state, bin_path
     raise FileNotFoundError(
         f"{folder} holds neither model.safetensors nor pytorch_model.bin; point --model at "
