@@ -22,11 +22,12 @@ from thoughtscope.analyses.patching import (
 from thoughtscope.cli import app
 from thoughtscope.engine.edits import MissingReferenceError
 from thoughtscope.engine.runner import Condition, Runner, RunOptions
-from thoughtscope.engine.sites import block
+from thoughtscope.engine.sites import LATENT, block
 from thoughtscope.model import CodiModel, load_model
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.pairs import Pair, PairSet
 from thoughtscope.problems.problem import Problem
+from thoughtscope.problems.sources import load_problems
 from thoughtscope.results.patching import read_patch_rows
 from thoughtscope.results.store import read_manifest
 from thoughtscope.statistics.patching import patching_summary
@@ -246,3 +247,28 @@ def test_a_second_run_into_a_locked_patching_folder_is_refused_and_writes_nothin
     assert not (tmp_path / "results.jsonl").exists()
     run_patching(tiny_model, config(pairs="self"), tmp_path)  # the lock is free again
     assert not (tmp_path / "results.jsonl.lock").exists()
+
+
+def test_a_source_that_stopped_thinking_leaves_the_target_its_own_state() -> None:
+    model = tiny_soft_thinker()  # problems think for different numbers of steps
+    questions = _ballasted([p.question for p in load_problems(DATA).problems])
+    runner = Runner(model)
+    options = RunOptions(max_new_tokens=2, batch_size=len(questions) * 3)
+    counts = [len(g[0].thoughts) for g in runner.run(questions, [Condition("empty")], options)]
+    target = max(range(len(counts) - 1), key=lambda i: counts[i])
+    source = min(range(len(counts) - 1), key=lambda i: counts[i])
+    k = counts[source]  # the target reached thought k, the source stopped before it
+    assert counts[target] > k
+    sources = list(range(len(questions)))
+    sources[target] = source
+    edits = {(LATENT, p): patch_edit(sources) for p in (k - 1, k)}
+    results = runner.run(questions, [Condition("empty"), Condition("patch", edits)], options)
+    unpatched, patched = results[target]
+    assert torch.equal(patched.thoughts[k - 1], results[source][0].thoughts[k - 1])
+    assert not torch.equal(patched.thoughts[k - 1], unpatched.thoughts[k - 1])
+    # At thought k the source has no state: the target keeps the one it computed, as if
+    # only thought k-1 had been patched.
+    only_first = Condition("k-1", {(LATENT, k - 1): patch_edit(sources)})
+    rerun = runner.run(questions, [Condition("empty"), only_first], options)
+    assert torch.equal(patched.thoughts, rerun[target][1].thoughts)
+    assert patched.answer_ids == rerun[target][1].answer_ids

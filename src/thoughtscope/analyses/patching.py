@@ -384,7 +384,8 @@ class PatchFromReference:
     source's row under the empty condition).
 
     Two such edits are equal when their sources are, so conditions that patch the same
-    sources at a position share rows up to there (forking).
+    sources at a position share rows up to there (forking). Where a source stopped
+    thinking before the step (a family with a stopping rule), the row keeps its own state.
 
     Attributes:
         sources: ``sources[p]`` the runner problem whose state problem ``p`` gets
@@ -395,7 +396,12 @@ class PatchFromReference:
 
     def __call__(self, hidden: Tensor, context: EditContext) -> Tensor:
         index = torch.tensor(self.sources, device=context.problems.device)
-        return context.reference(index[context.problems]).to(hidden)
+        sources = index[context.problems]
+        patched = context.reference(sources).to(hidden)
+        # A source that stopped thinking before this step (soft thinking) has no state
+        # here: the row keeps its own.
+        reached = context.reference_reached(sources).to(hidden.device)
+        return torch.where(reached[:, None], patched, hidden)
 
 
 def patch_edit(sources: Sequence[int] | Tensor) -> Edit:

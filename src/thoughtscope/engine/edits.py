@@ -39,6 +39,9 @@ class EditContext:
         reference_rows: ``(n,)`` the batch row of each of them.
         activations: ``(batch rows, d)`` every row's activation at this site and step
             before this step's edits (set by the engine just before the edit runs).
+        reference_active: ``(n,)`` bool, for a family with a stopping rule: whether
+            each reference row still thinks at this step (``None``: all do). A row that
+            stopped sits the step out, so its activation there is no thought's.
     """
 
     site: Site
@@ -48,6 +51,14 @@ class EditContext:
     reference_problems: Tensor | None = None
     reference_rows: Tensor | None = None
     activations: Tensor | None = None
+    reference_active: Tensor | None = None
+
+    def reference_reached(self, problems: Tensor) -> Tensor:
+        """``(k,)`` bool: whether each problem's reference row reached this step (always
+        true for a family without a stopping rule)."""
+        if self.reference_active is None:
+            return torch.ones(len(problems), dtype=torch.bool, device=problems.device)
+        return self.reference_active[self._reference_index(problems)].to(problems.device)
 
     def reference(self, problems: Tensor) -> Tensor:
         """``(k, d)`` the unedited activation, at this site and step, of each problem of
@@ -57,13 +68,24 @@ class EditContext:
         Raises:
             MissingReferenceError: A problem has no reference row in this batch.
         """
-        if self.activations is None or self.reference_problems is None:
+        if self.activations is None:
+            raise MissingReferenceError(
+                f"{self.condition} at {self.site}, position {self.position}: no "
+                "activations to read (only the engine, while applying edits, sets them)"
+            )
+        index = self._reference_index(problems)
+        assert self.reference_rows is not None
+        rows = self.reference_rows[index]
+        return self.activations[rows.to(self.activations.device)]
+
+    def _reference_index(self, problems: Tensor) -> Tensor:
+        """Each problem's index among :attr:`reference_problems`."""
+        if self.reference_problems is None:
             raise MissingReferenceError(
                 f"{self.condition} at {self.site}, position {self.position}: reading a "
                 "reference row needs a condition without edits in the same run (add "
                 "Condition('empty') to the conditions)"
             )
-        assert self.reference_rows is not None
         wanted = problems.to(self.reference_problems.device)
         match = wanted[:, None] == self.reference_problems[None, :]
         found = match.any(dim=1)
@@ -75,8 +97,7 @@ class EditContext:
                 "problem in the same runner batch as the rows that read it (one batch: "
                 "batch_size >= problems x conditions)"
             )
-        rows = self.reference_rows[match.to(torch.uint8).argmax(dim=1)]
-        return self.activations[rows.to(self.activations.device)]
+        return match.to(torch.uint8).argmax(dim=1)
 
 
 class MissingReferenceError(ValueError):

@@ -511,10 +511,14 @@ def think(
 
 
 def _reached(plan: EditPlan, active: Tensor) -> EditPlan:
-    """The planned edits restricted to rows still thinking (``active`` ``(rows,)``)."""
+    """The planned edits restricted to rows still thinking (``active`` ``(rows,)``); each
+    context says which reference rows still think."""
     kept: EditPlan = {}
     for key, planned in plan.items():
         for edit, members, context in planned:
+            if context.reference_rows is not None:
+                reached = active[context.reference_rows]
+                context = replace(context, reference_active=reached)
             keep = active[members]
             if bool(keep.all()):
                 kept.setdefault(key, []).append((edit, members, context))
