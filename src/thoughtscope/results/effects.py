@@ -1,17 +1,17 @@
 """Rows of a thought-to-thought effects run: ``RUN/results.jsonl``, one line per
-(problem, ablation, site, position). Written by :mod:`thoughtscope.analyses.effects`."""
+(problem, ablation, site, position). Written by :mod:`thoughtscope.analyses.effects`
+through the shared run store (:mod:`thoughtscope.results.shards`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from thoughtscope.results.rows import append_rows, read_rows
-from thoughtscope.results.store import RESULTS_FILE
+from thoughtscope.results.shards import RowKind
 
-__all__ = ["EffectRow", "append_effect_rows", "read_effect_rows"]
+__all__ = ["EFFECT_ROWS", "EffectRow", "effect_row_id", "read_effect_rows"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,11 @@ class EffectRow:
         """``(problem, ablation, site, position)``: unique within a run."""
         return (self.problem, self.ablation, self.site, self.position)
 
+    @property
+    def row_id(self) -> str:
+        """:attr:`key` as text: what resume and merging know a row by."""
+        return effect_row_id(*self.key)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
@@ -60,11 +65,22 @@ class EffectRow:
         return cls(**data)
 
 
+def effect_row_id(problem: str, ablation: str, site: str, position: int) -> str:
+    """The id of the row of ``problem`` with ``ablation`` at ``site`` and ``position``."""
+    return json.dumps([problem, ablation, site, int(position)])
+
+
+EFFECT_ROWS: RowKind[EffectRow] = RowKind(
+    EffectRow.from_dict, EffectRow.to_dict, lambda row: row.row_id, "effects row"
+)
+"""How ``RUN/results.jsonl`` of an effects run is stored."""
+
+
 def read_effect_rows(run_dir: str | Path) -> list[EffectRow]:
-    """Every row of ``RUN/results.jsonl``."""
-    return read_rows(Path(run_dir) / RESULTS_FILE, EffectRow.from_dict, "effects row")
+    """Every row of ``RUN/results.jsonl`` and its shards, each once.
 
-
-def append_effect_rows(run_dir: str | Path, rows: Iterable[EffectRow]) -> int:
-    """Appends rows (flushed and fsynced); returns how many."""
-    return append_rows(Path(run_dir) / RESULTS_FILE, [r.to_dict() for r in rows])
+    Raises:
+        FileNotFoundError: No results file (nor shard).
+        ResultStoreError: A damaged line, or two rows share an id but differ.
+    """
+    return EFFECT_ROWS.read(run_dir)

@@ -1,22 +1,36 @@
 """Rows of a patching run: ``RUN/results.jsonl``, one line per (pair, site, positions).
 
 Written by :mod:`thoughtscope.analyses.patching`, read by
-:mod:`thoughtscope.statistics.patching` and the report. Appends are whole lines, flushed
-and fsynced; a cut-off last line (a killed write) is ignored when reading and trimmed
-before the next append, as in :mod:`thoughtscope.results.store`.
+:mod:`thoughtscope.statistics.patching` and the report, through the shared run store
+(:mod:`thoughtscope.results.shards`): append-only, one shard per ``torchrun`` rank,
+merged by rank 0. Beside the rows, ``RUN/checks.jsonl`` (sharded the same way) holds one
+:class:`SelfPatchCheck` per batch of pairs; :func:`self_patch_totals` sums them over every
+batch of every rank.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from thoughtscope.results.rows import append_rows, read_rows
-from thoughtscope.results.store import RESULTS_FILE
+from thoughtscope.results.shards import RowKind, shard_files
 
-__all__ = ["OUTCOMES", "PatchRow", "append_patch_rows", "read_patch_rows"]
+__all__ = [
+    "CHECKS_FILE",
+    "OUTCOMES",
+    "PATCH_ROWS",
+    "SELF_PATCH_CHECKS",
+    "PatchRow",
+    "SelfPatchCheck",
+    "read_patch_rows",
+    "self_patch_totals",
+]
+
+CHECKS_FILE = "checks.jsonl"
+"""The self-patch check of every batch (and its shards under ``torchrun``)."""
 
 Outcome = Literal["stays", "source", "other"]
 OUTCOMES: tuple[Outcome, ...] = ("stays", "source", "other")
@@ -80,6 +94,11 @@ class PatchRow:
         """``(pair, site, positions)``: unique within a run."""
         return (self.pair, self.site, tuple(self.positions))
 
+    @property
+    def row_id(self) -> str:
+        """:attr:`key` as text: what resume and merging know a row by."""
+        return patch_row_id(self.pair, self.site, self.positions)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
@@ -92,16 +111,88 @@ class PatchRow:
         return cls(**values)
 
 
+def patch_row_id(pair: str, site: str, positions: Iterable[int]) -> str:
+    """The id of the row of ``pair`` patched at ``site`` and ``positions``."""
+    return json.dumps([pair, site, [int(p) for p in positions]])
+
+
+PATCH_ROWS: RowKind[PatchRow] = RowKind(
+    PatchRow.from_dict, PatchRow.to_dict, lambda row: row.row_id, "patching row"
+)
+"""How ``RUN/results.jsonl`` of a patching run is stored."""
+
+
 def read_patch_rows(run_dir: str | Path) -> list[PatchRow]:
-    """Every row of ``RUN/results.jsonl`` (a cut-off last line is ignored).
+    """Every row of ``RUN/results.jsonl`` and its shards, each once (a cut-off last line
+    is ignored).
 
     Raises:
-        FileNotFoundError: No results file.
-        ResultStoreError: A line other than the last is damaged.
+        FileNotFoundError: No results file (nor shard).
+        ResultStoreError: A line other than a file's last is damaged, or two rows share
+            an id but differ.
     """
-    return read_rows(Path(run_dir) / RESULTS_FILE, PatchRow.from_dict, "patching row")
+    return PATCH_ROWS.read(run_dir)
 
 
-def append_patch_rows(run_dir: str | Path, rows: Iterable[PatchRow]) -> int:
-    """Appends rows to ``RUN/results.jsonl`` (flushed and fsynced); returns how many."""
-    return append_rows(Path(run_dir) / RESULTS_FILE, [r.to_dict() for r in rows])
+@dataclass(frozen=True)
+class SelfPatchCheck:
+    """The self-patch check of one batch of pairs: every problem of the batch patched at
+    every thought position of each site with its own recorded state.
+
+    Attributes:
+        batch: The batch's pair ids, joined (its id in ``checks.jsonl``).
+        rows: Self-patched rows (problems x sites).
+        identical: Of those, rows with the same answer ids and teacher-forced
+            log-probabilities as the empty condition, bit for bit.
+        same_answer: Rows with the same answer ids.
+        max_difference: Largest absolute log-probability difference.
+        differing: ``problem (condition)`` of each row that was not identical.
+    """
+
+    batch: str
+    rows: int
+    identical: int
+    same_answer: int
+    max_difference: float
+    differing: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelfPatchCheck:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+SELF_PATCH_CHECKS: RowKind[SelfPatchCheck] = RowKind(
+    SelfPatchCheck.from_dict, SelfPatchCheck.to_dict, lambda check: check.batch, "self-patch check"
+)
+"""How ``RUN/checks.jsonl`` is stored."""
+
+SELF_PATCH_RULE = (
+    "per batch and site, every row patched at every thought position with its own "
+    "recorded state; identical = same answer ids and teacher-forced log-probabilities "
+    "as the empty condition, bit for bit; same_answer = same answer ids; summed over every "
+    "batch of every rank (checks.jsonl). Matrix kernels may round a row differently by its "
+    "place in the batch, so a last-bit difference (max_logprob_difference) can occur on "
+    "large runs; a different answer would mean the patch did not put back the model's own "
+    "state"
+)
+
+
+def self_patch_totals(run_dir: str | Path) -> dict[str, Any]:
+    """The self-patch checks of every batch of a run (``RUN/checks.jsonl`` and its
+    shards), summed: the manifest's ``checks`` entry. Zero counts when there is none."""
+    path = Path(run_dir) / CHECKS_FILE
+    checks = SELF_PATCH_CHECKS.read(run_dir, CHECKS_FILE) if shard_files(path) else []
+    return {
+        "self_patch_batches": len(checks),
+        "self_patch_rows": sum(c.rows for c in checks),
+        "self_patch_identical": sum(c.identical for c in checks),
+        "self_patch_same_answer": sum(c.same_answer for c in checks),
+        "self_patch_max_logprob_difference": max((c.max_difference for c in checks), default=0.0),
+        "self_patch_differing": [d for c in checks for d in c.differing],
+        "self_patch_rule": SELF_PATCH_RULE,
+    }
