@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.analyses.test_cli import _close
-from tests.results.helpers import environment
+from tests.results.helpers import torchrun_thoughtscope
 from thoughtscope.analyses.effects import EffectsConfig, run_effects
 from thoughtscope.analyses.patching import PatchConfig, run_patching
 from thoughtscope.analyses.steering import SteerConfig, run_steering
@@ -40,10 +39,8 @@ def sorted_rows(path: Path) -> list[str]:
 
 
 def torchrun(args: list[str], out: Path) -> subprocess.CompletedProcess[str]:
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    launch += ["--nproc-per-node", "2", "-m", "thoughtscope", *args, "--model", "toy"]
-    launch += ["--threads", "1", "--no-progress", "--out", str(out)]
-    done = subprocess.run(launch, env=environment(), capture_output=True, text=True, timeout=300)
+    options = ["--model", "toy", "--threads", "1", "--no-progress", "--out", str(out)]
+    done = torchrun_thoughtscope([*args, *options])
     assert done.returncode == 0, done.stderr[-3000:]
     results = out / "results.jsonl"
     assert shard_files(results) == [results]  # rank 0 merged the shards

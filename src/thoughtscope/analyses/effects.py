@@ -65,7 +65,8 @@ from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.results.effects import EFFECT_ROWS, EffectRow, effect_row_id
+from thoughtscope.results.effects import EFFECT_ROWS, EffectRow
+from thoughtscope.results.shards import row_id
 
 __all__ = ["EffectsConfig", "EffectsResult", "run_effects", "thought_effects"]
 
@@ -244,7 +245,7 @@ def run_effects(
         manifest=manifest,
         identity=[*IDENTITY_KEYS, "ablations"],
         units=problems,
-        row_ids=lambda p: [effect_row_id(p.id, s.ablation, s.site, s.positions[0]) for s in specs],
+        row_ids=lambda p: [row_id(p.id, s.ablation, s.site, s.positions[0]) for s in specs],
         batch_size=config.batch_size,
         # Rows already written are dropped after the batch (skip nothing inside).
         run_batch=lambda batch: _run_batch(

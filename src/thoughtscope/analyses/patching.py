@@ -63,9 +63,9 @@ from thoughtscope.results.patching import (
     SELF_PATCH_CHECKS,
     PatchRow,
     SelfPatchCheck,
-    patch_row_id,
     self_patch_totals,
 )
+from thoughtscope.results.shards import row_id
 from thoughtscope.results.store import write_manifest
 
 __all__ = [
@@ -583,7 +583,7 @@ def run_patching(
     plan = plan_patching(model, config, model_spec=model_spec, pairs=pairs)
     patching = _Patching(model, plan)
     row_ids = {
-        p.id: [patch_row_id(p.id, str(s.site), s.positions) for s in plan.patches]
+        p.id: [row_id(p.id, str(s.site), s.positions) for s in plan.patches]
         for p in plan.pairs.pairs
     }
     with SELF_PATCH_CHECKS.output(run_dir / CHECKS_FILE, ranks) as checks:

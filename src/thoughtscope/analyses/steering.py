@@ -58,7 +58,8 @@ from thoughtscope.problems.pairs import step_values
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.results.steering import STEER_ROWS, SteerRow, read_steer_rows, steer_row_id
+from thoughtscope.results.shards import row_id
+from thoughtscope.results.steering import STEER_ROWS, SteerRow, read_steer_rows
 
 __all__ = [
     "DIRECTIONS_FILE",
@@ -384,7 +385,7 @@ def run_steering(
         manifest=manifest,
         identity=[*identity, "reference.fingerprint"],
         units=problems,
-        row_ids=lambda p: [steer_row_id(p.id, str(s), ps, m, a) for s, ps, m, a in specs],
+        row_ids=lambda p: [row_id(p.id, str(s), ps, m, a) for s, ps, m, a in specs],
         batch_size=config.batch_size,
         run_batch=run_batch,
         input_error=PatchInputError,

@@ -4,18 +4,15 @@ through the shared run store (:mod:`thoughtscope.results.shards`)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from thoughtscope.results.shards import RowKind
+from thoughtscope.results.shards import RowKind, StoredRow
 
-__all__ = ["EFFECT_ROWS", "EffectRow", "effect_row_id", "read_effect_rows"]
+__all__ = ["EFFECT_ROWS", "EffectRow", "read_effect_rows"]
 
 
 @dataclass(frozen=True)
-class EffectRow:
+class EffectRow(StoredRow):
     """How editing thought ``position`` at ``site`` changed the later thoughts and answer.
 
     Attributes:
@@ -50,37 +47,9 @@ class EffectRow:
         """``(problem, ablation, site, position)``: unique within a run."""
         return (self.problem, self.ablation, self.site, self.position)
 
-    @property
-    def row_id(self) -> str:
-        """:attr:`key` as text: what resume and merging know a row by."""
-        return effect_row_id(*self.key)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EffectRow:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**data)
-
-
-def effect_row_id(problem: str, ablation: str, site: str, position: int) -> str:
-    """The id of the row of ``problem`` with ``ablation`` at ``site`` and ``position``."""
-    return json.dumps([problem, ablation, site, int(position)])
-
-
-EFFECT_ROWS: RowKind[EffectRow] = RowKind(
-    EffectRow.from_dict, EffectRow.to_dict, lambda row: row.row_id, "effects row"
-)
+EFFECT_ROWS = RowKind.of(EffectRow, "effects row")
 """How ``RUN/results.jsonl`` of an effects run is stored."""
 
-
-def read_effect_rows(run_dir: str | Path) -> list[EffectRow]:
-    """Every row of ``RUN/results.jsonl`` and its shards, each once.
-
-    Raises:
-        FileNotFoundError: No results file (nor shard).
-        ResultStoreError: A damaged line, or two rows share an id but differ.
-    """
-    return EFFECT_ROWS.read(run_dir)
+read_effect_rows = EFFECT_ROWS.read
+"""Every row of ``RUN/results.jsonl`` and its shards, each once (see :class:`RowKind`)."""

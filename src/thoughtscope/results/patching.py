@@ -10,13 +10,11 @@ batch of every rank.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from thoughtscope.results.shards import RowKind, shard_files
+from thoughtscope.results.shards import RowKind, StoredRow, shard_files
 
 __all__ = [
     "CHECKS_FILE",
@@ -38,7 +36,7 @@ OUTCOMES: tuple[Outcome, ...] = ("stays", "source", "other")
 
 
 @dataclass(frozen=True)
-class PatchRow:
+class PatchRow(StoredRow):
     """One patched run: the source's states at ``site`` and ``positions`` in the target.
 
     Attributes:
@@ -94,15 +92,6 @@ class PatchRow:
         """``(pair, site, positions)``: unique within a run."""
         return (self.pair, self.site, tuple(self.positions))
 
-    @property
-    def row_id(self) -> str:
-        """:attr:`key` as text: what resume and merging know a row by."""
-        return patch_row_id(self.pair, self.site, self.positions)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PatchRow:
         """Inverse of :meth:`to_dict`."""
@@ -111,31 +100,16 @@ class PatchRow:
         return cls(**values)
 
 
-def patch_row_id(pair: str, site: str, positions: Iterable[int]) -> str:
-    """The id of the row of ``pair`` patched at ``site`` and ``positions``."""
-    return json.dumps([pair, site, [int(p) for p in positions]])
-
-
-PATCH_ROWS: RowKind[PatchRow] = RowKind(
-    PatchRow.from_dict, PatchRow.to_dict, lambda row: row.row_id, "patching row"
-)
+PATCH_ROWS = RowKind.of(PatchRow, "patching row")
 """How ``RUN/results.jsonl`` of a patching run is stored."""
 
 
-def read_patch_rows(run_dir: str | Path) -> list[PatchRow]:
-    """Every row of ``RUN/results.jsonl`` and its shards, each once (a cut-off last line
-    is ignored).
-
-    Raises:
-        FileNotFoundError: No results file (nor shard).
-        ResultStoreError: A line other than a file's last is damaged, or two rows share
-            an id but differ.
-    """
-    return PATCH_ROWS.read(run_dir)
+read_patch_rows = PATCH_ROWS.read
+"""Every row of ``RUN/results.jsonl`` and its shards, each once (see :class:`RowKind`)."""
 
 
 @dataclass(frozen=True)
-class SelfPatchCheck:
+class SelfPatchCheck(StoredRow):
     """The self-patch check of one batch of pairs: every problem of the batch patched at
     every thought position of each site with its own recorded state.
 
@@ -156,19 +130,13 @@ class SelfPatchCheck:
     max_difference: float
     differing: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SelfPatchCheck:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**data)
+    @property
+    def key(self) -> tuple[str]:
+        """The batch: unique within a run."""
+        return (self.batch,)
 
 
-SELF_PATCH_CHECKS: RowKind[SelfPatchCheck] = RowKind(
-    SelfPatchCheck.from_dict, SelfPatchCheck.to_dict, lambda check: check.batch, "self-patch check"
-)
+SELF_PATCH_CHECKS = RowKind.of(SelfPatchCheck, "self-patch check")
 """How ``RUN/checks.jsonl`` is stored."""
 
 SELF_PATCH_RULE = (

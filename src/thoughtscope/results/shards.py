@@ -26,10 +26,10 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from thoughtscope.results.lock import LOCK_SUFFIX, OutputLock, clear_stale_lock
 from thoughtscope.results.records import ProblemRecord
@@ -49,6 +49,7 @@ __all__ = [
     "RowKind",
     "RunFolderError",
     "ShardedOutput",
+    "StoredRow",
     "check_manifest",
     "merge_shards",
     "read_rows",
@@ -56,6 +57,7 @@ __all__ = [
     "read_run_rows",
     "record_file",
     "record_id",
+    "row_id",
     "shard_files",
     "shard_path",
 ]
@@ -318,6 +320,33 @@ class ShardedOutput(Generic[Row]):
         self._release()
 
 
+class StoredRow:
+    """What a frozen-dataclass row type of a run folder shares: JSON through its fields,
+    and an id made from its :attr:`key` (see :func:`row_id`)."""
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What makes the row unique within a run."""
+        raise NotImplementedError
+
+    @property
+    def row_id(self) -> str:
+        """:attr:`key` as text: what resume and merging know a row by."""
+        return row_id(*self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+Stored = TypeVar("Stored", bound=StoredRow)
+
+
 @dataclass(frozen=True)
 class RowKind(Generic[Row]):
     """One kind of row a run folder stores (a patching row, an effects row, …): how a
@@ -336,6 +365,11 @@ class RowKind(Generic[Row]):
     key: Callable[[Row], str]
     what: str
 
+    @classmethod
+    def of(cls, row_type: type[Stored], what: str) -> RowKind[Stored]:
+        """The kind of a :class:`StoredRow` type."""
+        return RowKind(row_type.from_dict, row_type.to_dict, lambda row: row.row_id, what)
+
     def open(self, path: Path) -> JsonLinesFile[Row]:
         """The append-only file (or shard) at ``path``."""
         return JsonLinesFile(path, self.parse, self.dump, what=self.what)
@@ -347,8 +381,21 @@ class RowKind(Generic[Row]):
         return ShardedOutput(path, ranks, self.open, self.key, start_over=start_over)
 
     def read(self, run_dir: str | Path, file_name: str = RESULTS_FILE) -> list[Row]:
-        """Every row of ``RUN/file_name`` and its shards; see :func:`read_run_rows`."""
+        """Every row of ``RUN/file_name`` and its shards, each id once; a cut-off last
+        line (a killed write) is ignored.
+
+        Raises:
+            FileNotFoundError: Neither the file nor any shard of it is there.
+            DuplicateRowsError: Two rows share an id but differ.
+            ResultStoreError: A line other than a file's last is damaged.
+        """
         return read_run_rows(Path(run_dir) / file_name, self.open, self.key)
+
+
+def row_id(*parts: object) -> str:
+    """A row's id from the parts of its key (``("3<-7", "latent", [0])`` ->
+    ``'["3<-7", "latent", [0]]'``): JSON, so tuples and lists of the same items agree."""
+    return json.dumps([list(p) if isinstance(p, tuple) else p for p in parts])
 
 
 def read_run_rows(

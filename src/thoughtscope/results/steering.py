@@ -4,19 +4,15 @@ mode, α). Written by :mod:`thoughtscope.analyses.steering` through the shared r
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from thoughtscope.results.shards import RowKind
+from thoughtscope.results.shards import RowKind, StoredRow
 
-__all__ = ["STEER_ROWS", "SteerRow", "read_steer_rows", "steer_row_id"]
+__all__ = ["STEER_ROWS", "SteerRow", "read_steer_rows"]
 
 
 @dataclass(frozen=True)
-class SteerRow:
+class SteerRow(StoredRow):
     """One steered run of one problem (a line of ``RUN/results.jsonl``).
 
     Attributes:
@@ -46,37 +42,9 @@ class SteerRow:
         """Unique within a run."""
         return (self.problem, self.site, tuple(self.positions), self.mode, self.alpha)
 
-    @property
-    def row_id(self) -> str:
-        """:attr:`key` as text: what resume and merging know a row by."""
-        return steer_row_id(self.problem, self.site, self.positions, self.mode, self.alpha)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SteerRow:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**data)
-
-
-def steer_row_id(problem: str, site: str, positions: Iterable[int], mode: str, alpha: float) -> str:
-    """The id of the row of ``problem`` steered at ``site``/``positions`` by ``mode``, ``alpha``."""
-    return json.dumps([problem, site, [int(p) for p in positions], mode, float(alpha)])
-
-
-STEER_ROWS: RowKind[SteerRow] = RowKind(
-    SteerRow.from_dict, SteerRow.to_dict, lambda row: row.row_id, "steering row"
-)
+STEER_ROWS = RowKind.of(SteerRow, "steering row")
 """How ``RUN/results.jsonl`` of a steering run is stored."""
 
-
-def read_steer_rows(run_dir: str | Path) -> list[SteerRow]:
-    """Every row of ``RUN/results.jsonl`` and its shards, each once.
-
-    Raises:
-        FileNotFoundError: No results file (nor shard).
-        ResultStoreError: A damaged line, or two rows share an id but differ.
-    """
-    return STEER_ROWS.read(run_dir)
+read_steer_rows = STEER_ROWS.read
+"""Every row of ``RUN/results.jsonl`` and its shards, each once (see :class:`RowKind`)."""
