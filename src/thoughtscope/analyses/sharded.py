@@ -5,11 +5,11 @@ An analysis hands over its *units* of work (pairs for patching, problems for eff
 steering), the ids of the rows each unit yields, and a function computing a batch of
 units. :func:`run_in_shards` then
 
-1. locks ``RUN/results.jsonl`` (rank 0) and this rank's shard of it (each rank), so a
-   second run into the folder is refused;
-2. checks the manifest (rank 0 first, then the others): the folder's own run with the
-   same configuration is resumed, another one refused
-   (:func:`~thoughtscope.results.shards.check_manifest`);
+1. checks the manifest: the folder's own run with the same configuration is resumed,
+   another one refused (:func:`~thoughtscope.results.shards.check_manifest`);
+2. locks ``RUN/results.jsonl`` (rank 0) and this rank's shard of it (each rank), so a
+   second run into the folder is refused, and checks the manifest again under the lock
+   (rank 0 first: it writes a new run's manifest; then the others);
 3. reads which row ids are done, from ``results.jsonl`` and every shard of any earlier
    launch (of any number of ranks);
 4. cuts the units left into batches of ``batch_size`` (the same batches on every rank and
@@ -102,12 +102,15 @@ def run_in_shards(
     """
     run_dir = Path(run_dir)
 
-    def settle() -> dict[str, Any]:
+    def settle(write: bool = True) -> dict[str, Any]:
         try:
-            return check_manifest(run_dir, work.manifest, work.identity)
+            return check_manifest(run_dir, work.manifest, work.identity, write=write)
         except RunFolderError as error:
             raise work.input_error(error.option, str(error)) from None
 
+    # A folder holding another run (say, another analysis's rows) is refused before its
+    # rows are read as this analysis's; the check that counts is the one under the lock.
+    ranks.together(lambda: settle(write=False))
     with work.rows.output(run_dir / RESULTS_FILE, ranks) as output:
         manifest = ranks.main_first(settle)
         done = output.done

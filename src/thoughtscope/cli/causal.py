@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import typer
 
@@ -55,25 +55,13 @@ def tell(ranks: Ranks, line: str) -> bool:
     return ranks.is_main
 
 
-def _summaries() -> dict[str, tuple[Callable[..., Path], Callable[[dict[str, Any]], str]]]:
-    from thoughtscope.statistics.effects import format_effects, write_effects_summary
-    from thoughtscope.statistics.patching import format_patching, write_patching_summary
-    from thoughtscope.statistics.steering import format_steering, write_steering_summary
-
-    return {
-        "thoughtscope-patching": (write_patching_summary, format_patching),
-        "thoughtscope-effects": (write_effects_summary, format_effects),
-        "thoughtscope-steering": (write_steering_summary, format_steering),
-    }
-
-
 def summarise(out: Path, *, n_boot: int | None = None, report: bool = True) -> None:
     """Writes a patching, effects or steering run's statistics (and its report), printing
     the tables and the paths; ``thoughtscope stats RUN`` and the commands themselves."""
-    from thoughtscope.report.causal import write_causal_report
+    from thoughtscope.report.causal import causal_summaries, write_causal_report
 
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    write_summary, format_summary = _summaries()[str(manifest.get("format"))]
+    write_summary, format_summary = causal_summaries()[str(manifest.get("format"))]
     summary = write_summary(out) if n_boot is None else write_summary(out, n_boot=n_boot)
     typer.echo(format_summary(json.loads(summary.read_text(encoding="utf-8"))))
     typer.echo(f"statistics: {summary}")

@@ -456,11 +456,12 @@ def _difference(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def check_manifest(
-    run_dir: str | Path, manifest: dict[str, Any], identity: Sequence[str]
+    run_dir: str | Path, manifest: dict[str, Any], identity: Sequence[str], *, write: bool = True
 ) -> dict[str, Any]:
     """The manifest a run into ``run_dir`` keeps: the folder's own when it holds the same
     run (every key of ``identity``, dotted for nested keys, and ``format`` equal), else
-    ``manifest``, written for a new run. One rule for every analysis.
+    ``manifest``, written for a new run (unless ``write`` is false: a check only). One
+    rule for every analysis.
 
     Raises:
         RunFolderError: The folder holds a run with a different configuration, or rows
@@ -483,5 +484,6 @@ def check_manifest(
             f"--out {run_dir} has {RESULTS_FILE} but no {MANIFEST_FILE}, so it cannot be "
             "resumed safely; choose another --out folder"
         )
-    write_manifest(run_dir, manifest)
+    if write:
+        write_manifest(run_dir, manifest)
     return manifest
