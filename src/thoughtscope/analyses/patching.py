@@ -199,9 +199,11 @@ class PatchResult:
         n_pairs: Pairs of the run.
         n_rows: Rows written by this call.
         n_skipped: Rows already present (resume).
-        self_patch_rows / self_patch_identical: The check of this call: rows self-patched
-            at every position of a site, and how many reproduced the empty condition
-            exactly (answer ids and teacher-forced log-probabilities).
+        self_patch_rows / self_patch_identical: The check of this call on this rank (the
+            whole run's, summed over every batch of every rank, is the manifest's
+            ``checks``): rows self-patched at every position of a site, and how many
+            reproduced the empty condition exactly (answer ids and teacher-forced
+            log-probabilities).
         self_patch_same_answer: Of those rows, how many gave the same answer ids.
         self_patch_max_difference: Largest absolute difference of a teacher-forced
             log-probability between a self-patched row and its empty row.
