@@ -107,10 +107,12 @@ def test_two_ranks_measure_effects_and_steer_exactly_as_one_process(tmp_path: Pa
     effects = EffectsConfig(data=data, sites="latent", ablations="zero,mean", batch_size=2)
     run_effects(model, effects, tmp_path / "effects-one", model_spec="toy")
     args = ["effects", "--data", data, "--sites", "latent", "--ablation", "zero,mean"]
-    torchrun([*args, "--batch-size", "2"], tmp_path / "effects-two")
+    done = torchrun([*args, "--batch-size", "2"], tmp_path / "effects-two")
     expected = sorted_rows(tmp_path / "effects-one" / "results.jsonl")
     assert sorted_rows(tmp_path / "effects-two" / "results.jsonl") == expected
     assert len(expected) == 6 * 2 * model.num_thoughts
+    per_problem = 2 * model.num_thoughts  # batches of 2: rank 1 takes the second of three
+    assert f"rank 1 of 2: {2 * per_problem} rows written (6 problems)" in done.stdout
 
     # mean-diff directions are computed by rank 0, saved, and read by rank 1.
     steer = SteerConfig(
