@@ -134,7 +134,7 @@ def test_a_rerun_resumes_and_another_configuration_is_refused(
     again = run_patching(tiny_model, config(pairs="random"), tmp_path)
     assert first.n_rows > 0 and again.n_rows == 0 and again.n_skipped == first.n_rows
     assert read_manifest(tmp_path)["checks"]["self_patch_rows"] == first.self_patch_rows
-    with pytest.raises(PatchInputError, match=r"--out .* holds a different run"):
+    with pytest.raises(PatchInputError, match=r"--out .* holds a run with a different config"):
         run_patching(tiny_model, config(pairs="self"), tmp_path)
 
 
