@@ -41,6 +41,9 @@ def probe_command(
         int, typer.Option("--max-classes", help="More distinct values: regression.")
     ] = 40,
     c: Annotated[float, typer.Option("--c", help="Inverse L2 strength of the probes.")] = 1.0,
+    tol: Annotated[
+        float, typer.Option("--tol", help="Stopping tolerance of the logistic probes.")
+    ] = 1e-3,
     min_problems: Annotated[
         int, typer.Option("--min-problems", help="Skip cells with fewer problems.")
     ] = 20,
@@ -69,6 +72,7 @@ def probe_command(
         folds=folds,
         max_classes=max_classes,
         c=c,
+        tol=tol,
         min_problems=min_problems,
         limit=limit,
         batch_size=parse_batch_size(batch_size),

@@ -189,8 +189,9 @@ def probes_section(
     parts = [
         paragraph(
             "Linear probes read each site's state at each position; selectivity is probe "
-            "accuracy minus the accuracy of the same probe on a control task (values "
-            "relabelled at random), in percentage points. Cross-validated with folds split "
+            "accuracy minus the accuracy of the same probe on a control task (a fixed random "
+            "label per problem surface, i.e. the numbers in its question, drawn from the "
+            "target's value distribution), in percentage points. Cross-validated with folds split "
             "by problem; intervals in probes.jsonl. A probe shows what is linearly "
             "readable, not what the model uses."
         )

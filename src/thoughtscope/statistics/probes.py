@@ -8,7 +8,9 @@ Reads the per-problem outcomes the probe analysis writes
     ``kind`` (classification/regression), ``classes``, ``accuracy``, ``accuracy_ci``,
     ``control_accuracy``, ``control_ci``, ``majority``, ``majority_ci``, ``selectivity``
     (accuracy − control accuracy, paired over problems), ``selectivity_ci`` and
-    ``control_majority`` (the control task's own majority baseline).
+    ``unconverged`` (probe fits that stopped at the solver's iteration cap). Outcome
+    files of the first version also carry ``control_majority``; it is ignored (that
+    control task is gone: see :mod:`thoughtscope.analyses.probes`).
 ``lens.jsonl``
     One line per (site, position, target): ``n``, ``rate`` (the numeric lens's reading
     equals the target's value), ``rate_ci``, and per (site, position) the most frequent
@@ -74,9 +76,8 @@ def write_probe_statistics(run_dir: str | Path, *, n_boot: int = 1000, seed: int
     run_dir = Path(run_dir)
     rows: list[dict[str, Any]] = []
     for cell in read_jsonl(run_dir / _PROBE_OUTCOMES):
-        keys = ("correct", "control", "majority", "control_majority")
-        correct, control, majority, control_majority = (_bits(cell[k]) for k in keys)
-        num = np.stack([correct, control, majority, correct - control, control_majority], axis=1)
+        correct, control, majority = (_bits(cell[k]) for k in ("correct", "control", "majority"))
+        num = np.stack([correct, control, majority, correct - control], axis=1)
         stats = bootstrap_ratios(
             num, np.ones_like(num), n_boot=n_boot, seed=group_seed(seed, cell["ids"])
         )
@@ -97,7 +98,7 @@ def write_probe_statistics(run_dir: str | Path, *, n_boot: int = 1000, seed: int
                 "majority_ci": _interval(stats.low[2], stats.high[2]),
                 "selectivity": est[3],
                 "selectivity_ci": _interval(stats.low[3], stats.high[3]),
-                "control_majority": est[4],
+                "unconverged": int(cell.get("unconverged", 0)),
             }
         )
     return _write(run_dir / PROBES_FILE, rows)
