@@ -41,7 +41,13 @@ def attention_command(
     loaded = choice.load()
     try:
         result = run_attention(
-            loaded, data, out, limit=limit, batch_size=batch_size, answer_tokens=answer_tokens
+            loaded,
+            data,
+            out,
+            limit=limit,
+            batch_size=batch_size,
+            answer_tokens=answer_tokens,
+            model_spec=model,
         )
     except ValueError as error:
         fail(str(error))
