@@ -107,6 +107,24 @@ def probe_command(
             f"{row['control_accuracy']}, majority {row['majority']} (n={row['n']})"
         )
     typer.echo(f"probes: {probes}\nnumeric lens: {lens}")
+    report = write_run_report(out)
+    if report is not None:
+        typer.echo(f"report: {report} (open it in a browser)")
+
+
+def write_run_report(run_dir: Path) -> Path | None:
+    """The folder's HTML report after a probe or attention run: the probes-and-attention
+    page for a folder without importance results, else the full report (which has the
+    section); ``None`` when the importance run cannot be reported yet."""
+    from thoughtscope.report import ReportInputError, write_report
+    from thoughtscope.report.probes import is_held_run, write_held_report
+
+    if is_held_run(run_dir):
+        return write_held_report(run_dir)
+    try:
+        return Path(write_report(run_dir))
+    except ReportInputError:
+        return None
 
 
 def demo_held(model: object, run_dir: Path, *, progress: bool) -> None:
