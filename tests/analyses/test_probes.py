@@ -186,3 +186,26 @@ def test_other_data_in_the_same_folder_is_refused(tiny_model: CodiModel, tmp_pat
     with pytest.raises(ProbeInputError, match="--out"):
         other = ProbeConfig(data="synthetic:test:seed=15:n=12", folds=2, batch_size=16)
         run_probes(tiny_model, other, tmp_path, progress=False)
+
+
+def test_soft_thinking_rows_with_fewer_thoughts_leave_later_cells_smaller(tmp_path: Path) -> None:
+    from tests.model.test_soft_thinking import tiny_soft_thinker
+
+    model = tiny_soft_thinker()
+    config = ProbeConfig(
+        data="synthetic:test:seed=14:n=30",
+        sites="latent",
+        targets="step_count",
+        folds=2,
+        min_problems=2,
+        batch_size=16,
+        n_boot=20,
+    )
+    result = run_probes(model, config, tmp_path, progress=False)
+    assert result.n_cells > 0
+    rows = [json.loads(line) for line in write_probe_statistics(tmp_path).read_text().splitlines()]
+    sizes = [r["n"] for r in sorted(rows, key=lambda r: int(r["position"]))]
+    assert len(sizes) == model.num_thoughts and sizes[0] == 30
+    assert sizes == sorted(sizes, reverse=True)  # a row that stopped is left out after
+    assert sizes[-1] < 30  # some rows stopped before the last position
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
