@@ -157,8 +157,10 @@ def _attention_parts(
             FigureBlock(
                 file,
                 "Mean attention mass (over problems, layers and heads) that each step puts on "
-                "<bot> and each earlier thought; rows: the step's input (a thought position, "
-                "eot, or answer token a). Per-head values with 95% intervals: attention.jsonl.",
+                "<bot>, each thought, the closing ids (eot) and the answer so far (answer; "
+                "the rest goes to the question); rows: the step's input (a thought "
+                "position, eot, or answer token a). Per-head values with 95% intervals: "
+                "attention.jsonl.",
                 "attention by step heatmap",
             )
         )
@@ -174,7 +176,8 @@ def _attention_parts(
                 FigureBlock(
                     file,
                     "Attention mass from the step whose input is the first answer token, per "
-                    "layer and head, on <bot> and each thought (mean over problems).",
+                    "layer and head, on <bot>, each thought, the closing ids and the answer so "
+                    "far (mean over problems).",
                     "attention per head heatmap",
                 )
             )
