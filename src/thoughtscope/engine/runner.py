@@ -325,11 +325,13 @@ class Runner:
                 + n_closing
                 + max(options.max_new_tokens, longest_target)
             )
-            # One row per problem, with room for the thoughts; think() fans out to the
-            # conditions, reserving room for everything after.
+            # One row per problem, with room for the thoughts and for the rows of every
+            # condition, so forks append rows without moving the others; think() fans
+            # out to the conditions, reserving room for everything after.
             thinking_room = prefix.mask.shape[1] + n_start + steps
             each = torch.arange(n_problems, device=device)
-            rows = latent.fan_out(prefix, each, numbering, thinking_room)
+            row_room = n_problems * n_cond if options.fork else 0
+            rows = latent.fan_out(prefix, each, numbering, thinking_room, row_room)
             thinking = latent.think(
                 model,
                 rows,
