@@ -7,7 +7,7 @@ import torch
 from transformers import DynamicCache
 
 from tests.conftest import tiny_codi
-from thoughtscope.engine.backend import append_rows, expand_rows, reserve_rows
+from thoughtscope.engine.backend import append_rows, expand_rows, reserve_rows, retire_order
 from thoughtscope.engine.batching import (
     CPU_MAX_ROWS,
     auto_batch_size,
@@ -150,3 +150,17 @@ def test_appending_rows_equals_expanding_a_copy_and_leaves_the_rows_in_place() -
     want = plain.layers[0].keys[torch.tensor([0, 1, 1])]  # type: ignore[index]
     append_rows(plain, torch.tensor([1]))
     assert torch.equal(plain.layers[0].keys, want)
+
+
+def test_retiring_rows_fills_their_places_from_the_end() -> None:
+    done = torch.tensor([True, False, False, True, False, True, False])
+    order = retire_order(done)
+    assert order.tolist() == [4, 1, 2, 6]  # rows 1 and 2 stay, 4 and 6 move up
+    torch.manual_seed(0)
+    prefix = DynamicCache()
+    prefix.update(torch.randn(7, 2, 3, 4), torch.randn(7, 2, 3, 4), 0)
+    reserved = expand_rows(prefix, torch.arange(7), capacity=5)
+    storage = reserved.layers[0]._keys  # type: ignore[union-attr]
+    reserved.batch_select_indices(order)
+    assert reserved.layers[0]._keys is storage  # type: ignore[union-attr]  # in place
+    assert torch.equal(reserved.layers[0].keys, prefix.layers[0].keys[order])  # type: ignore[index]

@@ -41,8 +41,15 @@ def test_branches_split_where_edits_first_differ() -> None:
     index = branches.split(4)  # only the second halves thought 4
     assert branches.members == [[0], [1], [2]]
     assert index is not None and index.tolist() == [2, 3]  # branch 2 copies branch 1
-    # At the end, one row per problem and condition, problem-major.
-    assert branches.per_condition().tolist() == [0, 2, 4, 1, 3, 5]
+    # At the end, one row per condition and problem, condition-major: branches made in
+    # the conditions' order are already there, so nothing moves.
+    assert branches.per_condition().tolist() == [0, 1, 2, 3, 4, 5]
+    # Conditions that never fork share a row, which the end copies.
+    same_edit = [CONDITIONS[1], BASELINE, Condition("again", {(block(1), 3): _zero})]
+    branches = Branches.start(same_edit, n_problems=2)
+    branches.split(3)
+    assert branches.members == [[0, 2], [1]]
+    assert branches.per_condition().tolist() == [0, 1, 2, 3, 0, 1]
 
 
 def test_edits_that_cannot_say_whether_they_are_equal_count_as_different() -> None:

@@ -146,9 +146,22 @@ class ReservedLayer(DynamicLayer):
         return out
 
     def batch_select_indices(self, indices: Tensor) -> None:
-        self._keys = self._gather(self._keys, self.keys, indices, len(indices))  # type: ignore[arg-type]
-        self._values = self._gather(self._values, self.values, indices, len(indices))  # type: ignore[arg-type]
-        self._rows = len(indices)
+        """Keeps the rows ``indices`` ``(kept,)``. In place when every row that moves
+        comes from at or beyond ``kept`` (e.g. finished rows' places filled from the
+        end, :func:`retire_order`): only the moved rows are copied; else into new
+        storage, copying the filled positions."""
+        kept = len(indices)
+        moved = (indices != torch.arange(kept, device=indices.device)).nonzero().flatten()
+        source = indices[moved]
+        if kept <= self._rows and bool((source >= kept).all()):
+            length = self._length
+            for storage in (self._keys, self._values):
+                filled = storage[:, :, :length]
+                filled.index_copy_(0, moved, filled.index_select(0, source))
+        else:
+            self._keys = self._gather(self._keys, self.keys, indices, kept)  # type: ignore[arg-type]
+            self._values = self._gather(self._values, self.values, indices, kept)  # type: ignore[arg-type]
+        self._rows = kept
         self._expose()
 
     def append_rows(self, source: Tensor) -> None:
@@ -185,7 +198,15 @@ def expand_rows(cache: Cache, index: Tensor, capacity: int = 0, row_capacity: in
 def reserve_rows(cache: Cache, index: Tensor, capacity: int) -> None:
     """In place: row ``i`` becomes row ``index[i]`` (``(rows,)``, may repeat rows), in
     storage with room for ``capacity`` positions. Layer by layer, so the old storage is
-    freed as the new one is made."""
+    freed as the new one is made. Nothing is copied when the cache already is so (every
+    layer reserved, with those rows in that order and room for ``capacity``)."""
+    if all(
+        isinstance(layer, ReservedLayer)
+        and layer._keys.shape[2] >= capacity
+        and layer.keys.shape[0] == len(index)  # type: ignore[union-attr]
+        for layer in cache.layers
+    ) and torch.equal(index, torch.arange(len(index), device=index.device)):
+        return
     for layer_idx, layer in enumerate(cache.layers):
         keys, values = _keys_values(layer)
         cache.layers[layer_idx] = ReservedLayer(keys, values, capacity, index=index)
@@ -207,6 +228,19 @@ def append_rows(cache: Cache, source: Tensor) -> None:
 def _keys_values(layer: Any) -> tuple[Tensor, Tensor]:
     """A cache layer's filled keys and values ``(rows, heads, length, head dim)``."""
     return layer.keys, layer.values
+
+
+def retire_order(done: Tensor) -> Tensor:
+    """The rows to keep when the rows ``done`` ``(rows,)`` (bool) retire, in an order
+    that lets a reserved cache keep them in place: every kept row among the first
+    ``kept`` stays where it is, and the places of finished rows there are filled with
+    the kept rows from beyond (their order changes). Returns ``(kept,)`` indices."""
+    alive = ~done
+    kept = int(alive.sum())
+    order = torch.arange(kept, device=done.device)
+    holes = done[:kept].nonzero().flatten()
+    order[holes] = alive[kept:].nonzero().flatten() + kept
+    return order
 
 
 def select_rows(cache: Cache, keep: Tensor) -> None:

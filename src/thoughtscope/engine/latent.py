@@ -241,13 +241,15 @@ class Branches:
         return self._rows(torch.tensor(parent))
 
     def per_condition(self) -> Tensor:
-        """Source rows ``(n_problems * n_conditions,)`` of one row per problem and
-        condition, problem-major, in the conditions' order."""
+        """Source rows ``(n_conditions * n_problems,)`` of one row per condition and
+        problem, condition-major (row ``c * n_problems + p``), in the conditions' order:
+        the rows as they are when every condition has its own branch and the branches
+        were made in the conditions' order (as for the ``prefix``, ``single`` and
+        ``suffix`` schedules), so that nothing moves."""
         branch_of = torch.zeros(len(self.conditions), dtype=torch.long)
         for b, branch in enumerate(self.members):
             branch_of[branch] = b
-        rows = branch_of[None, :] * self.n_problems + torch.arange(self.n_problems)[:, None]
-        return rows.flatten()
+        return self._rows(branch_of)
 
     def rows_of(self, branch: int, device: torch.device | None = None) -> Tensor:
         """The rows ``(n_problems,)`` of ``branch``, in problem order."""
@@ -405,10 +407,12 @@ def think(
 
     ``first`` ``(rows, 1, d)``: the start step already ran and produced this thought;
     only the thought steps run. With ``conditions``, ``rows`` holds one row per problem
-    and ends with one row per problem and condition (problem-major), in a cache with
-    room for ``capacity`` positions: with ``fork``, a problem's conditions share one row
-    while their edits agree and fork at the first position where they differ (same
-    results, fewer rows computed; ``rows`` then needs room for the thoughts only). Edits at the
+    and ends with one row per condition and problem (condition-major: row
+    ``c * problems + p``), in a cache with room for ``capacity`` positions: with ``fork``,
+    a problem's conditions share one row while their edits agree and fork at the first
+    position where they differ (same results, fewer rows computed; when ``rows``' cache
+    has room for every row and position, forks append rows in place and, for conditions
+    that fork in their own order, no row is copied at the end). Edits at the
     ``latent`` site change the thought before it enters; edits at blocks go through
     ``hooks`` (made when needed). Gradients flow when the caller enables them.
 
@@ -709,7 +713,8 @@ def decode(
             done = seen >= eos_count
         if bool(done.any()):
             n_tokens[alive[done]] = step
-            keep = (~done).nonzero().flatten()
+            # Finished rows' places are filled from the end: the cache moves few rows.
+            keep = backend.retire_order(done)
             if len(keep) == 0:
                 break
             alive = alive[keep]
