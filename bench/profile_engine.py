@@ -27,7 +27,15 @@ from typing import Any
 
 import torch
 
-from bench.throughput import build_model, parse_layers, prefix_plan, run_engine
+from bench.throughput import (
+    build_model,
+    counting_forward,
+    matmul_rate_at,
+    parse_layers,
+    prefix_plan,
+    recording_matmuls,
+    run_engine,
+)
 from thoughtscope.engine import latent
 from thoughtscope.model.codi import resolve_device, resolve_dtype
 from thoughtscope.problems import load_problems
@@ -149,6 +157,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     for label, seconds in sorted(parts.items(), key=lambda item: -item[1]):
         print(f"  {label:62s} {seconds / args.repeats:7.3f} s  {100 * seconds / total:5.1f}%")
+    # Attention in the single-token steps reads every row's keys and values: bound by
+    # memory traffic, not arithmetic. The floor that sets, at this machine's read rate.
+    with counting_forward(model) as counts, recording_matmuls(model) as shapes:
+        run()
+    big = torch.ones(64 * 2**20)  # 256 MiB, far beyond the caches
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        big.sum()
+        best = min(best, time.process_time() - started)
+    bandwidth = big.numel() * 4 / best
+    own = matmul_rate_at(shapes, device, dtype)
+    print(
+        f"linear layers and head: {counts['flops'] / 1e9:.2f} GFLOP (counted as the bench does)"
+        f", {counts['flops'] / own:.3f} s at their own shapes' rate ({own / 1e9:.1f} GFLOP/s)"
+    )
+    print(
+        f"attention reads {counts['kv_bytes'] / 1e9:.2f} GB of keys and values; at this "
+        f"machine's single-thread read rate ({bandwidth / 1e9:.1f} GB/s, summing 256 MiB) "
+        f"that takes at least {counts['kv_bytes'] / bandwidth:.3f} s"
+    )
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         run()
     print(
