@@ -52,6 +52,7 @@ from thoughtscope.analyses.interventions import (
     plan_conditions,
 )
 from thoughtscope.engine import backend
+from thoughtscope.engine.batching import keep_freed_memory
 from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, block
 from thoughtscope.model import CodiModel, byte_level_tokenizer, load_model, new_codi_model
@@ -529,12 +530,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="weights of random-* models")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let this process reuse freed memory (glibc; what the CLI does); "
+        "--no-keep-freed-memory hands it back to the system after each batch",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> tuple[float, float]:
     """Runs the benchmark and prints its report; returns (speedup, identical share)."""
     args = parse_args(argv)
+    args.kept = keep_freed_memory() if args.keep_freed_memory else False
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -562,6 +571,7 @@ def _run(args: argparse.Namespace) -> tuple[float, float]:
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"torch threads {torch.get_num_threads()}, load average "
             + " ".join(f"{x:.2f}" for x in os.getloadavg())
+            + f", freed memory kept for reuse: {'yes' if args.kept else 'no'}"
         )
     else:
         print(f"machine: {torch.cuda.get_device_name(device)}")

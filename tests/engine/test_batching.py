@@ -164,3 +164,15 @@ def test_retiring_rows_fills_their_places_from_the_end() -> None:
     reserved.batch_select_indices(order)
     assert reserved.layers[0]._keys is storage  # type: ignore[union-attr]  # in place
     assert torch.equal(reserved.layers[0].keys, prefix.layers[0].keys[order])  # type: ignore[index]
+
+
+def test_keeping_freed_memory_applies_on_linux_and_can_be_repeated() -> None:
+    import platform
+    import sys
+
+    from thoughtscope.engine.batching import keep_freed_memory
+
+    applied = keep_freed_memory()
+    assert keep_freed_memory() == applied
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert applied
