@@ -37,6 +37,7 @@ from bench.throughput import (
     run_engine,
 )
 from thoughtscope.engine import latent
+from thoughtscope.engine.batching import keep_freed_memory
 from thoughtscope.model.codi import resolve_device, resolve_dtype
 from thoughtscope.problems import load_problems
 
@@ -131,8 +132,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--ops", type=int, default=15, help="operators to list")
+    parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     device, dtype = resolve_device("cpu"), resolve_dtype("float32")
     model = build_model(args.model, device, dtype)
     problems = load_problems(f"synthetic:test:seed=0:n={args.problems}").problems
@@ -169,9 +173,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         best = min(best, time.process_time() - started)
     bandwidth = big.numel() * 4 / best
     own = matmul_rate_at(shapes, device, dtype)
+    linear = sum(2 * m * k * n * calls for (m, k, n), calls in shapes.items())
     print(
-        f"linear layers and head: {counts['flops'] / 1e9:.2f} GFLOP (counted as the bench does)"
-        f", {counts['flops'] / own:.3f} s at their own shapes' rate ({own / 1e9:.1f} GFLOP/s)"
+        f"counted work {counts['flops'] / 1e9:.2f} GFLOP; the linear layers' and head's "
+        f"products as run (left padding included) {linear / 1e9:.2f} GFLOP: "
+        f"{linear / own:.3f} s at their own shapes' rate "
+        f"({own / 1e9:.1f} GFLOP/s, each shape timed alone)"
     )
     print(
         f"attention reads {counts['kv_bytes'] / 1e9:.2f} GB of keys and values; at this "
