@@ -7,7 +7,13 @@ import torch
 from transformers import DynamicCache
 
 from tests.conftest import tiny_codi
-from thoughtscope.engine.backend import append_rows, expand_rows, reserve_rows, retire_order
+from thoughtscope.engine.backend import (
+    append_rows,
+    expand_rows,
+    reserve_rows,
+    retire_order,
+    select_rows,
+)
 from thoughtscope.engine.batching import (
     CPU_MAX_ROWS,
     auto_batch_size,
@@ -161,7 +167,7 @@ def test_retiring_rows_fills_their_places_from_the_end() -> None:
     prefix.update(torch.randn(7, 2, 3, 4), torch.randn(7, 2, 3, 4), 0)
     reserved = expand_rows(prefix, torch.arange(7), capacity=5)
     storage = reserved.layers[0]._keys  # type: ignore[union-attr]
-    reserved.batch_select_indices(order)
+    select_rows(reserved, order)  # as decoding retires rows
     assert reserved.layers[0]._keys is storage  # type: ignore[union-attr]  # in place
     assert torch.equal(reserved.layers[0].keys, prefix.layers[0].keys[order])  # type: ignore[index]
 

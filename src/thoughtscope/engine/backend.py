@@ -150,10 +150,13 @@ class ReservedLayer(DynamicLayer):
         comes from at or beyond ``kept`` (e.g. finished rows' places filled from the
         end, :func:`retire_order`): only the moved rows are copied; else into new
         storage, copying the filled positions."""
+        self.keep_rows(indices, _moves(indices, self._rows))
+
+    def keep_rows(self, indices: Tensor, moves: tuple[Tensor, Tensor] | None) -> None:
+        """:meth:`batch_select_indices` with ``moves`` (:func:`_moves`) worked out."""
         kept = len(indices)
-        moved = (indices != torch.arange(kept, device=indices.device)).nonzero().flatten()
-        source = indices[moved]
-        if kept <= self._rows and bool((source >= kept).all()):
+        if moves is not None:
+            moved, source = moves
             length = self._length
             for storage in (self._keys, self._values):
                 filled = storage[:, :, :length]
@@ -243,8 +246,29 @@ def retire_order(done: Tensor) -> Tensor:
     return order
 
 
+def _moves(indices: Tensor, rows: int) -> tuple[Tensor, Tensor] | None:
+    """For keeping rows ``indices`` ``(kept,)`` of ``rows``: the places that change and
+    the rows moved there, when every moved row comes from at or beyond ``kept`` (so the
+    rows can be kept in place without overwriting a row still to be read); else
+    ``None``. One host sync."""
+    kept = len(indices)
+    if kept > rows:
+        return None
+    moved = (indices != torch.arange(kept, device=indices.device)).nonzero().flatten()
+    source = indices[moved]
+    return (moved, source) if bool((source >= kept).all()) else None
+
+
 def select_rows(cache: Cache, keep: Tensor) -> None:
-    """Keeps only the rows at indices ``keep`` ``(rows,)``, in place."""
+    """Keeps only the rows at indices ``keep`` ``(rows,)``, in place (in the same storage
+    when the rows allow it: :func:`retire_order`)."""
+    layers = cache.layers
+    if layers and all(isinstance(layer, ReservedLayer) for layer in layers):
+        rows = _keys_values(layers[0])[0].shape[0]
+        moves = _moves(keep, rows)  # worked out once for every layer
+        for layer in layers:
+            layer.keep_rows(keep, moves)  # type: ignore[union-attr]
+        return
     cache.batch_select_indices(keep)
 
 
