@@ -52,6 +52,7 @@ from thoughtscope.analyses.interventions import (
     plan_conditions,
 )
 from thoughtscope.engine import backend
+from thoughtscope.engine.batching import keep_freed_memory
 from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, block
 from thoughtscope.model import CodiModel, byte_level_tokenizer, load_model, new_codi_model
@@ -258,15 +259,20 @@ def run_engine(
 
 @contextmanager
 def counting_forward(model: CodiModel) -> Iterator[dict[str, int]]:
-    """Counts the rows and row × token positions every decoder pass computes, and the
-    floating-point operations of the passes and of the LM head.
+    """Counts the rows and row × token positions every decoder pass computes (left
+    padding included, as ``padding``), the bytes of keys and values attention reads
+    (``kv_bytes``), and the floating-point operations the engine must do: of the passes
+    over real tokens and of the LM head.
 
-    FLOPs per pass: 2 × (weights of every linear layer in the blocks) per token, plus
-    attention's two matrix products, 4 × d × (attended positions) per token and block;
-    the head: 2 × d × V per row it is applied to. Norms, activations and softmax are left
-    out (a few percent at most), so the count errs low.
+    FLOPs per real (unpadded) token: 2 × (weights of every linear layer in the blocks),
+    plus attention's two matrix products, 4 × d per block and real position attended
+    (causally: a question's i-th token attends to i + 1 positions, not to the padded
+    width); the head: 2 × d × V per row it is applied to. Padding, masked-out positions
+    and finished rows are work the engine wastes, not work it must do, so they are not
+    counted. Norms, activations and softmax are left out (a few percent at most), so the
+    count errs low.
     """
-    counts = {"rows": 0, "tokens": 0, "flops": 0}
+    counts = {"rows": 0, "tokens": 0, "padding": 0, "flops": 0, "kv_bytes": 0}
     block_weights = sum(
         m.weight.numel()
         for block in model.blocks
@@ -274,6 +280,10 @@ def counting_forward(model: CodiModel) -> Iterator[dict[str, int]]:
         if isinstance(m, torch.nn.Linear)
     )
     d, n_blocks = model.d_model, model.num_layers
+    config = model.base_lm.config
+    heads = int(config.num_attention_heads)
+    kv_width = int(getattr(config, "num_key_value_heads", None) or heads) * (d // heads)
+    itemsize = torch.empty((), dtype=model.dtype).element_size()
 
     def count(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
         embeds = kwargs.get("inputs_embeds")
@@ -281,11 +291,20 @@ def counting_forward(model: CodiModel) -> Iterator[dict[str, int]]:
         shape = embeds.shape[:2] if embeds is not None else ids.shape[:2]
         rows, new = int(shape[0]), int(shape[1])
         mask = kwargs.get("attention_mask")
-        attended = int(mask.shape[-1]) if mask is not None else new
+        if mask is None:
+            mask = torch.ones((rows, new), dtype=torch.long)
+        # Per row: real positions before this pass, and real tokens in it (left padding
+        # keeps a row's real new tokens contiguous, each attending to all before it).
+        past = mask[:, :-new].sum(dim=1).long()
+        real = mask[:, -new:].sum(dim=1).long()
+        attended = int((real * past + real * (real + 1) // 2).sum())
         counts["rows"] += rows
         counts["tokens"] += rows * new
-        counts["flops"] += 2 * block_weights * rows * new
-        counts["flops"] += 4 * d * attended * rows * new * n_blocks
+        counts["padding"] += rows * new - int(real.sum())
+        counts["flops"] += 2 * block_weights * int(real.sum())
+        counts["flops"] += 4 * d * attended * n_blocks
+        # Keys and values attention reads: every row's cache, padding included.
+        counts["kv_bytes"] += 2 * kv_width * itemsize * n_blocks * rows * int(mask.shape[-1])
 
     def count_head(module: Any, args: Any) -> None:
         hidden = args[0]
@@ -322,6 +341,55 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 1024) -> f
             torch.cuda.synchronize(device)
         best = min(best, (clock() - start) / 4)
     return 2.0 * size**3 / best
+
+
+@contextmanager
+def recording_matmuls(model: CodiModel) -> Iterator[dict[tuple[int, int, int], int]]:
+    """Records the shape ``(M, K, N)`` of every linear layer's product in the blocks and
+    the LM head (``M`` = rows × positions, ``K`` inputs, ``N`` outputs), with how often
+    each shape ran."""
+    shapes: dict[tuple[int, int, int], int] = {}
+
+    def record(module: Any, args: Any) -> None:
+        x = args[0]
+        key = (x.numel() // x.shape[-1], int(module.in_features), int(module.out_features))
+        shapes[key] = shapes.get(key, 0) + 1
+
+    linears = [m for m in model.blocks.modules() if isinstance(m, torch.nn.Linear)]
+    handles = [m.register_forward_pre_hook(record) for m in [*linears, model.head]]
+    try:
+        yield shapes
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def matmul_rate_at(
+    shapes: dict[tuple[int, int, int], int], device: torch.device, dtype: torch.dtype
+) -> float:
+    """FLOP/s of the products ``shapes`` (as :func:`recording_matmuls` gives them), each
+    timed alone as ``x @ w.T`` the way :func:`matmul_peak` times its product (best of
+    several, CPU time on the CPU), weighted by how often each ran: the best the engine's
+    linear layers could do at these sizes on this machine, with nothing else running."""
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
+    flops = seconds = 0.0
+    for (m, k, n), calls in shapes.items():
+        x = torch.randn(m, k, device=device).to(dtype)
+        w = torch.randn(n, k, device=device).to(dtype)
+        repeats = max(1, min(20, int(2e7 // max(1, 2 * m * k * n))))
+        best = float("inf")
+        for _ in range(5):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = clock()
+            for _ in range(repeats):
+                torch.nn.functional.linear(x, w)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = min(best, (clock() - start) / repeats)
+        flops += 2.0 * m * k * n * calls
+        seconds += best * calls
+    return flops / max(seconds, 1e-12)
 
 
 # ---------------------------------------------------------------------------- memory
@@ -462,12 +530,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="weights of random-* models")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let this process reuse freed memory (glibc; what the CLI does); "
+        "--no-keep-freed-memory hands it back to the system after each batch",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> tuple[float, float]:
     """Runs the benchmark and prints its report; returns (speedup, identical share)."""
     args = parse_args(argv)
+    args.kept = keep_freed_memory() if args.keep_freed_memory else False
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -495,6 +571,7 @@ def _run(args: argparse.Namespace) -> tuple[float, float]:
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"torch threads {torch.get_num_threads()}, load average "
             + " ".join(f"{x:.2f}" for x in os.getloadavg())
+            + f", freed memory kept for reuse: {'yes' if args.kept else 'no'}"
         )
     else:
         print(f"machine: {torch.cuda.get_device_name(device)}")
@@ -519,7 +596,7 @@ def _run(args: argparse.Namespace) -> tuple[float, float]:
             f"(CPU {phase.cpu_seconds:.2f} s)  peak memory +{_mib(phase.peak_bytes)}"
         )
     # What forking saves: the same run with and without it, counted (not timed).
-    with counting_forward(model) as forked:
+    with counting_forward(model) as forked, recording_matmuls(model) as shapes:
         forked_answers = run_engine(model, problems, plan, args.max_new_tokens, batch_size)
     with counting_forward(model) as unforked:
         unforked_answers = run_engine(
@@ -531,7 +608,8 @@ def _run(args: argparse.Namespace) -> tuple[float, float]:
         f"engine forward passes: {forked['rows']} rows, {forked['tokens']} row-tokens computed "
         f"with forking; {unforked['rows']} rows, {unforked['tokens']} row-tokens without; saved "
         f"{saved_rows} rows, {saved_tokens} row-tokens "
-        f"({100 * saved_tokens / max(1, unforked['tokens']):.1f}%); forking changes "
+        f"({100 * saved_tokens / max(1, unforked['tokens']):.1f}%; {forked['padding']} of the "
+        f"forked run's row-tokens are left padding); forking changes "
         f"{sum(forked_answers[k] != unforked_answers[k] for k in unforked_answers)} answers"
     )
 
@@ -563,6 +641,13 @@ def _run(args: argparse.Namespace) -> tuple[float, float]:
     peak = matmul_peak(device, dtype)
     seconds = engine.cpu_seconds if device.type == "cpu" else engine.seconds
     achieved = forked["flops"] / max(seconds, 1e-9)
+    own = matmul_rate_at(shapes, device, dtype)
+    print(
+        f"second yardstick, the model's own shapes: its linear layers' products "
+        f"({len(shapes)} shapes, e.g. {max(shapes, key=shapes.__getitem__)} as (M, K, N)), "
+        f"each timed alone, run at {own / 1e9:.2f} GFLOP/s = {100 * own / peak:.1f}% of the "
+        f"1024x1024 peak; the engine reached {100 * achieved / own:.1f}% of that"
+    )
     print(
         f"engine {achieved / 1e9:.2f} GFLOP/s, {100 * achieved / peak:.1f}% of the measured "
         f"matmul peak ({peak / 1e9:.2f} GFLOP/s: 1024x1024 {str(dtype).removeprefix('torch.')} "

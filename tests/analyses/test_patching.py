@@ -88,13 +88,16 @@ def test_self_patching_is_bit_identical_for_every_family_and_pair_rule(
             assert row.gold_logprob_change == 0.0 and row.logit_diff_change == 0.0
 
 
-@pytest.mark.parametrize("pairs", ["same-value:1", "random"])
-def test_the_issue_runs_self_patch_bit_for_bit(pairs: str, tmp_path: Path) -> None:
-    # Recorded and replayed states left one row of each of these runs off by 2.4e-7 and
-    # 9.5e-7 (the last row of a batch rounds differently on a CPU).
+@pytest.mark.parametrize(
+    ("seed", "pairs"), [(12, "random"), (11, "same-value:1"), (13, "different-value:1")]
+)
+def test_the_issue_runs_self_patch_bit_for_bit(seed: int, pairs: str, tmp_path: Path) -> None:
+    # Recorded and replayed states (the two-pass version), and in-flight patching without
+    # the ballast row, left 1 or 2 self-patched rows of each of these runs off by 2e-7 to
+    # 2e-6: the last row of a batch rounds differently on a CPU.
     model = load_model("toy")
-    patching = PatchConfig(data="synthetic:test:seed=13:n=60", pairs=pairs, sites="latent+block:2")
-    result = run_patching(model, patching, tmp_path)
+    data = f"synthetic:test:seed={seed}:n=60"
+    result = run_patching(model, PatchConfig(data, pairs=pairs, sites="latent+block:2"), tmp_path)
     assert result.self_patch_rows >= 160
     assert result.self_patch_identical == result.self_patch_rows
     checks = read_manifest(tmp_path)["checks"]
@@ -207,7 +210,7 @@ def test_a_rerun_resumes_and_another_configuration_is_refused(
     again = run_patching(tiny_model, config(pairs="random"), tmp_path)
     assert first.n_rows > 0 and again.n_rows == 0 and again.n_skipped == first.n_rows
     assert read_manifest(tmp_path)["checks"]["self_patch_rows"] == first.self_patch_rows
-    with pytest.raises(PatchInputError, match=r"--out .* holds a different run"):
+    with pytest.raises(PatchInputError, match=r"--out .* holds a run with a different config"):
         run_patching(tiny_model, config(pairs="self"), tmp_path)
 
 

@@ -22,6 +22,14 @@ def test_probe_writes_probes_and_lens(tiny_model_dir: Path, tmp_path: Path) -> N
     rows = [json.loads(x) for x in (out / "probes.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and {r["target"] for r in rows} == {"step_count"}
     assert (out / "lens.jsonl").is_file()
+    # A probe-only folder gets its own report at the end, and `report` redraws it.
+    assert "report:" in result.output
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "What the thoughts hold" in html and "probe-selectivity-step_count" in html
+    (out / "report.html").unlink()
+    redrawn = CliRunner().invoke(app, ["report", str(out)])
+    assert redrawn.exit_code == 0, redrawn.output
+    assert (out / "report.html").is_file()
 
 
 def test_probe_refuses_bad_targets_in_one_line(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -39,3 +47,5 @@ def test_attention_writes_masses_and_means(tiny_model_dir: Path, tmp_path: Path)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "attention.safetensors").is_file() and (out / "attention.jsonl").is_file()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "What the thoughts hold" in html and "attention by step heatmap" in html

@@ -13,10 +13,12 @@ from thoughtscope.analyses.probes import (
     HIDDEN_DIR,
     ProbeConfig,
     ProbeInputError,
+    control_labels,
     fit_cell,
     number_tokens,
     readable_token,
     run_probes,
+    surface_type,
     target_names,
 )
 from thoughtscope.model import CodiModel, byte_level_tokenizer
@@ -36,7 +38,8 @@ def test_a_planted_linear_signal_is_found_and_beats_its_control() -> None:
     assert cell.kind == "classification" and cell.classes == 10
     assert cell.correct.mean() > 0.9
     assert cell.majority.mean() < 0.2
-    assert cell.correct.mean() - cell.control.mean() > 0.3  # selective
+    assert cell.control.mean() < cell.majority.mean() + 0.08  # the control holds nothing
+    assert cell.correct.mean() - cell.control.mean() > 0.7  # selective
 
 
 def test_noise_holds_nothing_probe_and_control_near_majority() -> None:
@@ -44,8 +47,48 @@ def test_noise_holds_nothing_probe_and_control_near_majority() -> None:
     y = _values(300, rng)
     x = rng.normal(size=(300, 8))
     cell = fit_cell(x, y, folds=5, target="noise")
-    assert abs(cell.correct.mean() - cell.majority.mean()) < 0.08
-    assert abs(cell.control.mean() - cell.control_majority.mean()) < 0.08
+    majority = cell.majority.mean()
+    assert abs(cell.correct.mean() - majority) < 0.08
+    assert abs(cell.control.mean() - majority) < 0.08
+    assert abs(cell.correct.mean() - cell.control.mean()) < 0.1  # selectivity near 0
+
+
+def test_the_control_task_catches_a_probe_that_memorises_surfaces() -> None:
+    # 40 surfaces, each seen by 6 problems; the states carry the surface, not the value.
+    rng = np.random.default_rng(3)
+    surfaces = np.repeat(np.arange(40), 6)
+    y = _values(240, rng)
+    codes = rng.normal(size=(40, 40))
+    x = codes[surfaces] + 0.05 * rng.normal(size=(240, 40))
+    cell = fit_cell(x, y, types=surfaces.tolist(), folds=5, c=100.0, target="memorised")
+    assert cell.control.mean() > cell.majority.mean() + 0.5  # memorised across folds
+    assert abs(cell.correct.mean() - cell.majority.mean()) < 0.1  # y is not in the states
+    assert cell.correct.mean() - cell.control.mean() < -0.4  # selectivity exposes it
+
+
+def test_control_labels_are_a_fixed_function_of_the_surface_with_the_real_distribution() -> None:
+    y = np.array([1.0] * 300 + [2.0] * 100 + [7.0] * 600)
+    types = [(str(i),) for i in range(1000)]
+    labels = control_labels(types, y, 0, "final_answer")
+    assert set(np.unique(labels)) <= {1.0, 2.0, 7.0}
+    shares = [float(np.mean(labels == v)) for v in (1.0, 2.0, 7.0)]
+    assert shares == pytest.approx([0.3, 0.1, 0.6], abs=0.05)
+    # Same type → same label, whatever the other problems or their order.
+    again = control_labels(types[::-1], y[::-1], 0, "final_answer")
+    assert np.array_equal(again[::-1], labels)
+    shared = control_labels([("3", "4")] * 5, np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 0, "t")
+    assert len(set(shared.tolist())) == 1
+    # Another seed or target draws other labels.
+    assert not np.array_equal(control_labels(types, y, 1, "final_answer"), labels)
+    assert not np.array_equal(control_labels(types, y, 0, "step_count"), labels)
+
+
+def test_a_problem_surface_is_the_numbers_of_its_question() -> None:
+    assert surface_type("Tom has 1,200 apples and eats 3.5 of them, then 7.") == (
+        "1200",
+        "3.5",
+        "7",
+    )
 
 
 def test_many_values_are_regressed_and_a_linear_value_is_read() -> None:
@@ -143,3 +186,26 @@ def test_other_data_in_the_same_folder_is_refused(tiny_model: CodiModel, tmp_pat
     with pytest.raises(ProbeInputError, match="--out"):
         other = ProbeConfig(data="synthetic:test:seed=15:n=12", folds=2, batch_size=16)
         run_probes(tiny_model, other, tmp_path, progress=False)
+
+
+def test_soft_thinking_rows_with_fewer_thoughts_leave_later_cells_smaller(tmp_path: Path) -> None:
+    from tests.model.test_soft_thinking import tiny_soft_thinker
+
+    model = tiny_soft_thinker()
+    config = ProbeConfig(
+        data="synthetic:test:seed=14:n=30",
+        sites="latent",
+        targets="step_count",
+        folds=2,
+        min_problems=2,
+        batch_size=16,
+        n_boot=20,
+    )
+    result = run_probes(model, config, tmp_path, progress=False)
+    assert result.n_cells > 0
+    rows = [json.loads(line) for line in write_probe_statistics(tmp_path).read_text().splitlines()]
+    sizes = [r["n"] for r in sorted(rows, key=lambda r: int(r["position"]))]
+    assert len(sizes) == model.num_thoughts and sizes[0] == 30
+    assert sizes == sorted(sizes, reverse=True)  # a row that stopped is left out after
+    assert sizes[-1] < 30  # some rows stopped before the last position
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)

@@ -19,6 +19,7 @@ def test_the_benchmark_runs_and_both_paths_give_identical_answers(
     assert speedup > 0
     assert lines[-1] == f"speedup {speedup:.1f}x, identical answers 100.0%"
     assert re.match(r"engine \d+\.\d+ GFLOP/s, \d+\.\d% of the measured matmul peak", lines[-2])
+    assert lines[-3].startswith("second yardstick, the model's own shapes:")
 
 
 def test_forking_saves_rows_and_changes_no_answer(capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,3 +66,27 @@ def test_all_layers_mode_reports_the_cost_per_condition(
     assert identical == 100.0
     assert "engine cost per condition: 1 layer (7 conditions)" in out
     assert "4 layers (25 conditions)" in out
+
+
+def test_the_flop_count_is_the_same_batched_or_one_at_a_time() -> None:
+    """Left padding is work the engine wastes, not work it must do: a batch of two
+    questions of different lengths counts exactly what the two count alone."""
+    import torch
+    from bench.throughput import build_model, counting_forward, prefix_plan, run_engine
+
+    from thoughtscope.problems import load_problems
+
+    model = build_model("random-toy-size", torch.device("cpu"), torch.float32)
+    problems = load_problems("synthetic:test:seed=0:n=12").problems
+    short = min(problems, key=lambda p: len(p.question))
+    long = max(problems, key=lambda p: len(p.question))
+    assert len(short.question) < len(long.question)
+    plan = prefix_plan([2], model.config.num_latent, [short, long])
+    counts = []
+    for group in ([short, long], [short], [long]):
+        with counting_forward(model) as counted:
+            run_engine(model, group, plan, max_new_tokens=4, batch_size=64)
+        counts.append(counted)
+    together, alone = counts[0], counts[1:]
+    assert together["padding"] > 0 and alone[0]["padding"] == alone[1]["padding"] == 0
+    assert together["flops"] == alone[0]["flops"] + alone[1]["flops"]

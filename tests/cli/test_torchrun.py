@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.analyses.test_cli import _close
-from tests.results.helpers import environment
+from tests.results.helpers import torchrun_thoughtscope
 from thoughtscope.analyses.importance import ImportanceConfig, run_importance
 from thoughtscope.cli import app
 from thoughtscope.model import load_model
@@ -39,10 +37,8 @@ def test_two_ranks_write_exactly_the_rows_of_one_process(tmp_path: Path) -> None
     expected = rows(reference / "results.jsonl")
 
     sharded = tmp_path / "two"
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    launch += ["--nproc-per-node", "2", "-m", "thoughtscope", "importance", "--model", "toy"]
-    launch += ["--data", DATA, *OPTIONS, "--threads", "1", "--no-progress", "--out", str(sharded)]
-    done = subprocess.run(launch, env=environment(), capture_output=True, text=True, timeout=300)
+    args = ["importance", "--model", "toy", "--data", DATA, *OPTIONS]
+    done = torchrun_thoughtscope([*args, "--threads", "1", "--no-progress", "--out", str(sharded)])
     assert done.returncode == 0, done.stderr[-3000:]
 
     results = sharded / "results.jsonl"
@@ -76,9 +72,7 @@ def test_two_ranks_answer_exactly_as_one_process(tmp_path: Path) -> None:
     assert CliRunner().invoke(app, [*args, "--out", str(reference)]).exit_code == 0
 
     out = tmp_path / "two.jsonl"
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    launch += ["--nproc-per-node", "2", "-m", "thoughtscope", *args, "--out", str(out)]
-    done = subprocess.run(launch, env=environment(), capture_output=True, text=True, timeout=300)
+    done = torchrun_thoughtscope([*args, "--out", str(out)])
     assert done.returncode == 0, done.stderr[-3000:]
     assert out.read_text() == reference.read_text()
     assert shard_files(out) == [out] and not lock_path(out).exists()

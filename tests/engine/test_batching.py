@@ -7,7 +7,13 @@ import torch
 from transformers import DynamicCache
 
 from tests.conftest import tiny_codi
-from thoughtscope.engine.backend import expand_rows, reserve_rows
+from thoughtscope.engine.backend import (
+    append_rows,
+    expand_rows,
+    reserve_rows,
+    retire_order,
+    select_rows,
+)
 from thoughtscope.engine.batching import (
     CPU_MAX_ROWS,
     auto_batch_size,
@@ -123,3 +129,56 @@ def test_reserving_rows_in_place_equals_expanding_a_copy() -> None:
     k, v = torch.randn(5, 2, 1, 4), torch.randn(5, 2, 1, 4)
     assert torch.equal(copy.update(k, v, 0)[0], in_place.update(k, v, 0)[0])
     assert in_place.get_seq_length() == 6
+
+
+def test_appending_rows_equals_expanding_a_copy_and_leaves_the_rows_in_place() -> None:
+    torch.manual_seed(0)
+    prefix = DynamicCache()
+    for layer in range(2):
+        prefix.update(torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4), layer)
+    # Room for 4 rows: the first fork fits, the second grows the storage.
+    forked = expand_rows(prefix, torch.arange(3), capacity=8, row_capacity=4)
+    storage = forked.layers[0]._keys  # type: ignore[union-attr]
+    append_rows(forked, torch.tensor([2]))
+    assert forked.layers[0]._keys is storage  # type: ignore[union-attr]  # nothing moved
+    append_rows(forked, torch.tensor([0, 3]))
+    copy = expand_rows(prefix, torch.tensor([0, 1, 2, 2, 0, 2]), capacity=8)
+    for a, b in zip(copy.layers, forked.layers, strict=True):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    k, v = torch.randn(6, 2, 1, 4), torch.randn(6, 2, 1, 4)
+    assert torch.equal(copy.update(k, v, 0)[0], forked.update(k, v, 0)[0])
+    forked.batch_select_indices(torch.tensor([5, 1]))  # keeps the filled positions only
+    copy.batch_select_indices(torch.tensor([5, 1]))
+    assert torch.equal(copy.layers[0].keys, forked.layers[0].keys)
+    assert forked.get_seq_length() == 6
+    plain = DynamicCache()  # a growing cache appends by copying
+    plain.update(torch.randn(2, 2, 3, 4), torch.randn(2, 2, 3, 4), 0)
+    want = plain.layers[0].keys[torch.tensor([0, 1, 1])]  # type: ignore[index]
+    append_rows(plain, torch.tensor([1]))
+    assert torch.equal(plain.layers[0].keys, want)
+
+
+def test_retiring_rows_fills_their_places_from_the_end() -> None:
+    done = torch.tensor([True, False, False, True, False, True, False])
+    order = retire_order(done)
+    assert order.tolist() == [4, 1, 2, 6]  # rows 1 and 2 stay, 4 and 6 move up
+    torch.manual_seed(0)
+    prefix = DynamicCache()
+    prefix.update(torch.randn(7, 2, 3, 4), torch.randn(7, 2, 3, 4), 0)
+    reserved = expand_rows(prefix, torch.arange(7), capacity=5)
+    storage = reserved.layers[0]._keys  # type: ignore[union-attr]
+    select_rows(reserved, order)  # as decoding retires rows
+    assert reserved.layers[0]._keys is storage  # type: ignore[union-attr]  # in place
+    assert torch.equal(reserved.layers[0].keys, prefix.layers[0].keys[order])  # type: ignore[index]
+
+
+def test_keeping_freed_memory_applies_on_linux_and_can_be_repeated() -> None:
+    import platform
+    import sys
+
+    from thoughtscope.engine.batching import keep_freed_memory
+
+    applied = keep_freed_memory()
+    assert keep_freed_memory() == applied
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert applied

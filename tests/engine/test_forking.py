@@ -33,13 +33,23 @@ CONDITIONS = [
 def test_branches_split_where_edits_first_differ() -> None:
     branches = Branches.start(CONDITIONS[:3], n_problems=2)
     assert branches.split(0) is None  # nobody edits thought 0: one row per problem
+    # Rows are branch-major (row = branch * problems + problem); a fork appends the new
+    # branch's rows, copied from its parent's, after the rows already there.
     index = branches.split(3)  # both ablations make the same edit (_zero) at thought 3
     assert branches.members == [[0], [1, 2]]
-    assert index is not None and index.tolist() == [0, 0, 1, 1]  # problem-major rows
+    assert index is not None and index.tolist() == [0, 1]  # branch 1 copies branch 0
     index = branches.split(4)  # only the second halves thought 4
     assert branches.members == [[0], [1], [2]]
-    assert index is not None and index.tolist() == [0, 1, 1, 2, 3, 3]
+    assert index is not None and index.tolist() == [2, 3]  # branch 2 copies branch 1
+    # At the end, one row per condition and problem, condition-major: branches made in
+    # the conditions' order are already there, so nothing moves.
     assert branches.per_condition().tolist() == [0, 1, 2, 3, 4, 5]
+    # Conditions that never fork share a row, which the end copies.
+    same_edit = [CONDITIONS[1], BASELINE, Condition("again", {(block(1), 3): _zero})]
+    branches = Branches.start(same_edit, n_problems=2)
+    branches.split(3)
+    assert branches.members == [[0, 2], [1]]
+    assert branches.per_condition().tolist() == [0, 1, 2, 3, 0, 1]
 
 
 def test_edits_that_cannot_say_whether_they_are_equal_count_as_different() -> None:

@@ -67,3 +67,32 @@ def test_section_shows_heatmaps_attention_and_the_join(tmp_path: Path) -> None:
 def test_no_section_without_probe_files(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run")
     assert "What the thoughts hold" not in Path(write_report(run)).read_text(encoding="utf-8")
+
+
+def test_a_folder_with_only_probes_lens_and_attention_gets_its_report(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from thoughtscope.cli import app
+
+    run = tmp_path / "held"
+    run.mkdir()
+    _held(run)
+    (run / "manifest.json").write_text(json.dumps({"probes": {"model": {"name": "toy"}}}))
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert "What the thoughts hold" in html and "Run manifest" in html and "toy" in html
+    figures = {p.name for p in (run / "figures").glob("*.png")}
+    assert {"probe-selectivity-final_answer.png", "lens-final_answer.png"} <= figures
+    assert "attention-by-step.png" in figures
+    # No importance results: no importance join.
+    assert "how much it matters, what it holds, who reads it" not in html
+
+
+def test_an_empty_folder_is_still_refused_by_report(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from thoughtscope.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code != 0 and not (tmp_path / "report.html").exists()

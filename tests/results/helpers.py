@@ -59,3 +59,15 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.01)
+
+
+def torchrun_thoughtscope(
+    args: list[str], ranks: int = 2, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node RANKS -m thoughtscope ARGS``, waited for
+    (CPU ranks join with gloo)."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launch += ["--nproc-per-node", str(ranks), "-m", "thoughtscope", *args]
+    return subprocess.run(
+        launch, env=environment(), capture_output=True, text=True, timeout=timeout
+    )

@@ -1,28 +1,41 @@
 """Attention to thoughts: which layers and heads read which continuous thought.
 
 For the baseline run, per layer and head, the attention that each step's query puts on
-the question, ``<bot>`` and each thought. Queries: the ``bot`` step, each thought
-position ``0…N-1`` (whose input is thought k), ``eot``, and the steps whose inputs are
-the first answer tokens (``answer:0``, …; kept while no row of the batch has finished).
-Sources: ``question`` (every prompt token, summed), ``bot`` and
-``thought:k`` (the key of the step whose input is thought k). A query sees only sources
-before it; the rest of its row (later positions, the closing ids) is not reported, so a
-row's reported masses can sum to less than 1.
+each part of its row. Queries: the ``bot`` step (the last start id), each thought
+position ``0…N-1`` (the step whose input is thought k), ``eot`` (the first closing id)
+and ``answer:a`` (the step whose input is answer token a). Sources: ``question`` (every
+prompt token, summed), ``bot`` (the start ids), ``thought:k`` (the key of the step whose
+input is thought k), ``eot`` (the closing ids) and ``answer`` (the answer tokens up to
+and including the query's own). Every non-padding key belongs to exactly one source, so
+each existing query's masses sum to 1 (tested); a query sees nothing after it, so its
+mass on a later source is 0.
 
-It runs through the same batched engine (:class:`~thoughtscope.engine.runner.Runner`)
-with the model switched to eager attention for the call (the only implementation that
-returns the weights) and a forward hook on each block's attention module; nothing in
-the engine changes. Left padding is masked by the engine's attention mask, so padded
-keys get weight 0 (tested), and every query row sums to 1 over all keys (tested).
+**How it is read: replay.** First the engine runs the baseline (the same batched
+:class:`~thoughtscope.engine.runner.Runner` as every analysis, with its usual attention
+implementation), giving per problem its own thoughts (the vectors fed back) and answer
+tokens. Then, with eager attention switched on for the call (the only implementation
+that returns the weights) and a forward hook on each block's attention module, one
+teacher-forced pass runs over exactly what the engine fed each row: prompt, start ids,
+its thoughts, closing ids, its first answer tokens, left-padded into one batch. Causal
+attention at a step depends only on the inputs up to it, so the replay's weights are
+those of the run (a test checks its block outputs against the engine's recorded states
+for CODI, Coconut and soft thinking). Because each row is laid out on its own, it works
+for every family: rows with their own number of thoughts (soft thinking stops rows at
+different steps; a row that thought 3 times has no ``thought:3`` and no query ``3``: NaN
+there) and rows whose answers end at different tokens (a shorter answer has NaN for the
+missing ``answer:a``). Left padding gets weight 0 (tested).
 
 Records: ``RUN/attention.safetensors`` holds ``mass``: ``(problems, layers, heads,
-queries, sources)`` float32 and the problem ids; statistics
-(:mod:`thoughtscope.statistics.attention`) give means with bootstrap intervals.
+queries, sources)`` float32 and, in its metadata, the problem ids, query and source
+names; the settings go to the ``attention`` section of ``RUN/manifest.json``.
+Statistics (:mod:`thoughtscope.statistics.attention`) give means with bootstrap
+intervals.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,23 +45,31 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
+from thoughtscope.engine import backend
+from thoughtscope.engine.latent import forward
+from thoughtscope.engine.runner import BASELINE, Generation, Runner, RunOptions
 from thoughtscope.files import save_tensors
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.sources import load_problems
+from thoughtscope.results.store import MANIFEST_FILE
 
 __all__ = [
     "ATTENTION_FILE",
-    "AttentionCapture",
     "AttentionResult",
+    "Layout",
     "attention_modules",
     "eager_attention",
+    "lay_out",
+    "query_names",
     "record_attention",
+    "replay",
     "run_attention",
+    "source_names",
 ]
 
 ATTENTION_FILE = "attention.safetensors"
+FORMAT = "thoughtscope-attention"
 
 
 def attention_modules(model: ThoughtModel) -> list[nn.Module]:
@@ -79,42 +100,8 @@ def eager_attention(model: ThoughtModel) -> Iterator[None]:
         config._attn_implementation = before
 
 
-@dataclass
-class AttentionCapture:
-    """Per forward call, per layer, the attention weights ``(rows, heads, q, keys)``."""
-
-    calls: list[list[Tensor]]
-
-    @contextmanager
-    def installed(self, model: ThoughtModel) -> Iterator[AttentionCapture]:
-        """Hooks every block's attention module while the block runs."""
-        modules = attention_modules(model)
-        n_layers = len(modules)
-        current: list[Tensor] = []
-
-        def hook(layer: int) -> Any:
-            def grab(_module: Any, _inputs: Any, output: Any) -> None:
-                nonlocal current
-                weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
-                if weights is None:
-                    raise RuntimeError("the attention module returned no weights (not eager?)")
-                if layer == 0:
-                    current = []
-                current.append(weights.detach().float().cpu())
-                if layer == n_layers - 1:
-                    self.calls.append(current)
-
-            return grab
-
-        handles = [m.register_forward_hook(hook(i)) for i, m in enumerate(modules)]
-        try:
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-
-
-def _queries(num_thoughts: int, answer_tokens: int) -> list[str]:
+def query_names(num_thoughts: int, answer_tokens: int) -> list[str]:
+    """``[bot, 0…N-1, eot, answer:0…]``."""
     return [
         "bot",
         *map(str, range(num_thoughts)),
@@ -123,8 +110,103 @@ def _queries(num_thoughts: int, answer_tokens: int) -> list[str]:
     ]
 
 
-def _sources(num_thoughts: int) -> list[str]:
-    return ["question", "bot", *(f"thought:{k}" for k in range(num_thoughts))]
+def source_names(num_thoughts: int) -> list[str]:
+    """``[question, bot, thought:0…N-1, eot, answer]``."""
+    return ["question", "bot", *(f"thought:{k}" for k in range(num_thoughts)), "eot", "answer"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The baseline run's inputs as one left-padded sequence per problem.
+
+    Attributes:
+        embeds: ``(rows, length, d)`` input embeddings (zeros at padding).
+        mask: ``(rows, length)`` 1 for real inputs, 0 for left padding.
+        query_at: ``(rows, queries)`` column of each query step, -1 where the row has
+            no such step (fewer thoughts, a shorter answer).
+        source_of: ``(rows, length)`` index of the source each column belongs to, -1
+            at padding.
+        present: ``(rows, sources)`` whether the row has the source at all.
+        positions: Per row, the column of each recorded position ``[bot, 0…n-1, eot]``
+            (as the engine's ``Generation.hidden``).
+    """
+
+    embeds: Tensor
+    mask: Tensor
+    query_at: Tensor
+    source_of: Tensor
+    present: Tensor
+    positions: list[list[int]]
+
+
+def lay_out(
+    model: ThoughtModel,
+    questions: Sequence[str],
+    generations: Sequence[Generation],
+    answer_tokens: int,
+) -> Layout:
+    """Lays out what the engine fed each row (prompt, start ids, the row's thoughts,
+    closing ids, its first ``answer_tokens`` answer tokens) for one replay pass."""
+    family = model.family
+    start, closing = family.start_ids(), family.closing_ids()
+    n_thoughts = model.num_thoughts
+    n_queries = len(query_names(n_thoughts, answer_tokens))
+    n_sources = len(source_names(n_thoughts))
+    eot_source, answer_source = 2 + n_thoughts, 3 + n_thoughts
+    device, dtype = model.device, model.dtype
+    rows: list[tuple[Tensor, list[int], list[int], list[int]]] = []
+    for question, generation in zip(questions, generations, strict=True):
+        prompt = model.question_ids(question)
+        answers = generation.answer_ids[:answer_tokens]
+        thoughts = generation.thoughts.to(device=device, dtype=dtype)
+        n = thoughts.shape[0]
+        before = model.embed(torch.tensor(prompt + start, device=device))
+        after = model.embed(torch.tensor(closing + answers, device=device, dtype=torch.long))
+        embeds = torch.cat([before, thoughts, after])
+        labels = (
+            [0] * len(prompt)
+            + [1] * len(start)
+            + [2 + k for k in range(n)]
+            + [eot_source] * len(closing)
+            + [answer_source] * len(answers)
+        )
+        first_thought = len(prompt) + len(start)
+        closing_at = first_thought + n
+        queries = [first_thought - 1, *(first_thought + k for k in range(n))]
+        queries += [-1] * (n_thoughts - n) + [closing_at]
+        queries += [closing_at + len(closing) + a for a in range(len(answers))]
+        queries += [-1] * (n_queries - len(queries))
+        rows.append((embeds, labels, queries, [first_thought - 1, *queries[1 : 1 + n], closing_at]))
+    width = max(len(labels) for _, labels, _, _ in rows)
+    d = model.d_model
+    embeds = torch.zeros((len(rows), width, d), device=device, dtype=dtype)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    query_at = torch.full((len(rows), n_queries), -1, dtype=torch.long)
+    source_of = torch.full((len(rows), width), -1, dtype=torch.long)
+    present = torch.zeros((len(rows), n_sources), dtype=torch.bool)
+    positions: list[list[int]] = []
+    for r, (row_embeds, labels, queries, recorded) in enumerate(rows):
+        pad = width - len(labels)
+        embeds[r, pad:] = row_embeds
+        mask[r, pad:] = 1
+        source_of[r, pad:] = torch.tensor(labels)
+        present[r, sorted(set(labels))] = True
+        query_at[r] = torch.tensor([q + pad if q >= 0 else -1 for q in queries])
+        positions.append([p + pad for p in recorded])
+    return Layout(embeds, mask, query_at, source_of, present, positions)
+
+
+def replay(model: ThoughtModel, layout: Layout, *, hidden_states: bool = False) -> Any:
+    """One teacher-forced pass over ``layout`` (a fresh cache); the HF output."""
+    position_ids = (layout.mask.cumsum(dim=1) - 1).clamp(min=0)
+    return forward(
+        model,
+        layout.embeds,
+        layout.mask,
+        position_ids,
+        backend.new_cache(),
+        hidden_states=hidden_states,
+    )
 
 
 @torch.inference_mode()
@@ -135,62 +217,40 @@ def record_attention(
 
     Returns:
         ``(problems, layers, heads, queries, sources)`` with queries
-        ``[bot, 0…N-1, eot, answer:0…]`` and sources ``[question, bot, thought:0…]``;
-        NaN where a query does not exist (an answer shorter than ``answer_tokens``).
+        :func:`query_names` and sources :func:`source_names`; NaN where the problem
+        has no such query or source (fewer thoughts, a shorter answer).
     """
-    n = len(questions)
-    n_thoughts = model.num_thoughts
-    n_start = len(model.family.start_ids())
-    capture = AttentionCapture([])
-    runner = Runner(model)
-    options = RunOptions(max_new_tokens=answer_tokens, batch_size=n)
-    with eager_attention(model), capture.installed(model):
-        runner.run(list(questions), [BASELINE], options)
-    # The runner orders a batch by question length; row r is problem order[r].
-    order = sorted(range(n), key=lambda i: len(questions[i]))
-    lengths = [len(model.question_ids(questions[i])) for i in order]
-    width = max(lengths)
-    calls = capture.calls
-    # Calls: the prompt, the start ids (one call), each thought, the closing ids (one
-    # call), then one per decoded token after the first.
-    prompt_call, start_call = calls[0], calls[1]
-    thought_calls = calls[2 : 2 + n_thoughts]
-    closing_call = calls[2 + n_thoughts]
-    answer_calls = calls[3 + n_thoughts :]
-    del prompt_call
-    n_layers = len(start_call)
-    n_heads = start_call[0].shape[1]
-    queries = _queries(n_thoughts, answer_tokens)
-    sources = _sources(n_thoughts)
-    out = torch.full((n, n_layers, n_heads, len(queries), len(sources)), float("nan"))
-    bot_key = width + n_start - 1  # the last start id (<bot>)
-    thought_key = [width + n_start + k for k in range(n_thoughts)]
+    options = RunOptions(max_new_tokens=max(1, answer_tokens), batch_size=len(questions))
+    generations = [row[0] for row in Runner(model).run(list(questions), [BASELINE], options)]
+    layout = lay_out(model, questions, generations, answer_tokens)
+    n_sources = layout.present.shape[1]
+    device = layout.embeds.device
+    # (rows, length, sources): which source each key column belongs to.
+    owner = torch.nn.functional.one_hot(layout.source_of.clamp(min=0), n_sources).float()
+    owner = (owner * (layout.source_of >= 0)[..., None]).to(device)
+    query_at = layout.query_at.clamp(min=0).to(device)
+    masses: list[Tensor] = []
 
-    def masses(weights: Tensor, q: int) -> Tensor:
-        """``(rows, heads, keys)`` of query ``q`` → ``(rows, heads, sources)``."""
-        w = weights[:, :, q]
-        parts = []
-        question = torch.zeros(w.shape[:2])
-        for r, length in enumerate(lengths):
-            question[r] = w[r, :, width - length : width].sum(-1)
-        parts.append(question)
-        parts.append(w[:, :, bot_key] if bot_key < w.shape[-1] else torch.zeros(w.shape[:2]))
-        for key in thought_key:
-            parts.append(w[:, :, key] if key < w.shape[-1] else torch.zeros(w.shape[:2]))
-        return torch.stack(parts, dim=-1)
+    def grab(_module: Any, _inputs: Any, output: Any) -> None:
+        weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+        if weights is None:
+            raise RuntimeError("the attention module returned no weights (not eager?)")
+        weights = weights.float()  # (rows, heads, length, length)
+        heads, keys = weights.shape[1], weights.shape[-1]
+        index = query_at[:, None, :, None].expand(-1, heads, -1, keys)
+        picked = weights.gather(2, index)  # (rows, heads, queries, keys)
+        masses.append(torch.einsum("rhqk,rks->rhqs", picked, owner).cpu())
 
-    # (query index, call, query row within the call); answer token a is the input of
-    # decode call a, kept only while no row has been retired (rows still in order).
-    steps: list[tuple[int, list[Tensor], int]] = [(0, start_call, n_start - 1)]
-    steps += [(1 + k, call, 0) for k, call in enumerate(thought_calls)]
-    steps.append((1 + n_thoughts, closing_call, 0))
-    for a, call in enumerate(answer_calls[:answer_tokens]):
-        if call[0].shape[0] == n:
-            steps.append((2 + n_thoughts + a, call, 0))
-    for q_index, call, q in steps:
-        for layer, weights in enumerate(call):
-            out[order, layer, :, q_index] = masses(weights, q)
-    return out
+    handles = [m.register_forward_hook(grab) for m in attention_modules(model)]
+    try:
+        with eager_attention(model):
+            replay(model, layout)
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = torch.stack(masses, dim=1)  # (rows, layers, heads, queries, sources)
+    missing = (layout.query_at < 0)[:, None, None, :, None] | ~layout.present[:, None, None, None]
+    return out.masked_fill(missing, float("nan"))
 
 
 @dataclass(frozen=True)
@@ -203,6 +263,19 @@ class AttentionResult:
     sources: list[str]
 
 
+def _write_manifest(run_dir: Path, section: dict[str, Any]) -> None:
+    """Stores the settings as the ``attention`` section of ``RUN/manifest.json`` (a folder
+    that holds another analysis keeps its manifest; a new one is created)."""
+    path = run_dir / MANIFEST_FILE
+    manifest: dict[str, Any] = {"format": FORMAT, "format_version": 1}
+    if path.is_file():
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["attention"] = section
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def run_attention(
     model: ThoughtModel,
     data: str,
@@ -211,6 +284,7 @@ def run_attention(
     limit: int | None = None,
     batch_size: int = 64,
     answer_tokens: int = 3,
+    model_spec: str = "",
 ) -> AttentionResult:
     """Records the attention masses of the baseline run on ``data`` into
     ``RUN/attention.safetensors`` (problems in batches of ``batch_size``).
@@ -233,8 +307,8 @@ def run_attention(
         )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    queries = _queries(model.num_thoughts, answer_tokens)
-    sources = _sources(model.num_thoughts)
+    queries = query_names(model.num_thoughts, answer_tokens)
+    sources = source_names(model.num_thoughts)
     path = save_tensors(
         {"mass": torch.cat(parts).contiguous()},
         run_dir / ATTENTION_FILE,
@@ -242,6 +316,25 @@ def run_attention(
             "ids": json.dumps([p.id for p in problems]),
             "queries": json.dumps(queries),
             "sources": json.dumps(sources),
+        },
+    )
+    _write_manifest(
+        run_dir,
+        {
+            "data": data,
+            "limit": limit,
+            "n_problems": len(problems),
+            "answer_tokens": answer_tokens,
+            "model": {
+                "spec": model_spec,
+                "name": model.name,
+                "family": type(model.family).__name__,
+                "num_layers": model.num_layers,
+                "num_thoughts": model.num_thoughts,
+            },
+            "reading": "baseline run through the engine, then one teacher-forced replay of "
+            "each row's own inputs with eager attention; masses per query over question, "
+            "bot, thought:k, eot, answer (sum 1); NaN where a row lacks the query or source",
         },
     )
     return AttentionResult(path, len(problems), queries, sources)

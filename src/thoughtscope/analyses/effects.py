@@ -21,7 +21,10 @@ Metrics per (problem, ablation, site, ``i``), for every later thought ``j > i``:
 and for the answer: whether its number changed, and the change of the expected answer's
 log-probability. Thought ``j ≤ i`` cannot see the edit and is not recorded (``None``).
 Rows go to ``RUN/results.jsonl`` (:class:`~thoughtscope.results.effects.EffectRow`), one
-per (problem, ablation, site, position); resumable with a manifest.
+per (problem, ablation, site, position), through the shared run store
+(:func:`~thoughtscope.analyses.sharded.run_in_shards`): resumable by row id with a
+manifest; under ``torchrun`` each rank computes every ``world_size``-th batch of problems
+into its own shard and rank 0 merges them.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from thoughtscope.analyses.interventions import (
     ABLATIONS,
@@ -50,11 +52,12 @@ from thoughtscope.analyses.interventions import (
 from thoughtscope.analyses.patching import (
     IDENTITY_KEYS,
     PatchInputError,
-    check_folder,
     check_shared_options,
     fingerprint_model,
     fingerprint_problems,
 )
+from thoughtscope.analyses.sharded import ShardedWork, run_in_shards
+from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.difficulty import Strata
@@ -62,9 +65,8 @@ from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.results.effects import EffectRow, append_effect_rows, read_effect_rows
-from thoughtscope.results.lock import OutputLock
-from thoughtscope.results.store import RESULTS_FILE
+from thoughtscope.results.effects import EFFECT_ROWS, EffectRow
+from thoughtscope.results.shards import row_id
 
 __all__ = ["EffectsConfig", "EffectsResult", "run_effects", "thought_effects"]
 
@@ -149,26 +151,18 @@ def run_effects(
     *,
     model_spec: str = "",
     progress: bool = False,
+    ranks: Ranks | None = None,
 ) -> EffectsResult:
-    """Locks ``RUN/results.jsonl`` for the run (a second run into the same folder is
-    refused, naming the holder), then runs :func:`_run_effects_locked`."""
-    with OutputLock(Path(run_dir) / RESULTS_FILE, purpose="effects"):
-        return _run_effects_locked(model, config, run_dir, model_spec=model_spec, progress=progress)
+    """Runs (or resumes) a thought-to-thought effects run into ``run_dir`` (locked against
+    a second run; under ``torchrun`` this rank's share of the batches of problems).
 
-
-def _run_effects_locked(
-    model: ThoughtModel,
-    config: EffectsConfig,
-    run_dir: str | Path,
-    *,
-    model_spec: str = "",
-    progress: bool = False,
-) -> EffectsResult:
-    """Runs (or resumes) a thought-to-thought effects run into ``run_dir``.
+    Args:
+        ranks: This process's rank of a ``torchrun`` launch (started); default one process.
 
     Raises:
         PatchInputError: Bad configuration (naming the option), or ``run_dir`` holds a
             different run.
+        OutputLockedError: Another run writes into ``run_dir``.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -232,16 +226,6 @@ def _run_effects_locked(
         "same runner call",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    check_folder(run_dir, manifest, identity=[*IDENTITY_KEYS, "ablations"])
-    done = (
-        {r.key for r in read_effect_rows(run_dir)} if (run_dir / RESULTS_FILE).is_file() else set()
-    )
-    todo = [
-        p
-        for p in problems
-        if any((p.id, s.ablation, s.site, s.positions[0]) not in done for s in specs)
-    ]
-    n_skipped = len(done)
     runner = Runner(model)
     context = ResourceContext(
         model=model,  # type: ignore[arg-type]
@@ -252,18 +236,31 @@ def _run_effects_locked(
         mean_reference=config.mean_reference,
     )
     resources = [RESOURCES[name](context) for name in needs]
-    if todo:
+
+    def prepare() -> None:
         for resource in resources:
             resource.prepare()
-    written = 0
-    bar = tqdm(total=len(todo), disable=not progress, desc="effects", unit="problem")
-    for start in range(0, len(todo), config.batch_size):
-        batch = todo[start : start + config.batch_size]
-        rows = _run_batch(model, runner, batch, specs, resources, config, strata, done)
-        written += append_effect_rows(run_dir, rows)
-        bar.update(len(batch))
-    bar.close()
-    return EffectsResult(run_dir, len(problems), written, n_skipped, time.perf_counter() - started)
+
+    work: ShardedWork[Problem, EffectRow] = ShardedWork(
+        rows=EFFECT_ROWS,
+        manifest=manifest,
+        identity=[*IDENTITY_KEYS, "ablations"],
+        units=problems,
+        row_ids=lambda p: [row_id(p.id, s.ablation, s.site, s.positions[0]) for s in specs],
+        batch_size=config.batch_size,
+        # Rows already written are dropped after the batch (skip nothing inside).
+        run_batch=lambda batch: _run_batch(
+            model, runner, batch, specs, resources, config, strata, set()
+        ),
+        input_error=PatchInputError,
+        prepare=prepare,
+        desc="effects",
+        unit="problem",
+    )
+    done = run_in_shards(work, run_dir, ranks=ranks or SINGLE, progress=progress)
+    return EffectsResult(
+        run_dir, len(problems), done.n_written, done.n_skipped, time.perf_counter() - started
+    )
 
 
 def _run_batch(

@@ -79,7 +79,13 @@ from thoughtscope.results.records import (
     ProblemRecord,
     read_thoughts,
 )
-from thoughtscope.results.shards import ShardedOutput, record_file, record_id
+from thoughtscope.results.shards import (
+    RunFolderError,
+    ShardedOutput,
+    record_file,
+    record_id,
+)
+from thoughtscope.results.shards import check_manifest as check_run_manifest
 from thoughtscope.results.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, read_manifest
 
 __all__ = [
@@ -539,49 +545,17 @@ def plan_run(model: ThoughtModel, config: ImportanceConfig, *, model_spec: str =
     return RunPlan(config, problems, strata, conditions, manifest)
 
 
-def _dotted(data: dict[str, Any], key: str) -> Any:
-    value: Any = data
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def _difference(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
-    """One differing identity key as a user reads it: a fingerprint by what it hashes."""
-    if key in ("data.fingerprint", "model.fingerprint"):
-        section = key.split(".")[0]
-        before, after = _dotted(old, f"{section}.spec"), _dotted(new, f"{section}.spec")
-        if before != after:
-            return f"--{section} {json.dumps(before)} here, {json.dumps(after)} now"
-        return f"--{section} {json.dumps(after)} now holds other contents than when the run began"
-    return f"{key}: {json.dumps(_dotted(old, key))} here, {json.dumps(_dotted(new, key))} now"
-
-
 def check_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    """Refuses a folder that holds a different run; writes the manifest for a new one.
+    """Refuses a folder that holds a different run; writes the manifest for a new one
+    (the rule every analysis shares: :func:`thoughtscope.results.shards.check_manifest`).
 
     Raises:
         ImportanceInputError: (``--out``) naming the differing keys.
     """
-    store = ResultStore(run_dir)
-    if (run_dir / MANIFEST_FILE).is_file():
-        old = read_manifest(run_dir)
-        differ = [k for k in IDENTITY_KEYS if _dotted(old, k) != _dotted(manifest, k)]
-        if differ:
-            shown = "; ".join(_difference(k, old, manifest) for k in differ)
-            raise ImportanceInputError(
-                "--out",
-                f"--out {run_dir} holds a run with a different configuration ({shown}). "
-                "Repeat the original options to resume, or choose another --out folder.",
-            )
-        return
-    if (run_dir / RESULTS_FILE).is_file():
-        raise ImportanceInputError(
-            "--out",
-            f"--out {run_dir} has {RESULTS_FILE} but no {MANIFEST_FILE}, so it cannot be "
-            "resumed safely; choose another --out folder",
-        )
-    store.write_manifest(manifest)
+    try:
+        check_run_manifest(run_dir, manifest, IDENTITY_KEYS)
+    except RunFolderError as error:
+        raise ImportanceInputError(error.option, str(error)) from None
 
 
 # ------------------------------------------------------------------------------ sweep

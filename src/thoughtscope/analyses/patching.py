@@ -25,8 +25,13 @@ for bit) and records the counts in the manifest (``checks``). Nothing is recorde
 second pass, no states on the CPU.
 
 Rows go to ``RUN/results.jsonl`` (:class:`~thoughtscope.results.patching.PatchRow`), one
-per (pair, site, positions), batch by batch; re-running the same command skips rows
-already written, and a different configuration in the same folder is refused.
+per (pair, site, positions), batch by batch, through the shared run store
+(:func:`~thoughtscope.analyses.sharded.run_in_shards`): under ``torchrun`` each rank
+computes every ``world_size``-th batch of pairs into its own shard and rank 0 merges them;
+re-running the same command skips rows already written (by pair, site and positions, with
+any number of ranks), and a different configuration in the same folder is refused. Each
+batch's self-patch check goes to ``RUN/checks.jsonl`` (sharded the same way); their sum
+over every batch of every rank is the manifest's ``checks``.
 """
 
 from __future__ import annotations
@@ -42,9 +47,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from thoughtscope.analyses.interventions.schedules import ScheduleSpec, parse_schedules
+from thoughtscope.analyses.sharded import ShardedWork, run_in_shards
+from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.edits import Edit, EditContext
 from thoughtscope.engine.runner import Condition, Generation, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, LATENT, Position, Site, parse_sites, position_name
@@ -55,9 +61,16 @@ from thoughtscope.problems.pairs import Pair, PairSet, make_pairs
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.results.lock import OutputLock
-from thoughtscope.results.patching import PatchRow, append_patch_rows, read_patch_rows
-from thoughtscope.results.store import MANIFEST_FILE, RESULTS_FILE, read_manifest, write_manifest
+from thoughtscope.results.patching import (
+    CHECKS_FILE,
+    PATCH_ROWS,
+    SELF_PATCH_CHECKS,
+    PatchRow,
+    SelfPatchCheck,
+    self_patch_totals,
+)
+from thoughtscope.results.shards import row_id
+from thoughtscope.results.store import write_manifest
 
 __all__ = [
     "FORMAT",
@@ -65,7 +78,6 @@ __all__ = [
     "PatchInputError",
     "PatchPlan",
     "PatchResult",
-    "check_folder",
     "fingerprint_model",
     "fingerprint_problems",
     "patch_edit",
@@ -191,9 +203,11 @@ class PatchResult:
         n_pairs: Pairs of the run.
         n_rows: Rows written by this call.
         n_skipped: Rows already present (resume).
-        self_patch_rows / self_patch_identical: The check of this call: rows self-patched
-            at every position of a site, and how many reproduced the empty condition
-            exactly (answer ids and teacher-forced log-probabilities).
+        self_patch_rows / self_patch_identical: The check of this call on this rank (the
+            whole run's, summed over every batch of every rank, is the manifest's
+            ``checks``): rows self-patched at every position of a site, and how many
+            reproduced the empty condition exactly (answer ids and teacher-forced
+            log-probabilities).
         self_patch_same_answer: Of those rows, how many gave the same answer ids.
         self_patch_max_difference: Largest absolute difference of a teacher-forced
             log-probability between a self-patched row and its empty row.
@@ -338,44 +352,6 @@ def plan_patching(
     return PatchPlan(config, pairs, patches, sites, strata, manifest)
 
 
-def _dotted(data: dict[str, Any], key: str) -> Any:
-    value: Any = data
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def check_folder(
-    run_dir: Path,
-    manifest: dict[str, Any],
-    *,
-    identity: Sequence[str] = IDENTITY_KEYS,
-) -> dict[str, Any]:
-    """The manifest to keep: the folder's own when it holds this run, else ``manifest``
-    (written).
-
-    Raises:
-        PatchInputError: The folder holds a different run.
-    """
-    if (run_dir / MANIFEST_FILE).is_file():
-        old = read_manifest(run_dir)
-        differ = [k for k in identity if _dotted(old, k) != _dotted(manifest, k)]
-        if old.get("format") != manifest.get("format") or differ:
-            shown = ", ".join(differ) or f"format {old.get('format')}"
-            raise PatchInputError(
-                "--out",
-                f"--out {run_dir} holds a different run ({shown} differ); repeat the original "
-                "options to resume, or choose another --out folder",
-            )
-        return old
-    if (run_dir / RESULTS_FILE).is_file():
-        raise PatchInputError(
-            "--out", f"--out {run_dir} has {RESULTS_FILE} but no {MANIFEST_FILE}; choose another"
-        )
-    write_manifest(run_dir, manifest)
-    return manifest
-
-
 # ------------------------------------------------------------------------------ running
 @dataclass(frozen=True)
 class PatchFromReference:
@@ -440,6 +416,31 @@ class _Patching:
         self.self_differing: list[str] = []
         self.self_same_answer = 0
         self.self_max_difference = 0.0
+        self._taken = SelfPatchCheck("", 0, 0, 0, 0.0)
+        self.max_difference_seen = 0.0
+
+    def take_check(self, pairs: Sequence[Pair]) -> SelfPatchCheck:
+        """The self-patch check of the batches run since the last call (``pairs``)."""
+        taken = self._taken
+        check = SelfPatchCheck(
+            batch=" ".join(p.id for p in pairs),
+            rows=self.self_rows - taken.rows,
+            identical=self.self_identical - taken.identical,
+            same_answer=self.self_same_answer - taken.same_answer,
+            max_difference=self.self_max_difference,
+            differing=self.self_differing[len(taken.differing) :],
+        )
+        self._taken = SelfPatchCheck(
+            "",
+            self.self_rows,
+            self.self_identical,
+            self.self_same_answer,
+            0.0,
+            list(self.self_differing),
+        )
+        self.max_difference_seen = max(self.max_difference_seen, self.self_max_difference)
+        self.self_max_difference = 0.0  # run_batch raises it to the next batch's largest
+        return check
 
     def run_batch(
         self, pairs: Sequence[Pair], skip: set[tuple[str, str, tuple[int, ...]]]
@@ -572,87 +573,61 @@ def run_patching(
     model_spec: str = "",
     pairs: PairSet | None = None,
     progress: bool = False,
-) -> PatchResult:
-    """Locks ``RUN/results.jsonl`` for the run (a second run into the same folder is
-    refused, naming the holder), then runs :func:`_run_patching_locked`."""
-    with OutputLock(Path(run_dir) / RESULTS_FILE, purpose="patching"):
-        return _run_patching_locked(
-            model, config, run_dir, model_spec=model_spec, pairs=pairs, progress=progress
-        )
-
-
-def _run_patching_locked(
-    model: ThoughtModel,
-    config: PatchConfig,
-    run_dir: str | Path,
-    *,
-    model_spec: str = "",
-    pairs: PairSet | None = None,
-    progress: bool = False,
+    ranks: Ranks | None = None,
 ) -> PatchResult:
     """Runs (or resumes) a patching run into ``run_dir``.
 
-    Writes ``RUN/manifest.json`` first, appends rows to ``RUN/results.jsonl`` batch by
-    batch, and adds this call's self-patch check to the manifest's ``checks``.
+    Writes ``RUN/manifest.json`` first, appends rows to ``RUN/results.jsonl`` (this rank's
+    shard of it under ``torchrun``) and each batch's self-patch check to
+    ``RUN/checks.jsonl`` batch by batch; rank 0 merges the shards and writes the checks
+    summed over every batch of the run into the manifest's ``checks``. The folder is
+    locked against a second run.
+
+    Args:
+        ranks: This process's rank of a ``torchrun`` launch (started); default one process.
 
     Raises:
         PatchInputError: Bad configuration, or ``run_dir`` holds a different run.
+        OutputLockedError: Another run writes into ``run_dir``.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    ranks = ranks or SINGLE
     plan = plan_patching(model, config, model_spec=model_spec, pairs=pairs)
-    manifest = check_folder(run_dir, plan.manifest)
-    done = (
-        {r.key for r in read_patch_rows(run_dir)} if (run_dir / RESULTS_FILE).is_file() else set()
-    )
-    wanted = {
-        p.id: [(p.id, str(s.site), tuple(s.positions)) for s in plan.patches]
+    patching = _Patching(model, plan)
+    row_ids = {
+        p.id: [row_id(p.id, str(s.site), s.positions) for s in plan.patches]
         for p in plan.pairs.pairs
     }
-    todo = [p for p in plan.pairs.pairs if any(k not in done for k in wanted[p.id])]
-    n_skipped = sum(k in done for keys in wanted.values() for k in keys)
-    patching = _Patching(model, plan)
-    written = 0
-    batches = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
-    bar = tqdm(total=len(todo), disable=not progress, desc="patching", unit="pair")
-    for batch in batches:
-        written += append_patch_rows(run_dir, patching.run_batch(batch, done))
-        bar.update(len(batch))
-    bar.close()
-    checks = dict(manifest.get("checks") or {})
-    checks["self_patch_rows"] = int(checks.get("self_patch_rows", 0)) + patching.self_rows
-    checks["self_patch_identical"] = (
-        int(checks.get("self_patch_identical", 0)) + patching.self_identical
-    )
-    checks["self_patch_same_answer"] = (
-        int(checks.get("self_patch_same_answer", 0)) + patching.self_same_answer
-    )
-    checks["self_patch_max_logprob_difference"] = max(
-        float(checks.get("self_patch_max_logprob_difference", 0.0)), patching.self_max_difference
-    )
-    checks["self_patch_differing"] = [
-        *checks.get("self_patch_differing", []),
-        *patching.self_differing,
-    ]
-    checks["self_patch_rule"] = (
-        "per batch and site, every row patched at every thought position with its own "
-        "problem's empty-row state of the same forward pass; identical = same answer ids "
-        "and teacher-forced log-probabilities as the empty condition, bit for bit; "
-        "same_answer = same answer ids. Expected: identical on every row on one CPU thread "
-        "(the default); with several CPU threads an elementwise kernel may split the batch "
-        "mid-row and round a row's last bits differently (max_logprob_difference); a "
-        "different answer would mean the patch did not put back the model's own state"
-    )
-    manifest["checks"] = checks
-    write_manifest(run_dir, manifest)
+    with SELF_PATCH_CHECKS.output(run_dir / CHECKS_FILE, ranks) as checks:
+        work: ShardedWork[Pair, PatchRow] = ShardedWork(
+            rows=PATCH_ROWS,
+            manifest=plan.manifest,
+            identity=IDENTITY_KEYS,
+            units=plan.pairs.pairs,
+            row_ids=lambda pair: row_ids[pair.id],
+            batch_size=config.batch_size,
+            # Rows already written are dropped after the batch (skip nothing inside).
+            run_batch=lambda batch: patching.run_batch(batch, set()),
+            input_error=PatchInputError,
+            after_batch=lambda batch: checks.append([patching.take_check(batch)]),
+            desc="patching",
+            unit="pair",
+        )
+        done = run_in_shards(work, run_dir, ranks=ranks, progress=progress)
+        checks.finish()
+        if ranks.is_main:
+            manifest = dict(done.manifest)
+            manifest["checks"] = self_patch_totals(run_dir)
+            write_manifest(run_dir, manifest)
     return PatchResult(
         run_dir=run_dir,
         n_pairs=len(plan.pairs.pairs),
-        n_rows=written,
-        n_skipped=n_skipped,
+        n_rows=done.n_written,
+        n_skipped=done.n_skipped,
         self_patch_rows=patching.self_rows,
         self_patch_identical=patching.self_identical,
         self_patch_same_answer=patching.self_same_answer,
-        self_patch_max_difference=patching.self_max_difference,
+        self_patch_max_difference=max(patching.max_difference_seen, patching.self_max_difference),
         seconds=time.perf_counter() - started,
     )

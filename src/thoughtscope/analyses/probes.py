@@ -25,15 +25,29 @@ is classified (multinomial logistic regression on standardised states, L2 streng
 ``1/C``); with more it is regressed (ridge, ``alpha = 1/C``) and a prediction counts as
 right when it rounds to the value (within 0.5).
 
-**Control task** (Hewitt & Liang 2019). Each distinct value of the target gets a fixed
-random control label drawn from the target's own values (seeded by ``--seed`` and the
-target name): a random many-to-one relabelling. The same probe is trained on the control
-labels. A relabelling that only permuted the values would be useless for a classifier
-(a linear classifier reads any permutation of separable classes equally well); merging
-values at random is what a probe can only fit by memorising. States that hold nothing
-give control accuracy near the control task's own majority baseline
-(``control_majority``, which is higher than ``majority``: merged labels are more
-frequent). *Selectivity* is accuracy minus control accuracy.
+**Control task** (Hewitt & Liang 2019). There, each *word type* gets a fixed random
+control label, sampled from the empirical distribution of the real task's labels; a
+probe can only solve the control task by memorising word types, so the gap between the
+real and the control accuracy (*selectivity*) says how much of the accuracy comes from
+reading the property rather than from the probe's capacity to memorise inputs. Our
+analogue of a word type is a problem's *surface*: the numbers in its question, in order
+(:func:`surface_type`). Each surface gets a control label drawn, by a hash of
+``--seed``, the target name and the surface, from the empirical distribution of the
+target's values over the cell's problems: problems with the same numbers share a
+control label, the control labels have the real labels' distribution, and nothing else
+about the problem is in them. Because folds are split by problem, a held-out problem's
+surface is usually unseen in training, so the control accuracy sits near the majority
+baseline; it rises above it only when surfaces recur across folds and the states carry
+them (memorisation), which is exactly what it is there to catch. A relabelling of
+*values* (the first version) does not do this: a permutation of values is as learnable
+as the values themselves, and a random many-to-one merge makes fewer, easier classes.
+*Selectivity* is accuracy minus control accuracy, paired over problems.
+
+**Fitting.** Per training fold one :class:`~sklearn.preprocessing.StandardScaler` is
+fitted and shared by the probe and its control; L-BFGS stops at ``tol`` (``1e-3`` by
+default, sklearn's is ``1e-4``: the measured trade-off is in docs/probes.md) and each
+task's classifier is warm-started from its previous fold's solution when the folds have
+the same classes. Fits that hit ``MAX_ITER`` are counted (``unconverged``).
 
 **Majority baseline.** Per fold, the most frequent value of the training problems,
 predicted for every held-out problem.
@@ -46,8 +60,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,16 +92,20 @@ __all__ = [
     "ProbeInputError",
     "ProbePlan",
     "ProbeRunResult",
+    "control_labels",
     "fit_cell",
     "number_tokens",
     "plan_probes",
     "readable_token",
     "run_probes",
+    "surface_type",
     "target_names",
 ]
 
 FORMAT = "thoughtscope-probes"
 FORMAT_VERSION = 1
+MAX_ITER = 1000
+"""Iteration cap of the logistic-regression solver."""
 HIDDEN_DIR = "hidden"
 OUTCOMES_FILE = "probe_outcomes.jsonl"
 LENS_OUTCOMES_FILE = "lens_outcomes.jsonl"
@@ -122,6 +140,7 @@ class ProbeConfig:
         seed: Control labels and bootstrap seed.
         n_boot: Bootstrap resamples for the intervals.
         lens_top_k: Tokens searched for a numeral by the numeric lens.
+        tol: Stopping tolerance of the logistic-regression solver (L-BFGS).
     """
 
     data: str
@@ -136,6 +155,7 @@ class ProbeConfig:
     seed: int = 0
     n_boot: int = 1000
     lens_top_k: int = 20
+    tol: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -236,6 +256,8 @@ def plan_probes(model: ThoughtModel, config: ProbeConfig, *, model_spec: str = "
         raise ProbeInputError("--c", "--c must be greater than 0")
     if config.limit is not None and config.limit < 1:
         raise ProbeInputError("--limit", "--limit must be 1 or more (or left out)")
+    if config.tol <= 0:
+        raise ProbeInputError("--tol", "--tol must be greater than 0 (e.g. 1e-3)")
     if config.lens_top_k < 1:
         raise ProbeInputError("--lens-top-k", "--lens-top-k must be 1 or more")
     try:
@@ -279,14 +301,19 @@ def plan_probes(model: ThoughtModel, config: ProbeConfig, *, model_spec: str = "
         "sites": [str(s) for s in sites],
         "targets": targets,
         "probe": {
-            "classifier": "sklearn LogisticRegression(lbfgs, L2, C) on StandardScaler",
-            "regressor": "sklearn Ridge(alpha=1/C) on StandardScaler; right when within 0.5",
+            "classifier": f"sklearn LogisticRegression(lbfgs, L2, C={config.c}, "
+            f"tol={config.tol}, max_iter={MAX_ITER}), warm-started from the previous "
+            "fold's solution when the classes agree",
+            "regressor": f"sklearn Ridge(alpha={1.0 / config.c}); right when within 0.5",
+            "scaling": "StandardScaler fitted on each training fold, shared by the probe "
+            "and its control",
             "rule": f"classification when a target has at most {config.max_classes} "
             "distinct values, else regression",
             "folds": f"GroupKFold({config.folds}) over problems",
-            "control": "each distinct value mapped to a fixed random label drawn from the "
-            "target's values (Hewitt & Liang 2019); selectivity = accuracy - control "
-            "accuracy; control_majority: the control task's own majority baseline",
+            "control": "each problem surface (the numbers in its question, in order) gets "
+            "a fixed random label drawn from the empirical distribution of the target's "
+            "values, seeded by seed, target and surface (Hewitt & Liang 2019's control "
+            "task, word type -> problem surface); selectivity = accuracy - control accuracy",
             "majority": "most frequent training value, per fold",
             "latent": "probed at thought positions only",
         },
@@ -466,7 +493,10 @@ class CellOutcome:
 
     Attributes:
         kind: ``classification`` or ``regression``.
-        correct, control, majority, control_majority: Per problem, 0/1, in input order.
+        classes: Distinct values of the target in the cell.
+        correct, control, majority: Per problem, 0/1, in input order: the probe, the
+            same probe on the control task, the majority baseline.
+        unconverged: Fits (probe and control, over folds) that stopped at ``max_iter``.
     """
 
     kind: str
@@ -474,45 +504,47 @@ class CellOutcome:
     correct: NDArray[np.int8]
     control: NDArray[np.int8]
     majority: NDArray[np.int8]
-    control_majority: NDArray[np.int8]
-    extra: dict[str, Any] = field(default_factory=dict)
+    unconverged: int = 0
 
 
-def _control_labels(y: NDArray[np.float64], seed: int, target: str) -> NDArray[np.float64]:
-    """A fixed random label per distinct value, drawn from the target's values (a random
-    function, as Hewitt & Liang's control assigns random labels to word types)."""
-    digest = hashlib.sha256(f"{seed}|{target}".encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
-    distinct = np.unique(y)
-    drawn = rng.choice(y, size=len(distinct), replace=True)
-    mapping = dict(zip(distinct.tolist(), drawn.tolist(), strict=True))
-    return np.array([mapping[v] for v in y.tolist()])
+_NUMBER_IN_TEXT = re.compile(r"\d+(?:\.\d+)?")
 
 
-def _fit_predict(
-    x_train: NDArray[Any], y_train: NDArray[Any], x_test: NDArray[Any], classify: bool, c: float
-) -> NDArray[Any]:
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+def surface_type(question: str) -> tuple[str, ...]:
+    """The numbers of ``question`` in order (thousands separators dropped): the problem's
+    surface, our analogue of Hewitt & Liang's word type for the control task."""
+    return tuple(_NUMBER_IN_TEXT.findall(question.replace(",", "")))
 
-    if classify:
-        if len(np.unique(y_train)) == 1:
-            return np.full(len(x_test), y_train[0])
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
-    else:
-        model = make_pipeline(StandardScaler(), Ridge(alpha=1.0 / c))
-    model.fit(x_train, y_train)
-    return np.asarray(model.predict(x_test))
+
+def control_labels(
+    types: Sequence[Hashable], y: NDArray[Any], seed: int, target: str
+) -> NDArray[np.float64]:
+    """One control label per problem: a fixed random function of its surface type.
+
+    Each type's label is drawn by inverse CDF from the empirical distribution of ``y``
+    ``(n,)``, with a uniform number hashed from ``seed``, ``target`` and the type, so
+    problems of one type share it, the labels follow the real labels' distribution, and
+    the draw does not depend on the order or number of the other problems.
+    """
+    values, counts = np.unique(np.asarray(y, dtype=np.float64), return_counts=True)
+    cdf = np.cumsum(counts) / counts.sum()
+    out = np.empty(len(types), dtype=np.float64)
+    for i, kind in enumerate(types):
+        digest = hashlib.sha256(f"{seed}|{target}|{kind!r}".encode()).digest()
+        uniform = int.from_bytes(digest[:8], "big") / 2.0**64
+        out[i] = values[min(int(np.searchsorted(cdf, uniform, side="right")), len(values) - 1)]
+    return out
 
 
 def fit_cell(
     x: NDArray[Any],
     y: NDArray[Any],
     *,
+    types: Sequence[Hashable] | None = None,
     folds: int = 5,
     max_classes: int = 40,
     c: float = 1.0,
+    tol: float = 1e-3,
     seed: int = 0,
     target: str = "",
 ) -> CellOutcome:
@@ -521,58 +553,97 @@ def fit_cell(
     Args:
         x: ``(n, d)`` states, one row per problem.
         y: ``(n,)`` target values.
+        types: ``n`` surface types (:func:`surface_type`) for the control task; problems
+            of one type share a control label. Default: every problem its own type.
         folds: Folds, split by problem.
         max_classes: Classification up to this many distinct values, else regression.
         c: Inverse regularisation strength.
+        tol: Stopping tolerance of the logistic-regression solver.
         seed, target: Seed the control labels.
     """
-    from sklearn.model_selection import GroupKFold
     from threadpoolctl import threadpool_limits
 
+    y = np.asarray(y, dtype=np.float64)
+    kinds: Sequence[Hashable] = range(len(y)) if types is None else types
+    if len(kinds) != len(y):
+        raise ValueError(f"fit_cell: {len(kinds)} types for {len(y)} problems")
+    control_y = control_labels(kinds, y, seed, target)
     with threadpool_limits(1):  # small fits: BLAS threads only fight (40x slower on 2 cores)
-        return _fit_cell(x, y, GroupKFold, folds, max_classes, c, seed, target)
+        return _fit_cell(x, y, control_y, folds, max_classes, c, tol)
 
 
 def _fit_cell(
     x: NDArray[Any],
-    y: NDArray[Any],
-    splitter: Any,
+    y: NDArray[np.float64],
+    control_y: NDArray[np.float64],
     folds: int,
     max_classes: int,
     c: float,
-    seed: int,
-    target: str,
+    tol: float,
 ) -> CellOutcome:
-    y = np.asarray(y, dtype=np.float64)
+    from sklearn.model_selection import GroupKFold
+    from sklearn.preprocessing import StandardScaler
+
     n = len(y)
     classify = len(np.unique(y)) <= max_classes
-    control_y = _control_labels(y, seed, target)
-    correct = np.zeros(n, np.int8)
-    control = np.zeros(n, np.int8)
+    outcomes = {"probe": np.zeros(n, np.int8), "control": np.zeros(n, np.int8)}
     majority = np.zeros(n, np.int8)
-    control_majority = np.zeros(n, np.int8)
-    labels = y if not classify else np.unique(y, return_inverse=True)[1]
-    control_labels = control_y if not classify else np.unique(control_y, return_inverse=True)[1]
-    groups = np.arange(n)
-    for train, test in splitter(n_splits=min(folds, n)).split(x, y, groups):
-        for target_y, out in ((labels, correct), (control_labels, control)):
-            predicted = _fit_predict(x[train], target_y[train], x[test], classify, c)
+    fitted: dict[str, Any] = {}  # per task, the last fold's classifier (warm start)
+    unconverged = 0
+    splitter = GroupKFold(n_splits=min(folds, n))
+    for train, test in splitter.split(x, y, groups=np.arange(n)):
+        scaler = StandardScaler().fit(x[train])
+        x_train, x_test = scaler.transform(x[train]), scaler.transform(x[test])
+        for task, labels in (("probe", y), ("control", control_y)):
+            predicted, stalled = _fit_predict(
+                fitted, task, x_train, labels[train], x_test, classify, c, tol
+            )
+            unconverged += stalled
             if classify:
-                out[test] = predicted == target_y[test]
+                outcomes[task][test] = predicted == labels[test]
             else:
-                out[test] = np.abs(predicted - target_y[test]) < 0.5
+                outcomes[task][test] = np.abs(predicted - labels[test]) < 0.5
         values, counts = np.unique(y[train], return_counts=True)
         majority[test] = y[test] == values[np.argmax(counts)]
-        values, counts = np.unique(control_y[train], return_counts=True)
-        control_majority[test] = control_y[test] == values[np.argmax(counts)]
     return CellOutcome(
         "classification" if classify else "regression",
         len(np.unique(y)),
-        correct,
-        control,
+        outcomes["probe"],
+        outcomes["control"],
         majority,
-        control_majority,
+        unconverged,
     )
+
+
+def _fit_predict(
+    fitted: dict[str, Any],
+    task: str,
+    x_train: NDArray[Any],
+    y_train: NDArray[Any],
+    x_test: NDArray[Any],
+    classify: bool,
+    c: float,
+    tol: float,
+) -> tuple[NDArray[Any], int]:
+    """Predictions for ``x_test`` and 1 if the solver stopped at ``MAX_ITER``, else 0."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    if not classify:
+        return np.asarray(Ridge(alpha=1.0 / c).fit(x_train, y_train).predict(x_test)), 0
+    classes = np.unique(y_train)
+    if len(classes) == 1:
+        return np.full(len(x_test), classes[0]), 0
+    model = fitted.get(task)
+    if model is None or not np.array_equal(model.classes_, classes):
+        model = LogisticRegression(C=c, tol=tol, max_iter=MAX_ITER, warm_start=True)
+        fitted[task] = model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # counted instead
+        model.fit(x_train, y_train)
+    return np.asarray(model.predict(x_test)), int(np.max(model.n_iter_) >= MAX_ITER)
 
 
 def _cells(plan: ProbePlan) -> Iterator[tuple[Site, int, int, int]]:
@@ -655,6 +726,7 @@ def run_probes(
     states_seconds = time.perf_counter() - started
     started = time.perf_counter()
     truths = plan.truths
+    surfaces = {p.id: surface_type(p.question) for p in plan.problems}
     cells = list(_cells(plan))
     tmp = run_dir / (OUTCOMES_FILE + ".tmp")
     n_cells = 0
@@ -674,9 +746,11 @@ def run_probes(
                 outcome = fit_cell(
                     states[keep],
                     y,
+                    types=[surfaces[ids[i]] for i in keep],
                     folds=config.folds,
                     max_classes=config.max_classes,
                     c=config.c,
+                    tol=config.tol,
                     seed=config.seed,
                     target=target,
                 )
@@ -690,7 +764,7 @@ def run_probes(
                     "correct": _bits(outcome.correct),
                     "control": _bits(outcome.control),
                     "majority": _bits(outcome.majority),
-                    "control_majority": _bits(outcome.control_majority),
+                    "unconverged": outcome.unconverged,
                 }
                 handle.write(json.dumps(record) + "\n")
                 n_cells += 1

@@ -35,31 +35,31 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from thoughtscope.analyses.interventions.activations import position_index, site_index
 from thoughtscope.analyses.interventions.schedules import parse_schedules
 from thoughtscope.analyses.patching import (
     IDENTITY_KEYS,
     PatchInputError,
-    check_folder,
     check_shared_options,
     fingerprint_model,
     fingerprint_problems,
 )
+from thoughtscope.analyses.sharded import ShardedWork, run_in_shards
+from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.edits import Edit, EditContext
 from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, LATENT, Position, Site, position_name
 from thoughtscope.files import save_tensors
 from thoughtscope.model.thought_model import ThoughtModel
+from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.pairs import step_values
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.results.lock import OutputLock
-from thoughtscope.results.rows import append_rows, read_rows
-from thoughtscope.results.store import RESULTS_FILE
+from thoughtscope.results.shards import row_id
+from thoughtscope.results.steering import STEER_ROWS, SteerRow, read_steer_rows
 
 __all__ = [
     "DIRECTIONS_FILE",
@@ -116,48 +116,6 @@ class SteerConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class SteerRow:
-    """One steered run of one problem (a line of ``RUN/results.jsonl``).
-
-    Attributes:
-        problem, stratum: The problem and its difficulty stratum.
-        site, positions, mode, alpha: The edit.
-        output, baseline_output: Answers with the edit and at ``α = 0``.
-        changed: The number differs from ``α = 0``'s.
-        hit: The number equals the target value (``None`` where the ``α = 0`` answer
-            already does).
-        gold_logprob_change: log p(expected answer), steered minus ``α = 0``.
-    """
-
-    problem: str
-    stratum: str
-    site: str
-    positions: list[int]
-    mode: str
-    alpha: float
-    output: str
-    baseline_output: str
-    changed: bool
-    hit: bool | None
-    gold_logprob_change: float
-
-    @property
-    def key(self) -> tuple[str, str, tuple[int, ...], str, float]:
-        """Unique within a run."""
-        return (self.problem, self.site, tuple(self.positions), self.mode, self.alpha)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SteerRow:
-        """Inverse of ``asdict``."""
-        return cls(**data)
-
-
-def read_steer_rows(run_dir: str | Path) -> list[SteerRow]:
-    """Every row of ``RUN/results.jsonl``."""
-    return read_rows(Path(run_dir) / RESULTS_FILE, SteerRow.from_dict, "steering row")
 
 
 @dataclass(frozen=True)
@@ -282,28 +240,20 @@ def run_steering(
     *,
     model_spec: str = "",
     progress: bool = False,
+    ranks: Ranks | None = None,
 ) -> SteerResult:
-    """Locks ``RUN/results.jsonl`` for the run (a second run into the same folder is
-    refused, naming the holder), then runs :func:`_run_steering_locked`."""
-    with OutputLock(Path(run_dir) / RESULTS_FILE, purpose="steering"):
-        return _run_steering_locked(
-            model, config, run_dir, model_spec=model_spec, progress=progress
-        )
+    """Runs (or resumes) a steering run into ``run_dir`` (locked against a second run;
+    under ``torchrun`` this rank's share of the batches of problems). ``mean-diff``
+    directions are computed once, by rank 0, and saved to ``RUN/directions.safetensors``,
+    which the other ranks (and a resumed run) read.
 
-
-def _run_steering_locked(
-    model: ThoughtModel,
-    config: SteerConfig,
-    run_dir: str | Path,
-    *,
-    model_spec: str = "",
-    progress: bool = False,
-) -> SteerResult:
-    """Runs (or resumes) a steering run into ``run_dir``.
+    Args:
+        ranks: This process's rank of a ``torchrun`` launch (started); default one process.
 
     Raises:
         PatchInputError: Bad configuration (naming the option), or ``run_dir`` holds a
             different run.
+        OutputLockedError: Another run writes into ``run_dir``.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -390,92 +340,126 @@ def _run_steering_locked(
         "directions_file": DIRECTIONS_FILE,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if directions is None:
-        try:
-            directions = mean_difference(
-                model,
-                reference,
-                {p.id: value(p) for p in reference},
-                config.target_value,
-                keys,
-                batch_size=config.batch_size,
-            )
-        except ValueError as error:
-            raise PatchInputError("--direction", str(error)) from None
-    identity = [*IDENTITY_KEYS, "modes", "alphas", "target_value", "direction", "group"]
-    check_folder(run_dir, manifest, identity=[*identity, "reference.fingerprint"])
-    save_tensors({k: v.contiguous() for k, v in directions.items()}, str(path))
+    ranks = ranks or SINGLE
+    found: dict[str, Tensor] = {} if directions is None else dict(directions)
 
-    conditions = [Condition("alpha=0")]
-    specs: list[tuple[Site, tuple[int, ...], str, float]] = []
-    for site in sites:
-        for positions in sets:
-            for mode in modes:
-                for alpha in alphas:
-                    edits = {
-                        (site, p): steer_edit(directions[_key(site, p)], mode, alpha)  # type: ignore[arg-type]
-                        for p in positions
-                    }
-                    name = f"{mode}{alpha:g}@{site}:" + ",".join(
-                        position_name(p) for p in positions
+    def prepare() -> None:
+        """Rank 0 computes (or takes) the directions and saves them; the others read."""
+        if not found and path.is_file():  # saved by rank 0 of this launch
+            found.update(_file_directions(path, keys))
+        if not found:
+            try:
+                found.update(
+                    mean_difference(
+                        model,
+                        reference,
+                        {p.id: value(p) for p in reference},
+                        config.target_value,
+                        keys,
+                        batch_size=config.batch_size,
                     )
-                    conditions.append(Condition(name, edits))
-                    specs.append((site, positions, mode, alpha))
-    done = (
-        {r.key for r in read_steer_rows(run_dir)} if (run_dir / RESULTS_FILE).is_file() else set()
-    )
-    wanted = [(str(s), tuple(p), m, a) for s, p, m, a in specs]
-    todo = [p for p in problems if any((p.id, *w) not in done for w in wanted)]
+                )
+            except ValueError as error:
+                raise PatchInputError("--direction", str(error)) from None
+        if ranks.is_main:
+            save_tensors({k: v.contiguous() for k, v in found.items()}, str(path))
+
+    specs = [
+        (site, positions, mode, alpha)
+        for site in sites
+        for positions in sets
+        for mode in modes
+        for alpha in alphas
+    ]
+    conditions: list[Condition] = []
     runner = Runner(model)
+
+    def run_batch(batch: list[Problem]) -> list[SteerRow]:
+        if not conditions:
+            conditions.extend(_conditions(found, specs))
+        return _steer_batch(model, runner, batch, conditions, specs, config, strata)
+
+    identity = [*IDENTITY_KEYS, "modes", "alphas", "target_value", "direction", "group"]
+    work: ShardedWork[Problem, SteerRow] = ShardedWork(
+        rows=STEER_ROWS,
+        manifest=manifest,
+        identity=[*identity, "reference.fingerprint"],
+        units=problems,
+        row_ids=lambda p: [row_id(p.id, str(s), ps, m, a) for s, ps, m, a in specs],
+        batch_size=config.batch_size,
+        run_batch=run_batch,
+        input_error=PatchInputError,
+        prepare=prepare,
+        desc="steering",
+        unit="problem",
+    )
+    done = run_in_shards(work, run_dir, ranks=ranks, progress=progress)
+    return SteerResult(
+        run_dir, len(problems), done.n_written, done.n_skipped, time.perf_counter() - started
+    )
+
+
+def _conditions(
+    directions: dict[str, Tensor], specs: Sequence[tuple[Site, tuple[int, ...], str, float]]
+) -> list[Condition]:
+    """``alpha=0`` (the empty condition), then one condition per steering spec."""
+    conditions = [Condition("alpha=0")]
+    for site, positions, mode, alpha in specs:
+        edits = {
+            (site, p): steer_edit(directions[_key(site, p)], mode, alpha)  # type: ignore[arg-type]
+            for p in positions
+        }
+        name = f"{mode}{alpha:g}@{site}:" + ",".join(position_name(p) for p in positions)
+        conditions.append(Condition(name, edits))
+    return conditions
+
+
+def _steer_batch(
+    model: ThoughtModel,
+    runner: Runner,
+    batch: Sequence[Problem],
+    conditions: Sequence[Condition],
+    specs: Sequence[tuple[Site, tuple[int, ...], str, float]],
+    config: SteerConfig,
+    strata: Strata,
+) -> list[SteerRow]:
+    """Every steered row of a batch of problems, each against its ``α = 0`` row."""
     options = RunOptions(
         max_new_tokens=config.max_new_tokens, batch_size=config.batch_size * len(conditions)
     )
-    written = 0
-    bar = tqdm(total=len(todo), disable=not progress, desc="steering", unit="problem")
-    for start in range(0, len(todo), config.batch_size):
-        batch = todo[start : start + config.batch_size]
-        gold = [model.answer_ids(p.answer) for p in batch]
-        results = runner.run(
-            [p.question for p in batch], conditions, options, targets={"gold": gold}
-        )
-        rows: list[dict[str, Any]] = []
-        for problem, generations in zip(batch, results, strict=True):
-            empty = generations[0]
-            base = extract_number(empty.text)
-            base_gold = float(empty.target_logprobs["gold"].sum())
-            already = base is not None and is_correct(base, config.target_value)
-            for (site, positions, mode, alpha), gen in zip(specs, generations[1:], strict=True):
-                if (problem.id, str(site), tuple(positions), mode, alpha) in done:
-                    continue
-                number = extract_number(gen.text)
-                changed = (number is None) != (base is None) or (
-                    number is not None and base is not None and not is_correct(number, base)
+    gold = [model.answer_ids(p.answer) for p in batch]
+    results = runner.run(
+        [p.question for p in batch], list(conditions), options, targets={"gold": gold}
+    )
+    rows: list[SteerRow] = []
+    for problem, generations in zip(batch, results, strict=True):
+        empty = generations[0]
+        base = extract_number(empty.text)
+        base_gold = float(empty.target_logprobs["gold"].sum())
+        already = base is not None and is_correct(base, config.target_value)
+        for (site, positions, mode, alpha), gen in zip(specs, generations[1:], strict=True):
+            number = extract_number(gen.text)
+            changed = (number is None) != (base is None) or (
+                number is not None and base is not None and not is_correct(number, base)
+            )
+            hit = (
+                None
+                if already
+                else (number is not None and is_correct(number, config.target_value))
+            )
+            rows.append(
+                SteerRow(
+                    problem=problem.id,
+                    stratum=strata.label_for(problem.steps),
+                    site=str(site),
+                    positions=list(positions),
+                    mode=mode,
+                    alpha=alpha,
+                    output=gen.text,
+                    baseline_output=empty.text,
+                    changed=changed,
+                    hit=hit,
+                    gold_logprob_change=float(gen.target_logprobs["gold"].sum()) - base_gold,
                 )
-                hit = (
-                    None
-                    if already
-                    else (number is not None and is_correct(number, config.target_value))
-                )
-                rows.append(
-                    asdict(
-                        SteerRow(
-                            problem=problem.id,
-                            stratum=strata.label_for(problem.steps),
-                            site=str(site),
-                            positions=list(positions),
-                            mode=mode,
-                            alpha=alpha,
-                            output=gen.text,
-                            baseline_output=empty.text,
-                            changed=changed,
-                            hit=hit,
-                            gold_logprob_change=float(gen.target_logprobs["gold"].sum())
-                            - base_gold,
-                        )
-                    )
-                )
-        written += append_rows(run_dir / RESULTS_FILE, rows)
-        bar.update(len(batch))
-    bar.close()
-    n_done = sum((p.id, *w) in done for p in problems for w in wanted)
-    return SteerResult(run_dir, len(problems), written, n_done, time.perf_counter() - started)
+            )
+    return rows

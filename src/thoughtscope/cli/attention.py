@@ -12,6 +12,7 @@ from thoughtscope.analyses.attention import run_attention
 from thoughtscope.cli.app import app, fail
 from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
 from thoughtscope.cli.options import ModelChoice, ModelOpt, check_output, model_options
+from thoughtscope.cli.probe import write_run_report
 
 
 @app.command("attention")
@@ -41,7 +42,13 @@ def attention_command(
     loaded = choice.load()
     try:
         result = run_attention(
-            loaded, data, out, limit=limit, batch_size=batch_size, answer_tokens=answer_tokens
+            loaded,
+            data,
+            out,
+            limit=limit,
+            batch_size=batch_size,
+            answer_tokens=answer_tokens,
+            model_spec=model,
         )
     except ValueError as error:
         fail(str(error))
@@ -57,3 +64,6 @@ def attention_command(
             f"{row['source']} with mass {row['mean']:.3f} {row['ci']}"
         )
     typer.echo(f"statistics: {path}")
+    report = write_run_report(out)
+    if report is not None:
+        typer.echo(f"report: {report} (open it in a browser)")

@@ -1,42 +1,69 @@
 """What the ``patch``, ``effects`` and ``steer`` commands share: running into a locked,
-resumable run folder, and writing the statistics and the report afterwards."""
+resumable run folder (one shard per rank under ``torchrun``), and writing the statistics
+and the report afterwards (rank 0)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import typer
 
 from thoughtscope.analyses.patching import PatchInputError
 from thoughtscope.cli.app import fail, streaming_to
+from thoughtscope.cli.launch import start_ranks
+from thoughtscope.cli.options import ModelChoice
+from thoughtscope.engine.distributed import RankFailedError, Ranks
+from thoughtscope.model.thought_model import ThoughtModel
+from thoughtscope.results.shards import shard_path
 
 RESUME_HINT = "run the same command again to continue (finished rows are kept)"
 
 T = TypeVar("T")
 
 
-def run_into(out: Path, run: Callable[[], T]) -> T:
-    """Runs an analysis writing ``out/results.jsonl``; an interruption says how to resume,
-    a bad configuration stops with one line naming its option."""
-    streaming_to(out / "results.jsonl", resume=RESUME_HINT)
+def run_into(
+    out: Path,
+    choice: ModelChoice,
+    threads: int | None,
+    run: Callable[[ThoughtModel, Ranks], T],
+) -> tuple[T, Ranks]:
+    """Joins the ``torchrun`` launch if there is one, loads the model on this rank's
+    device and runs an analysis writing ``out/results.jsonl`` (this rank's shard of it);
+    an interruption says how to resume, a bad configuration stops with one line naming
+    its option."""
+    ranks, choice = start_ranks(choice, threads)
     try:
-        return run()
+        model = choice.load()
+        shard = shard_path(out / "results.jsonl", ranks.rank, ranks.world_size)
+        streaming_to(shard, resume=RESUME_HINT)
+        return run(model, ranks), ranks
     except PatchInputError as error:
         fail(str(error), error.option)
+    except RankFailedError as error:
+        fail(str(error))
+    finally:
+        ranks.stop()
 
 
-def summarise(
-    out: Path,
-    write_summary: Callable[[Path], Path],
-    format_summary: Callable[[dict[str, Any]], str],
-) -> None:
-    """Writes the run's statistics and report, printing the tables and both paths."""
-    from thoughtscope.report.causal import write_causal_report
+def tell(ranks: Ranks, line: str) -> bool:
+    """Prints what this rank did; returns whether it goes on to the statistics and the
+    report (rank 0: it merged the shards, and reports for every rank)."""
+    typer.echo((f"rank {ranks.rank} of {ranks.world_size}: " if ranks.is_sharded else "") + line)
+    return ranks.is_main
 
-    summary = write_summary(out)
+
+def summarise(out: Path, *, n_boot: int | None = None, report: bool = True) -> None:
+    """Writes a patching, effects or steering run's statistics (and its report), printing
+    the tables and the paths; ``thoughtscope stats RUN`` and the commands themselves."""
+    from thoughtscope.report.causal import causal_summaries, write_causal_report
+
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    write_summary, format_summary = causal_summaries()[str(manifest.get("format"))]
+    summary = write_summary(out) if n_boot is None else write_summary(out, n_boot=n_boot)
     typer.echo(format_summary(json.loads(summary.read_text(encoding="utf-8"))))
     typer.echo(f"statistics: {summary}")
-    typer.echo(f"report: {write_causal_report(out)} (open it in a browser)")
+    if report:
+        typer.echo(f"report: {write_causal_report(out)} (open it in a browser)")

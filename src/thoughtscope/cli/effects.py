@@ -9,8 +9,8 @@ import typer
 
 from thoughtscope.analyses.effects import EffectsConfig, run_effects
 from thoughtscope.cli.app import app
-from thoughtscope.cli.causal import run_into, summarise
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
+from thoughtscope.cli.causal import run_into, summarise, tell
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt
 from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
 
 
@@ -50,7 +50,6 @@ def effects_command(
     (cosine distance, relative L2, KL of its logit lens) and of the answer; rows go to
     OUT/results.jsonl, the graph with intervals to OUT/effects_summary.json and a figure
     to OUT/report.html."""
-    set_threads(threads)
     check_output(out, "--out", folder=True)
     config = EffectsConfig(
         data=data,
@@ -61,15 +60,15 @@ def effects_command(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
     )
-    loaded = choice.load()
-    result = run_into(
-        out, lambda: run_effects(loaded, config, out, model_spec=model, progress=progress)
+    result, ranks = run_into(
+        out,
+        choice,
+        threads,
+        lambda loaded, ranks: run_effects(
+            loaded, config, out, model_spec=model, progress=progress, ranks=ranks
+        ),
     )
     resumed = f", {result.n_skipped} already done" if result.n_skipped else ""
-    typer.echo(
-        f"{result.n_rows} rows written{resumed} ({result.n_problems} problems) in "
-        f"{result.seconds:.1f} s"
-    )
-    from thoughtscope.statistics.effects import format_effects, write_effects_summary
-
-    summarise(out, write_effects_summary, format_effects)
+    line = f"{result.n_rows} rows written{resumed} ({result.n_problems} problems)"
+    if tell(ranks, f"{line} in {result.seconds:.1f} s"):
+        summarise(out)

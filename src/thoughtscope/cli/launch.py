@@ -43,7 +43,10 @@ def set_threads(threads: int | None) -> None:
         fail("--threads must be 1 or more", "--threads")
     import torch
 
+    from thoughtscope.engine.batching import keep_freed_memory
+
     torch.set_num_threads(threads)
+    keep_freed_memory()  # batches reuse freed memory (measured: docs/benchmarks.md)
 
 
 def start_ranks(choice: ModelChoice, threads: int | None) -> tuple[Ranks, ModelChoice]:

@@ -9,9 +9,10 @@ import typer
 
 from thoughtscope.analyses.patching import PatchConfig, run_patching
 from thoughtscope.cli.app import app
-from thoughtscope.cli.causal import run_into, summarise
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
+from thoughtscope.cli.causal import run_into, summarise, tell
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt
 from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
+from thoughtscope.results.store import read_manifest
 
 
 @app.command("patch")
@@ -68,7 +69,6 @@ def patch_command(
     """Patch a source problem's states into a target at chosen sites and positions and
     record whether the answer stays, becomes the source's, or changes otherwise; rows go
     to OUT/results.jsonl, statistics to OUT/patching_summary.json."""
-    set_threads(threads)
     check_output(out, "--out", folder=True)
     config = PatchConfig(
         data=data,
@@ -81,31 +81,37 @@ def patch_command(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
     )
-    loaded = choice.load()
-    result = run_into(
-        out, lambda: run_patching(loaded, config, out, model_spec=model, progress=progress)
+    result, ranks = run_into(
+        out,
+        choice,
+        threads,
+        lambda loaded, ranks: run_patching(
+            loaded, config, out, model_spec=model, progress=progress, ranks=ranks
+        ),
     )
     resumed = f", {result.n_skipped} already done" if result.n_skipped else ""
-    typer.echo(
-        f"{result.n_rows} rows written{resumed} ({result.n_pairs} pairs) in "
-        f"{result.seconds:.1f} s; self-patch check: {result.self_patch_identical} of "
-        f"{result.self_patch_rows} rows identical to the baseline"
+    line = (
+        f"{result.n_rows} rows written{resumed} ({result.n_pairs} pairs) in {result.seconds:.1f} s"
     )
-    if result.self_patch_same_answer != result.self_patch_rows:
+    if not tell(ranks, line):
+        return
+    # The check of the whole run: every batch of every rank (and of earlier launches).
+    checks = read_manifest(out)["checks"]
+    rows, identical = checks["self_patch_rows"], checks["self_patch_identical"]
+    same_answer = checks["self_patch_same_answer"]
+    typer.echo(f"self-patch check: {identical} of {rows} rows identical to the baseline")
+    if same_answer != rows:
         typer.echo(
-            f"Warning: self-patching changed the answer on "
-            f"{result.self_patch_rows - result.self_patch_same_answer} rows; the patched "
-            "states are not the model's own (see manifest.json, checks).",
+            f"Warning: self-patching changed the answer on {rows - same_answer} rows; the "
+            "patched states are not the model's own (see manifest.json, checks).",
             err=True,
         )
-    elif result.self_patch_identical != result.self_patch_rows:
+    elif identical != rows:
         typer.echo(
-            f"Note: {result.self_patch_rows - result.self_patch_identical} self-patched rows "
-            "gave the same answer but teacher-forced log-probabilities that differ by up to "
-            f"{result.self_patch_max_difference:.1e} (rounding by batch position; see "
-            "manifest.json, checks).",
+            f"Note: {rows - identical} self-patched rows gave the same answer but "
+            "teacher-forced log-probabilities that differ by up to "
+            f"{checks['self_patch_max_logprob_difference']:.1e} (rounding by batch position; "
+            "see manifest.json, checks).",
             err=True,
         )
-    from thoughtscope.statistics.patching import format_patching, write_patching_summary
-
-    summarise(out, write_patching_summary, format_patching)
+    summarise(out)

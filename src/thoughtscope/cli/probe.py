@@ -41,6 +41,9 @@ def probe_command(
         int, typer.Option("--max-classes", help="More distinct values: regression.")
     ] = 40,
     c: Annotated[float, typer.Option("--c", help="Inverse L2 strength of the probes.")] = 1.0,
+    tol: Annotated[
+        float, typer.Option("--tol", help="Stopping tolerance of the logistic probes.")
+    ] = 1e-3,
     min_problems: Annotated[
         int, typer.Option("--min-problems", help="Skip cells with fewer problems.")
     ] = 20,
@@ -69,6 +72,7 @@ def probe_command(
         folds=folds,
         max_classes=max_classes,
         c=c,
+        tol=tol,
         min_problems=min_problems,
         limit=limit,
         batch_size=parse_batch_size(batch_size),
@@ -103,6 +107,24 @@ def probe_command(
             f"{row['control_accuracy']}, majority {row['majority']} (n={row['n']})"
         )
     typer.echo(f"probes: {probes}\nnumeric lens: {lens}")
+    report = write_run_report(out)
+    if report is not None:
+        typer.echo(f"report: {report} (open it in a browser)")
+
+
+def write_run_report(run_dir: Path) -> Path | None:
+    """The folder's HTML report after a probe or attention run: the probes-and-attention
+    page for a folder without importance results, else the full report (which has the
+    section); ``None`` when the importance run cannot be reported yet."""
+    from thoughtscope.report import ReportInputError, write_report
+    from thoughtscope.report.probes import is_held_run, write_held_report
+
+    if is_held_run(run_dir):
+        return write_held_report(run_dir)
+    try:
+        return Path(write_report(run_dir))
+    except ReportInputError:
+        return None
 
 
 def demo_held(model: object, run_dir: Path, *, progress: bool) -> None:

@@ -63,6 +63,12 @@ def report_command(
             fail("--out: patching, effects and steering reports are written into RUN", "--out")
         typer.echo(f"Wrote {write_causal_report(run, n_boot=n_boot)}")
         return
+    from thoughtscope.report.probes import is_held_run, write_held_report
+
+    if is_held_run(run):  # probes, numeric lens or attention without importance results
+        path = write_held_report(run, out_dir=out, n_boot=n_boot)
+        typer.echo(f"Wrote {path}")
+        return
     try:
         path = write_report(run, examples=examples, out_dir=out, n_boot=n_boot)
     except ReportInputError as error:

@@ -57,6 +57,15 @@ def stats(
             f"{run_or_file}: no such file or folder; give a run folder (with manifest.json "
             "and results.jsonl) or a step_importance_scores.json file"
         )
+    from thoughtscope.report.causal import is_causal_run
+
+    if is_causal_run(run_or_file):  # patching, effects, steering: their own summary
+        if out is not None:
+            fail("--out: patching, effects and steering statistics are written into RUN", "--out")
+        from thoughtscope.cli.causal import summarise
+
+        summarise(run_or_file, n_boot=n_boot, report=False)
+        return
     try:
         if run_or_file.is_dir():
             path = write_run_statistics(run_or_file, out, n_boot=n_boot, seed=seed)

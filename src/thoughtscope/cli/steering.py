@@ -9,8 +9,8 @@ import typer
 
 from thoughtscope.analyses.steering import SteerConfig, run_steering
 from thoughtscope.cli.app import app
-from thoughtscope.cli.causal import run_into, summarise
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
+from thoughtscope.cli.causal import run_into, summarise, tell
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt
 from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
 
 
@@ -63,7 +63,6 @@ def steer_command(
 ) -> None:
     """Steer the thoughts: add alpha times a direction (or project it out) at chosen sites
     and positions and trace answer changes and target-value hits over alpha."""
-    set_threads(threads)
     check_output(out, "--out", folder=True)
     config = SteerConfig(
         data=data,
@@ -80,15 +79,15 @@ def steer_command(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
     )
-    loaded = choice.load()
-    result = run_into(
-        out, lambda: run_steering(loaded, config, out, model_spec=model, progress=progress)
+    result, ranks = run_into(
+        out,
+        choice,
+        threads,
+        lambda loaded, ranks: run_steering(
+            loaded, config, out, model_spec=model, progress=progress, ranks=ranks
+        ),
     )
     resumed = f", {result.n_skipped} already done" if result.n_skipped else ""
-    typer.echo(
-        f"{result.n_rows} rows written{resumed} ({result.n_problems} problems) in "
-        f"{result.seconds:.1f} s"
-    )
-    from thoughtscope.statistics.steering import format_steering, write_steering_summary
-
-    summarise(out, write_steering_summary, format_steering)
+    line = f"{result.n_rows} rows written{resumed} ({result.n_problems} problems)"
+    if tell(ranks, f"{line} in {result.seconds:.1f} s"):
+        summarise(out)

@@ -74,27 +74,46 @@ def shared(cache: Cache) -> Cache:
 class ReservedLayer(DynamicLayer):
     """A cache layer that writes new keys and values into storage reserved up front.
 
-    Each step writes one slice, and ``keys`` / ``values`` are views of the filled part
-    (the same numbers as a growing layer, so the same results). Grows by doubling if a
-    step ever needs more than was reserved.
+    The storage ``(row capacity, heads, capacity, head dim)`` has room for more positions
+    and, when asked, more rows than are filled. Each step writes one slice, and ``keys``
+    / ``values`` are views of the filled part (the same numbers as a growing layer, so
+    the same results). Grows by doubling if a step ever needs more than was reserved.
+    Forking appends rows in the spare row room (:meth:`append_rows`) without moving the
+    rows already there; keeping some rows copies the filled positions only.
     """
 
-    def __init__(self, keys: Tensor, values: Tensor, capacity: int):
+    def __init__(
+        self,
+        keys: Tensor,
+        values: Tensor,
+        capacity: int,
+        row_capacity: int = 0,
+        index: Tensor | None = None,
+    ):
+        """Storage holding ``keys``, ``values`` ``(rows, heads, length, head dim)``, or,
+        with ``index`` ``(kept,)``, their rows ``index`` (copied straight into it)."""
         super().__init__()
         rows, heads, length, _ = keys.shape
+        rows = rows if index is None else len(index)
         capacity = max(capacity, length)
-        self._keys = keys.new_empty((rows, heads, capacity, keys.shape[-1]))
-        self._values = values.new_empty((rows, heads, capacity, values.shape[-1]))
-        self._keys[:, :, :length] = keys
-        self._values[:, :, :length] = values
+        row_capacity = max(row_capacity, rows)
+        self._keys = keys.new_empty((row_capacity, heads, capacity, keys.shape[-1]))
+        self._values = values.new_empty((row_capacity, heads, capacity, values.shape[-1]))
+        if index is None:
+            self._keys[:rows, :, :length] = keys
+            self._values[:rows, :, :length] = values
+        else:
+            torch.index_select(keys, 0, index, out=self._keys[:rows, :, :length])
+            torch.index_select(values, 0, index, out=self._values[:rows, :, :length])
+        self._rows = rows
         self._length = length
         self.device = keys.device
         self.is_initialized = True
         self._expose()
 
     def _expose(self) -> None:
-        self.keys = self._keys[:, :, : self._length]
-        self.values = self._values[:, :, : self._length]
+        self.keys = self._keys[: self._rows, :, : self._length]
+        self.values = self._values[: self._rows, :, : self._length]
 
     def update(
         self, key_states: Tensor, value_states: Tensor, *args: Any, **kwargs: Any
@@ -104,8 +123,8 @@ class ReservedLayer(DynamicLayer):
             grow = max(end, 2 * self._keys.shape[2]) - self._keys.shape[2]
             self._keys = torch.nn.functional.pad(self._keys, (0, 0, 0, grow))
             self._values = torch.nn.functional.pad(self._values, (0, 0, 0, grow))
-        self._keys[:, :, self._length : end] = key_states
-        self._values[:, :, self._length : end] = value_states
+        self._keys[: self._rows, :, self._length : end] = key_states
+        self._values[: self._rows, :, self._length : end] = value_states
         self._length = end
         self._expose()
         return self.keys, self.values  # type: ignore[return-value]
@@ -119,19 +138,62 @@ class ReservedLayer(DynamicLayer):
         self._length += tokens_to_remove
         self._expose()
 
+    def _gather(self, storage: Tensor, filled: Tensor, indices: Tensor, rows: int) -> Tensor:
+        """New storage with room for ``rows`` rows whose first ``len(indices)`` rows are
+        ``filled[indices]`` (the filled positions only are copied)."""
+        out = storage.new_empty((rows, *storage.shape[1:]))
+        torch.index_select(filled, 0, indices, out=out[: len(indices), :, : self._length])
+        return out
+
     def batch_select_indices(self, indices: Tensor) -> None:
-        self._keys = self._keys.index_select(0, indices)
-        self._values = self._values.index_select(0, indices)
+        """Keeps the rows ``indices`` ``(kept,)``. In place when every row that moves
+        comes from at or beyond ``kept`` (e.g. finished rows' places filled from the
+        end, :func:`retire_order`): only the moved rows are copied; else into new
+        storage, copying the filled positions."""
+        self.keep_rows(indices, _moves(indices, self._rows))
+
+    def keep_rows(self, indices: Tensor, moves: tuple[Tensor, Tensor] | None) -> None:
+        """:meth:`batch_select_indices` with ``moves`` (:func:`_moves`) worked out."""
+        kept = len(indices)
+        if moves is not None:
+            moved, source = moves
+            length = self._length
+            for storage in (self._keys, self._values):
+                filled = storage[:, :, :length]
+                filled.index_copy_(0, moved, filled.index_select(0, source))
+        else:
+            self._keys = self._gather(self._keys, self.keys, indices, kept)  # type: ignore[arg-type]
+            self._values = self._gather(self._values, self.values, indices, kept)  # type: ignore[arg-type]
+        self._rows = kept
+        self._expose()
+
+    def append_rows(self, source: Tensor) -> None:
+        """Appends copies of the rows ``source`` ``(new,)`` after the current rows."""
+        end = self._rows + len(source)
+        if end > self._keys.shape[0]:
+            rows = max(end, 2 * self._keys.shape[0])
+            every = torch.arange(self._rows, device=source.device)
+            self._keys = self._gather(self._keys, self.keys, every, rows)  # type: ignore[arg-type]
+            self._values = self._gather(self._values, self.values, every, rows)  # type: ignore[arg-type]
+        length = self._length
+        torch.index_select(self.keys, 0, source, out=self._keys[self._rows : end, :, :length])  # type: ignore[arg-type]
+        torch.index_select(
+            self.values,  # type: ignore[arg-type]
+            0,
+            source,
+            out=self._values[self._rows : end, :, :length],
+        )
+        self._rows = end
         self._expose()
 
 
-def expand_rows(cache: Cache, index: Tensor, capacity: int = 0) -> Cache:
+def expand_rows(cache: Cache, index: Tensor, capacity: int = 0, row_capacity: int = 0) -> Cache:
     """A new cache whose row ``i`` is row ``index[i]`` of ``cache`` (``index``:
-    ``(rows,)``), with room reserved for ``capacity`` positions in all."""
+    ``(rows,)``), with room reserved for ``capacity`` positions in all and for
+    ``row_capacity`` rows (room for :func:`append_rows`)."""
     out = DynamicCache()
     out.layers = [
-        ReservedLayer(layer.keys[index], layer.values[index], capacity)  # type: ignore[index,union-attr]
-        for layer in cache.layers
+        ReservedLayer(*_keys_values(layer), capacity, row_capacity, index) for layer in cache.layers
     ]
     return out
 
@@ -139,15 +201,74 @@ def expand_rows(cache: Cache, index: Tensor, capacity: int = 0) -> Cache:
 def reserve_rows(cache: Cache, index: Tensor, capacity: int) -> None:
     """In place: row ``i`` becomes row ``index[i]`` (``(rows,)``, may repeat rows), in
     storage with room for ``capacity`` positions. Layer by layer, so the old storage is
-    freed as the new one is made."""
+    freed as the new one is made. Nothing is copied when the cache already is so (every
+    layer reserved, with those rows in that order and room for ``capacity``)."""
+    if all(
+        isinstance(layer, ReservedLayer)
+        and layer._keys.shape[2] >= capacity
+        and layer.keys.shape[0] == len(index)  # type: ignore[union-attr]
+        for layer in cache.layers
+    ) and torch.equal(index, torch.arange(len(index), device=index.device)):
+        return
     for layer_idx, layer in enumerate(cache.layers):
-        keys, values = layer.keys[index], layer.values[index]  # type: ignore[index,union-attr]
-        cache.layers[layer_idx] = ReservedLayer(keys, values, capacity)
+        keys, values = _keys_values(layer)
+        cache.layers[layer_idx] = ReservedLayer(keys, values, capacity, index=index)
         del layer, keys, values
 
 
+def append_rows(cache: Cache, source: Tensor) -> None:
+    """In place: appends copies of the rows ``source`` ``(new,)`` after the cache's rows
+    (a fork). Rows already there are not moved when the cache has room for more rows."""
+    for layer in cache.layers:
+        if isinstance(layer, ReservedLayer):
+            layer.append_rows(source)
+        else:
+            keys, values = _keys_values(layer)
+            layer.keys = torch.cat([keys, keys[source]])  # type: ignore[union-attr]
+            layer.values = torch.cat([values, values[source]])  # type: ignore[union-attr]
+
+
+def _keys_values(layer: Any) -> tuple[Tensor, Tensor]:
+    """A cache layer's filled keys and values ``(rows, heads, length, head dim)``."""
+    return layer.keys, layer.values
+
+
+def retire_order(done: Tensor) -> Tensor:
+    """The rows to keep when the rows ``done`` ``(rows,)`` (bool) retire, in an order
+    that lets a reserved cache keep them in place: every kept row among the first
+    ``kept`` stays where it is, and the places of finished rows there are filled with
+    the kept rows from beyond (their order changes). Returns ``(kept,)`` indices."""
+    alive = ~done
+    kept = int(alive.sum())
+    order = torch.arange(kept, device=done.device)
+    holes = done[:kept].nonzero().flatten()
+    order[holes] = alive[kept:].nonzero().flatten() + kept
+    return order
+
+
+def _moves(indices: Tensor, rows: int) -> tuple[Tensor, Tensor] | None:
+    """For keeping rows ``indices`` ``(kept,)`` of ``rows``: the places that change and
+    the rows moved there, when every moved row comes from at or beyond ``kept`` (so the
+    rows can be kept in place without overwriting a row still to be read); else
+    ``None``. One host sync."""
+    kept = len(indices)
+    if kept > rows:
+        return None
+    moved = (indices != torch.arange(kept, device=indices.device)).nonzero().flatten()
+    source = indices[moved]
+    return (moved, source) if bool((source >= kept).all()) else None
+
+
 def select_rows(cache: Cache, keep: Tensor) -> None:
-    """Keeps only the rows at indices ``keep`` ``(rows,)``, in place."""
+    """Keeps only the rows at indices ``keep`` ``(rows,)``, in place (in the same storage
+    when the rows allow it: :func:`retire_order`)."""
+    layers = cache.layers
+    if layers and all(isinstance(layer, ReservedLayer) for layer in layers):
+        rows = _keys_values(layers[0])[0].shape[0]
+        moves = _moves(keep, rows)  # worked out once for every layer
+        for layer in layers:
+            layer.keep_rows(keep, moves)  # type: ignore[union-attr]
+        return
     cache.batch_select_indices(keep)
 
 

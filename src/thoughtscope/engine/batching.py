@@ -26,6 +26,9 @@ of the dataset: the runner encodes, runs and releases one batch at a time
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,6 +44,7 @@ __all__ = [
     "RowFootprint",
     "auto_batch_size",
     "check_batch_size",
+    "keep_freed_memory",
     "memory_budget",
     "row_footprint",
     "rows_that_fit",
@@ -182,3 +186,35 @@ def check_batch_size(batch_size: BatchSize) -> None:
         return
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch size must be 'auto' or a whole number >= 1, got {batch_size!r}")
+
+
+KEEP_FREED_BYTES = 1 << 30
+"""Blocks up to this size stay with the process when freed (:func:`keep_freed_memory`)."""
+
+
+def keep_freed_memory() -> bool:
+    """Lets this process reuse the memory it frees instead of handing it back to the
+    operating system (Linux with glibc; elsewhere nothing happens). Returns whether it
+    applied.
+
+    Why: each batch allocates tens of megabytes at a time (KV-cache storage, activations
+    of hundreds of rows). glibc serves such blocks with ``mmap`` and returns them to the
+    system when freed, so the next batch's blocks arrive as fresh pages that the kernel
+    zeroes one fault at a time: measured on the toy benchmark, 0.07–0.09 of 0.52 CPU
+    seconds went to that (``docs/benchmarks.md``). Raising glibc's mmap and trim
+    thresholds keeps freed blocks for reuse. The process then keeps its peak memory
+    until it exits, which is why this is for whoever owns the process (the CLI, the
+    benchmark), never done on import.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, KEEP_FREED_BYTES)) and bool(
+        mallopt(m_trim_threshold, KEEP_FREED_BYTES)
+    )

@@ -72,6 +72,15 @@ class Rows:
         self.next_position = self.next_position[keep]
         self.problems = self.problems[keep]
 
+    def extend(self, source: Tensor) -> None:
+        """Appends copies of the rows at indices ``source`` ``(new,)`` after the rows (a
+        fork); the rows already there stay where they are, and so does their cache when
+        it has room for more rows (:func:`fan_out`'s ``row_capacity``)."""
+        backend.append_rows(self.cache, source)
+        self.mask = torch.cat([self.mask, self.mask[source]])
+        self.next_position = torch.cat([self.next_position, self.next_position[source]])
+        self.problems = torch.cat([self.problems, self.problems[source]])
+
 
 def forward(
     model: ThoughtModel,
@@ -135,11 +144,14 @@ def encode_prompts(model: ThoughtModel, prompts: Sequence[Sequence[int]]) -> Row
     return rows
 
 
-def fan_out(prefix: Rows, index: Tensor, problems: Tensor, capacity: int = 0) -> Rows:
+def fan_out(
+    prefix: Rows, index: Tensor, problems: Tensor, capacity: int = 0, row_capacity: int = 0
+) -> Rows:
     """Rows whose row ``i`` continues row ``index[i]`` of ``prefix`` (its own copy of the
-    cache, room for ``capacity`` positions); ``problems`` ``(len(prefix),)`` renumbers."""
+    cache, room for ``capacity`` positions and for ``row_capacity`` rows, so that forks
+    append rows without moving the others); ``problems`` ``(len(prefix),)`` renumbers."""
     return Rows(
-        cache=backend.expand_rows(prefix.cache, index, capacity),
+        cache=backend.expand_rows(prefix.cache, index, capacity, row_capacity),
         mask=prefix.mask[index],
         next_position=prefix.next_position[index],
         problems=problems[index],
@@ -180,8 +192,9 @@ class Branches:
     """Conditions that share rows: while their edits agree, a problem's conditions run
     as one row (a *branch*) and fork when the edits first differ.
 
-    Rows are problem-major: row ``p * len(members) + b`` is problem ``p`` in branch
-    ``b``. ``members[b]`` lists the condition indices branch ``b`` stands for.
+    Rows are branch-major: row ``b * n_problems + p`` is problem ``p`` in branch ``b``,
+    so a fork appends the new branches' rows after the existing ones, which stay where
+    they are. ``members[b]`` lists the condition indices branch ``b`` stands for.
     """
 
     conditions: Sequence[Condition]
@@ -196,15 +209,18 @@ class Branches:
     def separate(self) -> Tensor:
         """Gives every condition its own branch; returns the new rows' source rows."""
         parent = [b for b, branch in enumerate(self.members) for _ in branch]
-        index = self._rows(torch.tensor(parent), len(self.members))
+        index = self._rows(torch.tensor(parent))
         self.members = [[c] for branch in self.members for c in branch]
         return index
 
     def split(self, position: Position) -> Tensor | None:
-        """Splits every branch whose conditions edit ``position`` differently; returns
-        the new rows' source rows ``(new rows,)``, or ``None`` when nothing split."""
+        """Splits every branch whose conditions edit ``position`` differently: each
+        branch keeps its first part, the other parts become new branches after the
+        existing ones. Returns the source rows ``(new rows,)`` of the rows to append
+        (branch-major), or ``None`` when nothing split."""
         members: list[list[int]] = []
         parent: list[int] = []
+        appended: list[list[int]] = []
         for b, branch in enumerate(self.members):
             parts: list[tuple[dict[Site, Edit], list[int]]] = []
             for c in branch:
@@ -215,50 +231,53 @@ class Branches:
                         break
                 else:
                     parts.append((signature, [c]))
-            for _, part in parts:
-                members.append(part)
+            members.append(parts[0][1])
+            for _, part in parts[1:]:
+                appended.append(part)
                 parent.append(b)
-        if len(members) == len(self.members):
+        if not appended:
             return None
-        index = self._rows(torch.tensor(parent), len(self.members))
-        self.members = members
-        return index
+        self.members = members + appended
+        return self._rows(torch.tensor(parent))
 
     def per_condition(self) -> Tensor:
-        """Source rows ``(n_problems * n_conditions,)`` of one row per problem and
-        condition, problem-major, in the conditions' order."""
+        """Source rows ``(n_conditions * n_problems,)`` of one row per condition and
+        problem, condition-major (row ``c * n_problems + p``), in the conditions' order:
+        the rows as they are when every condition has its own branch and the branches
+        were made in the conditions' order (as for the ``prefix``, ``single`` and
+        ``suffix`` schedules), so that nothing moves."""
         branch_of = torch.zeros(len(self.conditions), dtype=torch.long)
         for b, branch in enumerate(self.members):
             branch_of[branch] = b
-        return self._rows(branch_of, len(self.members))
+        return self._rows(branch_of)
 
-    def _rows(self, branch: Tensor, width: int) -> Tensor:
-        problem = torch.arange(self.n_problems)[:, None] * width
-        return (problem + branch[None, :]).flatten()
+    def rows_of(self, branch: int, device: torch.device | None = None) -> Tensor:
+        """The rows ``(n_problems,)`` of ``branch``, in problem order."""
+        return torch.arange(self.n_problems, device=device) + branch * self.n_problems
+
+    def _rows(self, branch: Tensor) -> Tensor:
+        """Branch-major rows ``(len(branch) * n_problems,)`` of the branches ``branch``."""
+        problem = torch.arange(self.n_problems)[None, :]
+        return (branch[:, None] * self.n_problems + problem).flatten()
 
     def plan(self, position: Position, rows: Rows) -> EditPlan:
         """The edits at ``position`` of each branch's rows (every member of a branch
         makes the same ones; the context names the first)."""
         plan: EditPlan = {}
-        width = len(self.members)
         device = rows.problems.device
         # The reference rows: the branch of the first condition without edits.
         reference = next(
             (b for b, m in enumerate(self.members) if any(not self.conditions[c].edits for c in m)),
             None,
         )
-        ref_rows = (
-            None
-            if reference is None
-            else torch.arange(self.n_problems, device=device) * width + reference
-        )
+        ref_rows = None if reference is None else self.rows_of(reference, device)
         ref_problems = None if ref_rows is None else rows.problems[ref_rows]
         for b, branch in enumerate(self.members):
             condition = self.conditions[branch[0]]
             edits = edits_at(condition, position)
             if not edits:
                 continue
-            members = torch.arange(self.n_problems, device=device) * width + b
+            members = self.rows_of(b, device)
             for site, edit in edits.items():
                 context = EditContext(
                     site,
@@ -404,10 +423,12 @@ def think(
 
     ``first`` ``(rows, 1, d)``: the start step already ran and produced this thought;
     only the thought steps run. With ``conditions``, ``rows`` holds one row per problem
-    and ends with one row per problem and condition (problem-major), in a cache with
-    room for ``capacity`` positions: with ``fork``, a problem's conditions share one row
-    while their edits agree and fork at the first position where they differ (same
-    results, fewer rows computed; ``rows`` then needs room for the thoughts only). Edits at the
+    and ends with one row per condition and problem (condition-major: row
+    ``c * problems + p``), in a cache with room for ``capacity`` positions: with ``fork``,
+    a problem's conditions share one row while their edits agree and fork at the first
+    position where they differ (same results, fewer rows computed; when ``rows``' cache
+    has room for every row and position, forks append rows in place and, for conditions
+    that fork in their own order, no row is copied at the end). Edits at the
     ``latent`` site change the thought before it enters; edits at blocks go through
     ``hooks`` (made when needed). Gradients flow when the caller enables them.
 
@@ -447,6 +468,18 @@ def think(
         if stops is not None:
             stops = stops.select(index)
 
+    def fork_rows(source: Tensor) -> None:
+        """Appends the rows ``source`` ``(new,)`` (a fork; the others stay in place)."""
+        nonlocal inputs, stops
+        source = source.to(rows.mask.device)
+        rows.extend(source)
+        index = torch.cat([torch.arange(len(inputs), device=source.device), source])
+        inputs = inputs[index]
+        thoughts[:] = [t[index] for t in thoughts]
+        recorded[:] = [r[index] for r in recorded]
+        if stops is not None:
+            stops = stops.select(index)
+
     if branches is not None and not fork:
         regroup(branches.separate(), capacity)
     with hooks.installed() if hooks is not None else _nothing():
@@ -455,7 +488,7 @@ def think(
             if branches is not None:
                 forked = branches.split(position)
                 if forked is not None:
-                    regroup(forked)
+                    fork_rows(forked)
                 plan = branches.plan(position, rows)
             if stops is not None and position != BOT:
                 plan = _reached(plan, stops.active)
@@ -491,9 +524,9 @@ def think(
                 width = 1 if branches is None else len(branches.members)
                 if held is not None and branches is not None:
                     branch = next(b for b, m in enumerate(branches.members) if held in m)
-                    stop = stop.view(n_problems, width)[:, branch].repeat_interleave(width)
+                    stop = stop.view(width, n_problems)[branch].repeat(width)
                 if lengths is not None:
-                    limit = lengths.to(state.device).repeat_interleave(width)
+                    limit = lengths.to(state.device).repeat(width)
                     stop = stop | (stops.counts >= limit)
                 stops.active = stops.active & ~stop
                 stops.memory = check.memory
@@ -502,7 +535,7 @@ def think(
             inputs = family.next_thought(model, state)
     if stops is not None and num_thoughts == family.num_thoughts:
         stops.capped = stops.active.clone()
-    if branches is not None and fork:
+    if branches is not None:
         regroup(branches.per_condition(), capacity)
     n_rows = len(rows.problems)
     d_model = inputs.shape[-1]
@@ -702,7 +735,8 @@ def decode(
             done = seen >= eos_count
         if bool(done.any()):
             n_tokens[alive[done]] = step
-            keep = (~done).nonzero().flatten()
+            # Finished rows' places are filled from the end: the cache moves few rows.
+            keep = backend.retire_order(done)
             if len(keep) == 0:
                 break
             alive = alive[keep]

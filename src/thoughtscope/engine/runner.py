@@ -319,8 +319,8 @@ class Runner:
         for steps, members in self._groups(conditions, options.kl_reference, held):
             group = [conditions[c] for c in members]
             n_problems, n_cond = len(batch), len(group)
-            # Problem-major rows: row = problem * n_cond + condition.
-            index = torch.arange(n_problems, device=device).repeat_interleave(n_cond)
+            # Condition-major rows: row = condition * n_problems + problem.
+            index = torch.arange(n_problems, device=device).repeat(n_cond)
             # Room for every position the rows will see, so no step copies the cache.
             capacity = (
                 prefix.mask.shape[1]
@@ -329,11 +329,16 @@ class Runner:
                 + n_closing
                 + max(options.max_new_tokens, longest_target)
             )
-            # One row per problem, with room for the thoughts; think() fans out to the
-            # conditions, reserving room for everything after.
+            # One row per problem, in storage with room for the thoughts and for the
+            # rows of every condition: forks append rows without moving the others.
+            # think() then copies the rows into storage with room for everything after.
+            # (Reserving every position up front saves that copy but measured slower:
+            # the thought steps then read their keys and values from more scattered
+            # memory, and at this size attention is bound by memory traffic.)
             thinking_room = prefix.mask.shape[1] + n_start + steps
             each = torch.arange(n_problems, device=device)
-            rows = latent.fan_out(prefix, each, numbering, thinking_room)
+            row_room = n_problems * n_cond if options.fork else 0
+            rows = latent.fan_out(prefix, each, numbering, thinking_room, row_room)
             thinking = latent.think(
                 model,
                 rows,
@@ -352,8 +357,8 @@ class Runner:
             )
             names = [c.name for c in group]
             if thinking.stops is not None and held in names:
-                counts = thinking.stops.counts.view(n_problems, n_cond)
-                held_lengths = counts[:, names.index(held)]
+                counts = thinking.stops.counts.view(n_cond, n_problems)
+                held_lengths = counts[names.index(held)]
             hidden = thinking.recorded
             if after_start is not None and after_start.recorded is not None:
                 start_states = after_start.recorded[index]
@@ -404,8 +409,8 @@ class Runner:
                     # The start step, this row's own thoughts, the first closing id.
                     row_hidden = torch.cat([hidden[r, : 1 + n_fed[r]], closing_states[r, None]])
                 yield Generation(
-                    problem=batch[r // n_cond],
-                    condition=group[r % n_cond].name,
+                    problem=batch[r % n_problems],
+                    condition=group[r // n_problems].name,
                     answer_ids=decoded.ids[r],
                     text=model.decode(decoded.ids[r]),
                     finished=decoded.finished[r],
@@ -428,4 +433,4 @@ def _reference_rows(
     names = [c.name for c in group]
     if reference is None or reference not in names:
         return None
-    return torch.arange(n_problems, device=device) * len(group) + names.index(reference)
+    return names.index(reference) * n_problems + torch.arange(n_problems, device=device)

@@ -233,18 +233,23 @@ def is_causal_run(path: str | Path) -> bool:
         return False
 
 
+def causal_summaries() -> dict[str, tuple[Callable[..., Path], Callable[[dict[str, Any]], str]]]:
+    """Per run format: the function writing its summary file from the run folder
+    (``(run_dir, *, n_boot)``) and the one formatting that summary as a terminal table."""
+    from thoughtscope.statistics.effects import format_effects, write_effects_summary
+    from thoughtscope.statistics.patching import format_patching, write_patching_summary
+    from thoughtscope.statistics.steering import format_steering, write_steering_summary
+
+    return {
+        "thoughtscope-patching": (write_patching_summary, format_patching),
+        "thoughtscope-effects": (write_effects_summary, format_effects),
+        "thoughtscope-steering": (write_steering_summary, format_steering),
+    }
+
+
 def _summarise(run_dir: Path, fmt: str, n_boot: int) -> None:
     """Writes the run's summary file from its rows."""
-    from thoughtscope.statistics.effects import write_effects_summary
-    from thoughtscope.statistics.patching import write_patching_summary
-    from thoughtscope.statistics.steering import write_steering_summary
-
-    writers = {
-        "thoughtscope-patching": write_patching_summary,
-        "thoughtscope-effects": write_effects_summary,
-        "thoughtscope-steering": write_steering_summary,
-    }
-    writers[fmt](run_dir, n_boot=n_boot)
+    causal_summaries()[fmt][0](run_dir, n_boot=n_boot)
 
 
 def write_causal_report(run_dir: str | Path, *, n_boot: int | None = None) -> Path:

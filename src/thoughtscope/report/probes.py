@@ -21,14 +21,30 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from thoughtscope.report.figures import FigureFile, save_figure
-from thoughtscope.report.html import FigureBlock, cell, figure_html, paragraph, table
+from thoughtscope.report.html import (
+    FigureBlock,
+    Section,
+    cell,
+    e,
+    figure_html,
+    page,
+    paragraph,
+    table,
+)
 from thoughtscope.statistics.schema import Summary
 
-__all__ = ["probes_section", "single_latent_importance"]
+__all__ = ["is_held_run", "probes_section", "single_latent_importance", "write_held_report"]
 
 PROBES_FILE = "probes.jsonl"
 LENS_FILE = "lens.jsonl"
 ATTENTION_FILE = "attention.jsonl"
+_IMPORTANCE_RESULTS = "results.jsonl"
+# What each statistics file is computed from (the analyses' records).
+_RECORDS = {
+    PROBES_FILE: "probe_outcomes.jsonl",
+    LENS_FILE: "lens_outcomes.jsonl",
+    ATTENTION_FILE: "attention.safetensors",
+}
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -141,8 +157,10 @@ def _attention_parts(
             FigureBlock(
                 file,
                 "Mean attention mass (over problems, layers and heads) that each step puts on "
-                "<bot> and each earlier thought; rows: the step's input (a thought position, "
-                "eot, or answer token a). Per-head values with 95% intervals: attention.jsonl.",
+                "<bot>, each thought, the closing ids (eot) and the answer so far (answer; "
+                "the rest goes to the question); rows: the step's input (a thought "
+                "position, eot, or answer token a). Per-head values with 95% intervals: "
+                "attention.jsonl.",
                 "attention by step heatmap",
             )
         )
@@ -158,7 +176,8 @@ def _attention_parts(
                 FigureBlock(
                     file,
                     "Attention mass from the step whose input is the first answer token, per "
-                    "layer and head, on <bot> and each thought (mean over problems).",
+                    "layer and head, on <bot>, each thought, the closing ids and the answer so "
+                    "far (mean over problems).",
                     "attention per head heatmap",
                 )
             )
@@ -189,8 +208,9 @@ def probes_section(
     parts = [
         paragraph(
             "Linear probes read each site's state at each position; selectivity is probe "
-            "accuracy minus the accuracy of the same probe on a control task (values "
-            "relabelled at random), in percentage points. Cross-validated with folds split "
+            "accuracy minus the accuracy of the same probe on a control task (a fixed random "
+            "label per problem surface, i.e. the numbers in its question, drawn from the "
+            "target's value distribution), in percentage points. Cross-validated with folds split "
             "by problem; intervals in probes.jsonl. A probe shows what is linearly "
             "readable, not what the model uses."
         )
@@ -255,3 +275,66 @@ def probes_section(
         ]
         parts.append(table(header, rows))
     return "".join(parts)
+
+
+def is_held_run(path: str | Path) -> bool:
+    """Whether ``path`` is a folder with probe, lens or attention results (or their
+    records) and no importance results: its report is :func:`write_held_report`'s."""
+    folder = Path(path)
+    if not folder.is_dir() or (folder / _IMPORTANCE_RESULTS).is_file():
+        return False
+    return any((folder / name).is_file() for pair in _RECORDS.items() for name in pair)
+
+
+def _complete_statistics(run_dir: Path, n_boot: int) -> None:
+    """Computes a statistics file that is missing while its records are there."""
+    from thoughtscope.statistics.attention import write_attention_statistics
+    from thoughtscope.statistics.probes import write_lens_statistics, write_probe_statistics
+
+    writers = {
+        PROBES_FILE: write_probe_statistics,
+        LENS_FILE: write_lens_statistics,
+        ATTENTION_FILE: write_attention_statistics,
+    }
+    for name, records in _RECORDS.items():
+        if not (run_dir / name).is_file() and (run_dir / records).is_file():
+            writers[name](run_dir, n_boot=n_boot)
+
+
+def write_held_report(
+    run_dir: str | Path, *, out_dir: str | Path | None = None, n_boot: int = 1000
+) -> Path:
+    """Writes ``report.html`` (and ``figures/``) for a folder holding only probe, lens or
+    attention results: the "What the thoughts hold" section and the run's manifest.
+    Missing statistics files are first computed from the records (``n_boot``
+    resamples). Returns the HTML's path.
+
+    Raises:
+        ValueError: The folder holds none of those results.
+    """
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    _complete_statistics(run_dir, n_boot)
+    figures = out / "figures"
+    body = probes_section(run_dir, figures)
+    if body is None:
+        raise ValueError(
+            f"{run_dir}: no probes.jsonl, lens.jsonl or attention.jsonl; run "
+            "`thoughtscope probe` or `thoughtscope attention` with --out there first"
+        )
+    sections = [Section("probes", "What the thoughts hold", body)]
+    manifest_path = run_dir / "manifest.json"
+    manifest: dict[str, Any] = {}
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        text = json.dumps(manifest, indent=2)
+        sections.append(Section("manifest", "Run manifest", f"<pre>{e(text)}</pre>"))
+    held = [name for name in ("probes", "attention") if name in manifest]
+    models = [manifest[k].get("model", {}) for k in held if isinstance(manifest[k], dict)]
+    model_name = next((m.get("name") for m in models if m.get("name")), "model not recorded")
+    subtitle = f"{model_name} · {', '.join(held) or 'probes, lens, attention'}"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.html"
+    title = f"thoughtscope report: {run_dir.name}"
+    path.write_text(page(title, subtitle, sections, "made by thoughtscope"), encoding="utf-8")
+    return path

@@ -1,21 +1,18 @@
 """Rows of a thought-to-thought effects run: ``RUN/results.jsonl``, one line per
-(problem, ablation, site, position). Written by :mod:`thoughtscope.analyses.effects`."""
+(problem, ablation, site, position). Written by :mod:`thoughtscope.analyses.effects`
+through the shared run store (:mod:`thoughtscope.results.shards`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from thoughtscope.results.rows import append_rows, read_rows
-from thoughtscope.results.store import RESULTS_FILE
+from thoughtscope.results.shards import RowKind, StoredRow
 
-__all__ = ["EffectRow", "append_effect_rows", "read_effect_rows"]
+__all__ = ["EFFECT_ROWS", "EffectRow", "read_effect_rows"]
 
 
 @dataclass(frozen=True)
-class EffectRow:
+class EffectRow(StoredRow):
     """How editing thought ``position`` at ``site`` changed the later thoughts and answer.
 
     Attributes:
@@ -50,21 +47,9 @@ class EffectRow:
         """``(problem, ablation, site, position)``: unique within a run."""
         return (self.problem, self.ablation, self.site, self.position)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EffectRow:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**data)
+EFFECT_ROWS = RowKind.of(EffectRow, "effects row")
+"""How ``RUN/results.jsonl`` of an effects run is stored."""
 
-
-def read_effect_rows(run_dir: str | Path) -> list[EffectRow]:
-    """Every row of ``RUN/results.jsonl``."""
-    return read_rows(Path(run_dir) / RESULTS_FILE, EffectRow.from_dict, "effects row")
-
-
-def append_effect_rows(run_dir: str | Path, rows: Iterable[EffectRow]) -> int:
-    """Appends rows (flushed and fsynced); returns how many."""
-    return append_rows(Path(run_dir) / RESULTS_FILE, [r.to_dict() for r in rows])
+read_effect_rows = EFFECT_ROWS.read
+"""Every row of ``RUN/results.jsonl`` and its shards, each once (see :class:`RowKind`)."""

@@ -1,22 +1,34 @@
 """Rows of a patching run: ``RUN/results.jsonl``, one line per (pair, site, positions).
 
 Written by :mod:`thoughtscope.analyses.patching`, read by
-:mod:`thoughtscope.statistics.patching` and the report. Appends are whole lines, flushed
-and fsynced; a cut-off last line (a killed write) is ignored when reading and trimmed
-before the next append, as in :mod:`thoughtscope.results.store`.
+:mod:`thoughtscope.statistics.patching` and the report, through the shared run store
+(:mod:`thoughtscope.results.shards`): append-only, one shard per ``torchrun`` rank,
+merged by rank 0. Beside the rows, ``RUN/checks.jsonl`` (sharded the same way) holds one
+:class:`SelfPatchCheck` per batch of pairs; :func:`self_patch_totals` sums them over every
+batch of every rank.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from thoughtscope.results.rows import append_rows, read_rows
-from thoughtscope.results.store import RESULTS_FILE
+from thoughtscope.results.shards import RowKind, StoredRow, shard_files
 
-__all__ = ["OUTCOMES", "PatchRow", "append_patch_rows", "read_patch_rows"]
+__all__ = [
+    "CHECKS_FILE",
+    "OUTCOMES",
+    "PATCH_ROWS",
+    "SELF_PATCH_CHECKS",
+    "PatchRow",
+    "SelfPatchCheck",
+    "read_patch_rows",
+    "self_patch_totals",
+]
+
+CHECKS_FILE = "checks.jsonl"
+"""The self-patch check of every batch (and its shards under ``torchrun``)."""
 
 Outcome = Literal["stays", "source", "other"]
 OUTCOMES: tuple[Outcome, ...] = ("stays", "source", "other")
@@ -24,7 +36,7 @@ OUTCOMES: tuple[Outcome, ...] = ("stays", "source", "other")
 
 
 @dataclass(frozen=True)
-class PatchRow:
+class PatchRow(StoredRow):
     """One patched run: the source's states at ``site`` and ``positions`` in the target.
 
     Attributes:
@@ -80,10 +92,6 @@ class PatchRow:
         """``(pair, site, positions)``: unique within a run."""
         return (self.pair, self.site, tuple(self.positions))
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PatchRow:
         """Inverse of :meth:`to_dict`."""
@@ -92,16 +100,68 @@ class PatchRow:
         return cls(**values)
 
 
-def read_patch_rows(run_dir: str | Path) -> list[PatchRow]:
-    """Every row of ``RUN/results.jsonl`` (a cut-off last line is ignored).
+PATCH_ROWS = RowKind.of(PatchRow, "patching row")
+"""How ``RUN/results.jsonl`` of a patching run is stored."""
 
-    Raises:
-        FileNotFoundError: No results file.
-        ResultStoreError: A line other than the last is damaged.
+
+read_patch_rows = PATCH_ROWS.read
+"""Every row of ``RUN/results.jsonl`` and its shards, each once (see :class:`RowKind`)."""
+
+
+@dataclass(frozen=True)
+class SelfPatchCheck(StoredRow):
+    """The self-patch check of one batch of pairs: every problem of the batch patched at
+    every thought position of each site with its own problem's empty-row state.
+
+    Attributes:
+        batch: The batch's pair ids, joined (its id in ``checks.jsonl``).
+        rows: Self-patched rows (problems x sites).
+        identical: Of those, rows with the same answer ids and teacher-forced
+            log-probabilities as the empty condition, bit for bit.
+        same_answer: Rows with the same answer ids.
+        max_difference: Largest absolute log-probability difference.
+        differing: ``problem (condition)`` of each row that was not identical.
     """
-    return read_rows(Path(run_dir) / RESULTS_FILE, PatchRow.from_dict, "patching row")
+
+    batch: str
+    rows: int
+    identical: int
+    same_answer: int
+    max_difference: float
+    differing: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str]:
+        """The batch: unique within a run."""
+        return (self.batch,)
 
 
-def append_patch_rows(run_dir: str | Path, rows: Iterable[PatchRow]) -> int:
-    """Appends rows to ``RUN/results.jsonl`` (flushed and fsynced); returns how many."""
-    return append_rows(Path(run_dir) / RESULTS_FILE, [r.to_dict() for r in rows])
+SELF_PATCH_CHECKS = RowKind.of(SelfPatchCheck, "self-patch check")
+"""How ``RUN/checks.jsonl`` is stored."""
+
+SELF_PATCH_RULE = (
+    "per batch and site, every row patched at every thought position with its own "
+    "problem's empty-row state of the same forward pass; identical = same answer ids and "
+    "teacher-forced log-probabilities as the empty condition, bit for bit; same_answer = "
+    "same answer ids; summed over every batch of every rank (checks.jsonl). Expected: "
+    "identical on every row on one CPU thread (the default); with several CPU threads an "
+    "elementwise kernel may split the batch mid-row and round a row's last bits "
+    "differently (max_logprob_difference); a different answer would mean the patch did "
+    "not put back the model's own state"
+)
+
+
+def self_patch_totals(run_dir: str | Path) -> dict[str, Any]:
+    """The self-patch checks of every batch of a run (``RUN/checks.jsonl`` and its
+    shards), summed: the manifest's ``checks`` entry. Zero counts when there is none."""
+    path = Path(run_dir) / CHECKS_FILE
+    checks = SELF_PATCH_CHECKS.read(run_dir, CHECKS_FILE) if shard_files(path) else []
+    return {
+        "self_patch_batches": len(checks),
+        "self_patch_rows": sum(c.rows for c in checks),
+        "self_patch_identical": sum(c.identical for c in checks),
+        "self_patch_same_answer": sum(c.same_answer for c in checks),
+        "self_patch_max_logprob_difference": max((c.max_difference for c in checks), default=0.0),
+        "self_patch_differing": [d for c in checks for d in c.differing],
+        "self_patch_rule": SELF_PATCH_RULE,
+    }

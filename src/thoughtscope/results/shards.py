@@ -26,23 +26,38 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from thoughtscope.results.lock import LOCK_SUFFIX, OutputLock, clear_stale_lock
 from thoughtscope.results.records import ProblemRecord
-from thoughtscope.results.store import RESULTS_FILE, JsonLinesFile, ResultStore, ResultStoreError
+from thoughtscope.results.store import (
+    MANIFEST_FILE,
+    RESULTS_FILE,
+    JsonLinesFile,
+    ResultStore,
+    ResultStoreError,
+    read_manifest,
+    write_manifest,
+)
 
 __all__ = [
     "DuplicateRowsError",
     "RankGroup",
+    "RowKind",
+    "RunFolderError",
     "ShardedOutput",
+    "StoredRow",
+    "check_manifest",
     "merge_shards",
     "read_rows",
     "read_run_records",
+    "read_run_rows",
     "record_file",
     "record_id",
+    "row_id",
     "shard_files",
     "shard_path",
 ]
@@ -305,6 +320,101 @@ class ShardedOutput(Generic[Row]):
         self._release()
 
 
+class StoredRow:
+    """What a frozen-dataclass row type of a run folder shares: JSON through its fields,
+    and an id made from its :attr:`key` (see :func:`row_id`)."""
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What makes the row unique within a run."""
+        raise NotImplementedError
+
+    @property
+    def row_id(self) -> str:
+        """:attr:`key` as text: what resume and merging know a row by."""
+        return row_id(*self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+Stored = TypeVar("Stored", bound=StoredRow)
+
+
+@dataclass(frozen=True)
+class RowKind(Generic[Row]):
+    """One kind of row a run folder stores (a patching row, an effects row, …): how a
+    line's JSON becomes a row and back, and the id that makes a row unique within a run,
+    by which resume skips it and merging keeps it once.
+
+    Attributes:
+        parse: JSON data -> row (raises ``ValueError``, ``KeyError`` or ``TypeError``).
+        dump: Row -> JSON-ready data.
+        key: Row -> its id.
+        what: What a row is called in errors (``patching row``).
+    """
+
+    parse: Callable[[Any], Row]
+    dump: Callable[[Row], Any]
+    key: Callable[[Row], str]
+    what: str
+
+    @classmethod
+    def of(cls, row_type: type[Stored], what: str) -> RowKind[Stored]:
+        """The kind of a :class:`StoredRow` type."""
+        return RowKind(row_type.from_dict, row_type.to_dict, lambda row: row.row_id, what)
+
+    def open(self, path: Path) -> JsonLinesFile[Row]:
+        """The append-only file (or shard) at ``path``."""
+        return JsonLinesFile(path, self.parse, self.dump, what=self.what)
+
+    def output(
+        self, path: str | Path, ranks: RankGroup, *, start_over: bool = False
+    ) -> ShardedOutput[Row]:
+        """This rank's :class:`ShardedOutput` of ``path``."""
+        return ShardedOutput(path, ranks, self.open, self.key, start_over=start_over)
+
+    def read(self, run_dir: str | Path, file_name: str = RESULTS_FILE) -> list[Row]:
+        """Every row of ``RUN/file_name`` and its shards, each id once; a cut-off last
+        line (a killed write) is ignored.
+
+        Raises:
+            FileNotFoundError: Neither the file nor any shard of it is there.
+            DuplicateRowsError: Two rows share an id but differ.
+            ResultStoreError: A line other than a file's last is damaged.
+        """
+        return read_run_rows(Path(run_dir) / file_name, self.open, self.key)
+
+
+def row_id(*parts: object) -> str:
+    """A row's id from the parts of its key (``("3<-7", "latent", [0])`` ->
+    ``'["3<-7", "latent", [0]]'``): JSON, so tuples and lists of the same items agree."""
+    return json.dumps([list(p) if isinstance(p, tuple) else p for p in parts])
+
+
+def read_run_rows(
+    path: str | Path,
+    open_file: Callable[[Path], JsonLinesFile[Row]],
+    key: Callable[[Row], str],
+) -> list[Row]:
+    """:func:`read_rows` of a file that must exist (itself or as shards).
+
+    Raises:
+        FileNotFoundError: Neither ``path`` nor any shard of it is there.
+        DuplicateRowsError, ResultStoreError: As :func:`read_rows`.
+    """
+    path = Path(path)
+    if not shard_files(path):
+        raise FileNotFoundError(f"{path}: no results file here")
+    return read_rows(path, open_file, key)
+
+
 def read_run_records(run_dir: str | Path) -> list[ProblemRecord]:
     """Every record of a run folder: ``results.jsonl`` and all its shards, each problem
     once (see :func:`read_rows`).
@@ -313,7 +423,67 @@ def read_run_records(run_dir: str | Path) -> list[ProblemRecord]:
         FileNotFoundError: Neither ``results.jsonl`` nor any shard of it is there.
         DuplicateRowsError, ResultStoreError: As :func:`read_rows`.
     """
-    path = Path(run_dir) / RESULTS_FILE
-    if not shard_files(path):
-        raise FileNotFoundError(f"{path}: no results file here")
-    return read_rows(path, record_file, record_id)
+    return read_run_rows(Path(run_dir) / RESULTS_FILE, record_file, record_id)
+
+
+class RunFolderError(ResultStoreError):
+    """The run folder holds another run (or rows without a manifest); the message names
+    the folder, the differing settings and what to do.
+
+    Attributes:
+        option: The command-line option at fault (``--out``).
+    """
+
+    option = "--out"
+
+
+def _dotted(data: dict[str, Any], key: str) -> Any:
+    value: Any = data
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _difference(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """One differing identity key as a user reads it: a fingerprint by what it hashes."""
+    if key in ("data.fingerprint", "model.fingerprint"):
+        section = key.split(".")[0]
+        before, after = _dotted(old, f"{section}.spec"), _dotted(new, f"{section}.spec")
+        if before != after:
+            return f"--{section} {json.dumps(before)} here, {json.dumps(after)} now"
+        return f"--{section} {json.dumps(after)} now holds other contents than when the run began"
+    return f"{key}: {json.dumps(_dotted(old, key))} here, {json.dumps(_dotted(new, key))} now"
+
+
+def check_manifest(
+    run_dir: str | Path, manifest: dict[str, Any], identity: Sequence[str], *, write: bool = True
+) -> dict[str, Any]:
+    """The manifest a run into ``run_dir`` keeps: the folder's own when it holds the same
+    run (every key of ``identity``, dotted for nested keys, and ``format`` equal), else
+    ``manifest``, written for a new run (unless ``write`` is false: a check only). One
+    rule for every analysis.
+
+    Raises:
+        RunFolderError: The folder holds a run with a different configuration, or rows
+            (``results.jsonl`` or a shard of it) without a manifest.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / MANIFEST_FILE).is_file():
+        old = read_manifest(run_dir)
+        keys = ["format", *identity] if "format" in manifest else list(identity)
+        differ = [k for k in keys if _dotted(old, k) != _dotted(manifest, k)]
+        if differ:
+            shown = "; ".join(_difference(k, old, manifest) for k in differ)
+            raise RunFolderError(
+                f"--out {run_dir} holds a run with a different configuration ({shown}). "
+                "Repeat the original options to resume, or choose another --out folder."
+            )
+        return old
+    if shard_files(run_dir / RESULTS_FILE):
+        raise RunFolderError(
+            f"--out {run_dir} has {RESULTS_FILE} but no {MANIFEST_FILE}, so it cannot be "
+            "resumed safely; choose another --out folder"
+        )
+    if write:
+        write_manifest(run_dir, manifest)
+    return manifest

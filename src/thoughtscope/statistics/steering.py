@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from thoughtscope.results.rows import read_rows
+from thoughtscope.results.steering import read_steer_rows
 from thoughtscope.statistics.bootstrap import DEFAULT_N_BOOT, bootstrap_ratios, group_seed
 
 __all__ = [
@@ -104,7 +104,7 @@ def write_steering_summary(run_dir: str | Path, *, n_boot: int = DEFAULT_N_BOOT)
     """Writes ``RUN/steering_summary.json``; returns its path."""
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    rows = read_rows(run_dir / "results.jsonl", lambda row: row, "steering row")
+    rows = [row.to_dict() for row in read_steer_rows(run_dir)]
     summary = steering_summary(
         rows,
         seed=int(manifest.get("seed", 0)),

@@ -1,0 +1,142 @@
+"""Running an analysis into a run folder, resumably, on one process or on every rank of a
+``torchrun`` launch: what ``patch``, ``effects`` and ``steer`` share.
+
+An analysis hands over its *units* of work (pairs for patching, problems for effects and
+steering), the ids of the rows each unit yields, and a function computing a batch of
+units. :func:`run_in_shards` then
+
+1. checks the manifest: the folder's own run with the same configuration is resumed,
+   another one refused (:func:`~thoughtscope.results.shards.check_manifest`);
+2. locks ``RUN/results.jsonl`` (rank 0) and this rank's shard of it (each rank), so a
+   second run into the folder is refused, and checks the manifest again under the lock
+   (rank 0 first: it writes a new run's manifest; then the others);
+3. reads which row ids are done, from ``results.jsonl`` and every shard of any earlier
+   launch (of any number of ranks);
+4. cuts the units left into batches of ``batch_size`` (the same batches on every rank and
+   in a one-process run), and computes every ``world_size``-th batch on this rank into
+   its own shard (``results.rankRofW.jsonl``), dropping rows already done;
+5. waits for every rank; rank 0 merges the shards into ``results.jsonl`` in unit order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from tqdm.auto import tqdm
+
+from thoughtscope.engine.distributed import SINGLE, Ranks
+from thoughtscope.results.shards import RowKind, RunFolderError, check_manifest
+from thoughtscope.results.store import RESULTS_FILE
+
+__all__ = ["ShardedWork", "WorkDone", "run_in_shards"]
+
+Row = TypeVar("Row")
+Unit = TypeVar("Unit")
+
+
+@dataclass(frozen=True)
+class WorkDone:
+    """What :func:`run_in_shards` did on this rank.
+
+    Attributes:
+        manifest: The manifest the run keeps (the folder's own when resumed).
+        n_written: Rows this rank wrote in this call.
+        n_skipped: Rows of the run that were already done (by any rank, any launch).
+        n_units: Units of the run.
+    """
+
+    manifest: dict[str, Any]
+    n_written: int
+    n_skipped: int
+    n_units: int
+
+
+@dataclass(frozen=True)
+class ShardedWork(Generic[Unit, Row]):
+    """One analysis run, as :func:`run_in_shards` needs it.
+
+    Attributes:
+        rows: How the run's rows are stored (their id is what resume skips by).
+        manifest: The run's manifest; ``identity``: its keys that must match to resume.
+        units: The work, in the order the merged file keeps.
+        row_ids: The ids of the rows one unit yields.
+        batch_size: Units per batch.
+        run_batch: The rows of a batch of units (those already done are dropped after).
+        input_error: Builds the analysis's own error from ``(option, message)``.
+        prepare: Run once before the first batch, rank 0 first (it may write files the
+            other ranks then read: the mean ablation's means, steering directions).
+        after_batch: Called with each batch once its rows are written.
+        desc, unit: Progress-bar labels.
+    """
+
+    rows: RowKind[Row]
+    manifest: dict[str, Any]
+    identity: Sequence[str]
+    units: Sequence[Unit]
+    row_ids: Callable[[Unit], Sequence[str]]
+    batch_size: int
+    run_batch: Callable[[list[Unit]], Iterable[Row]]
+    input_error: Callable[[str, str], Exception]
+    prepare: Callable[[], None] | None = None
+    after_batch: Callable[[list[Unit]], object] | None = None
+    desc: str = "running"
+    unit: str = "unit"
+
+
+def run_in_shards(
+    work: ShardedWork[Unit, Row],
+    run_dir: str | Path,
+    *,
+    ranks: Ranks = SINGLE,
+    progress: bool = False,
+) -> WorkDone:
+    """Runs (or resumes) ``work`` into ``run_dir`` on this rank; see the module text.
+
+    Raises:
+        The analysis's input error (``--out``): ``run_dir`` holds a different run.
+        OutputLockedError: Another run writes into ``run_dir``.
+        RankFailedError: Another rank failed (its own output says why).
+    """
+    run_dir = Path(run_dir)
+
+    def settle(write: bool = True) -> dict[str, Any]:
+        try:
+            return check_manifest(run_dir, work.manifest, work.identity, write=write)
+        except RunFolderError as error:
+            raise work.input_error(error.option, str(error)) from None
+
+    # A folder holding another run (say, another analysis's rows) is refused before its
+    # rows are read as this analysis's; the check that counts is the one under the lock.
+    ranks.together(lambda: settle(write=False))
+    with work.rows.output(run_dir / RESULTS_FILE, ranks) as output:
+        manifest = ranks.main_first(settle)
+        done = output.done
+        wanted = [list(work.row_ids(u)) for u in work.units]
+        todo = [
+            u for u, ids in zip(work.units, wanted, strict=True) if any(i not in done for i in ids)
+        ]
+        n_skipped = sum(i in done for ids in wanted for i in ids)
+        size = work.batch_size
+        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+        if batches and work.prepare is not None:
+            ranks.main_first(work.prepare)
+        mine = ranks.share(batches)
+        written = 0
+        bar = tqdm(
+            total=sum(len(b) for b in mine),
+            disable=not (progress and ranks.is_main),
+            desc=work.desc,
+            unit=work.unit,
+        )
+        for batch in mine:
+            rows = [r for r in work.run_batch(batch) if work.rows.key(r) not in done]
+            written += output.append(rows)  # this rank's shard, flushed and fsynced
+            if work.after_batch is not None:
+                work.after_batch(batch)
+            bar.update(len(batch))
+        bar.close()
+        output.finish(order=[i for ids in wanted for i in ids])
+    return WorkDone(manifest, written, n_skipped, len(work.units))
