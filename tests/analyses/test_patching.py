@@ -104,24 +104,29 @@ def test_the_issue_runs_self_patch_bit_for_bit(seed: int, pairs: str, tmp_path: 
     assert checks["self_patch_differing"] == [] and checks["self_patch_max_logprob_difference"] == 0
 
 
+@pytest.mark.parametrize("family", ["codi", "coconut", "soft-thinking"])
 def test_patching_every_thought_from_the_same_question_is_the_identity(
-    tiny_model: CodiModel, tmp_path: Path
+    family: str, tmp_path: Path
 ) -> None:
+    model = FAMILY_MODELS[family]()
     question = "a=3;b=a*2;c=b+1;c=?"
     twin_a = Problem("a", question, 7.0, 2, "given", None, "test")
     twin_b = Problem("b", question, 7.0, 2, "given", None, "test")
+    other = Problem("c", "a=9;b=a-3;b=?", 6.0, 1, "given", None, "test")
     data = tmp_path / "problems.json"
-    data.write_text(json.dumps([twin_a.to_dict(), twin_b.to_dict()]))
-    pairs = PairSet("file", [Pair(twin_a, twin_b), Pair(twin_b, twin_a)], [])
+    data.write_text(json.dumps([p.to_dict() for p in (twin_a, twin_b, other)]))
+    pairs = PairSet("file", [Pair(twin_a, twin_b), Pair(twin_b, twin_a), Pair(other, twin_a)], [])
     run_patching(
-        tiny_model,
+        model,
         config(data=str(data), positions="all", sites="latent+block:all"),
         tmp_path / "run",
         pairs=pairs,
     )
-    rows = read_patch_rows(tmp_path / "run")
-    assert len(rows) == 2 * 5
-    assert all(r.output == r.target_baseline_output and r.gold_logprob_change == 0 for r in rows)
+    rows = [r for r in read_patch_rows(tmp_path / "run") if r.target != "c"]
+    assert len(rows) == 2 * (model.num_layers + 1)
+    for row in rows:  # a twin's states are the target's own, bit for bit
+        assert row.output == row.target_baseline_output
+        assert row.gold_logprob_change == 0.0 and row.logit_diff_change == 0.0
 
 
 def _ballasted(questions: list[str]) -> list[str]:
