@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from typer.testing import CliRunner
 
 from thoughtscope.analyses.effects import EffectsConfig, run_effects, thought_effects
 from thoughtscope.cli import app
-from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
+from thoughtscope.engine.edits import EditContext
+from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
+from thoughtscope.engine.sites import LATENT
 from thoughtscope.model import CodiModel
 from thoughtscope.results.effects import read_effect_rows
 from thoughtscope.statistics.effects import effects_summary
@@ -62,3 +65,23 @@ def test_the_effects_command_writes_the_graph(tiny_model_dir: Path, tmp_path: Pa
     assert (out / "figures" / "effects.png").stat().st_size > 0
     assert json.loads((out / "effects_summary.json").read_text())["num_thoughts"] == 6
     assert (out / "report.html").is_file()
+
+
+def test_effects_keep_only_the_last_block_and_measure_the_same(tiny_model: CodiModel) -> None:
+    questions = ["a=3;b=a*2;b=?", "1+1?"]
+    full = RunOptions(max_new_tokens=2, record_hidden=True)
+    last = RunOptions(max_new_tokens=2, record_hidden=True, record_layers=(4,))
+    conditions = [BASELINE, Condition("zero@latent:1", {(LATENT, 1): _zero})]
+    runner = Runner(tiny_model)
+    every, kept = runner.run(questions, conditions, full), runner.run(questions, conditions, last)
+    for a, b in zip(every, kept, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x.hidden is not None and y.hidden is not None
+            assert y.hidden.shape[1] == 1 and torch.equal(y.hidden[:, 0], x.hidden[:, 4])
+        assert thought_effects(tiny_model, a[0], a[1], 1) == thought_effects(
+            tiny_model, b[0], b[1], 1
+        )
+
+
+def _zero(hidden: torch.Tensor, context: EditContext) -> torch.Tensor:
+    return torch.zeros_like(hidden)

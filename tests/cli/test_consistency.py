@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,10 +93,17 @@ def test_the_demo_prints_a_summary_and_where_the_report_is(
     result = invoke("demo", "--out", str(tmp_path / "demo"), "--no-progress")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) <= 16, result.stdout
+    assert len(lines) <= 19, result.stdout
     for label in ("validation", "sweep"):
         assert f"statistics: {tmp_path / 'demo' / label / 'summary.json'}" in result.stdout
         assert f"report: {tmp_path / 'demo' / label / 'report.html'}" in result.stdout
+    causal = tmp_path / "demo" / "sweep" / "causal"
+    for name in ("patch", "effects", "steer"):  # small causal runs, linked from the report
+        assert f"report: {causal / name / 'report.html'}" in result.stdout
+        link = f"causal/{name}/report.html"
+        assert link in (tmp_path / "demo" / "sweep" / "report.html").read_text()
+    checked = re.search(r"self-patch check: (\d+) of (\d+) rows identical", result.stdout)
+    assert checked is not None and checked[1] == checked[2] != "0", result.stdout
     assert f"compare: {tmp_path / 'demo' / 'compare' / 'compare.html'}" in result.stdout
 
 

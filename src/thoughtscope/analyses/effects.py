@@ -1,14 +1,14 @@
 """Thought-to-thought effects: ablate or patch thought ``i`` and measure how every later
 thought ``j`` and the answer change.
 
-For each batch of problems, two runner calls:
-
-1. **Baseline** of the batch and of the problems its resources ask for (``patch``
-   donors), states recorded: what ``mean`` and ``patch`` edits replace with.
-2. **Conditions**: the empty condition and, per ablation kind, site and thought position
-   ``i``, that one edit (:func:`~thoughtscope.analyses.interventions.bind`); every row's
-   states are recorded. Each edited row is compared with the *empty* row of the same
-   call, so the differences are the edit's alone.
+For each batch of problems, one runner call: the empty condition and, per ablation
+kind, site and thought position ``i``, that one edit
+(:func:`~thoughtscope.analyses.interventions.bind`). Each row keeps its thoughts and
+only the last block's output at each step (``RunOptions.record_layers``), what the
+metrics read; each edited row is compared with the *empty* row of the same call, so the
+differences are the edit's alone. Only a kind that needs recorded activations (``patch``:
+its donors' baseline states) adds a short baseline pass before it, over just the
+problems it needs (one decoded token, every site recorded).
 
 Metrics per (problem, ablation, site, ``i``), for every later thought ``j > i``:
 
@@ -122,17 +122,18 @@ def thought_effects(
     """Cosine distance, relative L2 and lens KL of every thought ``j`` (``None`` for
     ``j <= after``) between two generations of one problem recorded with ``hidden``.
 
-    ``thoughts``: ``(N, d)``; ``hidden``: ``(N+2, layers+1, d)`` (positions bot, 0…N-1,
-    eot). Thought ``j`` is produced by the last block's output at hidden index ``j``.
+    ``thoughts``: ``(N, d)``; ``hidden``: ``(N+2, k, d)`` (positions bot, 0…N-1, eot)
+    whose last layer entry is the last block's output (every layer, or only that one:
+    ``RunOptions.record_layers``). Thought ``j`` is produced by the last block's output
+    at hidden index ``j``.
     """
     assert reference.hidden is not None and edited.hidden is not None
     a, b = reference.thoughts.double(), edited.thoughts.double()
     n = a.shape[0]
     cosine = 1 - torch.nn.functional.cosine_similarity(a, b, dim=-1)
     rel = (b - a).norm(dim=-1) / a.norm(dim=-1).clamp_min(1e-12)
-    last = model.num_layers
     with torch.inference_mode():
-        states = torch.stack([reference.hidden[:n, last], edited.hidden[:n, last]])
+        states = torch.stack([reference.hidden[:n, -1], edited.hidden[:n, -1]])
         logp = model.unembed(states.to(device=model.device, dtype=model.dtype))
         logp = logp.float().log_softmax(dim=-1).double().cpu()
     kl = (logp[0].exp() * (logp[0] - logp[1])).sum(dim=-1)
@@ -272,32 +273,32 @@ def _run_batch(
     strata: Strata,
     done: set[tuple[str, str, str, int]],
 ) -> list[EffectRow]:
-    pass1 = list(batch)
-    seen = {p.id for p in batch}
-    for resource in resources:
-        for extra in resource.baseline_problems(batch):
-            if extra.id not in seen:
-                seen.add(extra.id)
-                pass1.append(extra)
+    """The rows of one batch of problems: the empty condition and every edit in one
+    runner call, each row keeping only the thoughts and the last block's output (what
+    the metrics read); before it, only when a kind needs recorded activations (``patch``:
+    its donors), a baseline pass over just those problems."""
+    gold = {p.id: model.answer_ids(p.answer) for p in batch}
+    recorded: dict[str, Generation] = {}
+    wanted = [r.baseline_problems(batch) for r in resources if r.records_hidden]
+    extra = list({p.id: p for problems in wanted for p in problems}.values())
+    if extra:
+        options = RunOptions(
+            max_new_tokens=1, batch_size=config.batch_size * (len(specs) + 1), record_hidden=True
+        )
+        base = runner.run([p.question for p in extra], [BASELINE], options)
+        recorded = {p.id: row[0] for p, row in zip(extra, base, strict=True)}
+    bound = AblationResources(
+        problem_ids=[p.id for p in batch],
+        seed=config.seed,
+        values={r.name: r.for_batch(batch, recorded) for r in resources},
+    )
+    conditions = [Condition(EMPTY)] + [bind(s, bound) for s in specs]
     options = RunOptions(
         max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size * (len(specs) + 1),
         record_hidden=True,
+        record_layers=(model.num_layers,),  # the last block's output, for the lens KL
     )
-    gold = {p.id: model.answer_ids(p.answer) for p in pass1}
-    base = runner.run(
-        [p.question for p in pass1],
-        [BASELINE],
-        options,
-        targets={"gold": [gold[p.id] for p in pass1]},
-    )
-    base_gen = {p.id: row[0] for p, row in zip(pass1, base, strict=True)}
-    bound = AblationResources(
-        problem_ids=[p.id for p in batch],
-        seed=config.seed,
-        values={r.name: r.for_batch(batch, base_gen) for r in resources},
-    )
-    conditions = [Condition(EMPTY)] + [bind(s, bound) for s in specs]
     results = runner.run(
         [p.question for p in batch],
         conditions,

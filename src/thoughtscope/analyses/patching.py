@@ -1,23 +1,28 @@
 """Counterfactual activation patching: a source problem's states patched into a target.
 
-For each batch of pairs (:mod:`thoughtscope.problems.pairs`), two runner calls over the
-*same* list of questions (the batch's targets and sources, each once, plus a row per
-extra pair of a target), each as one padded batch:
+For each batch of pairs (:mod:`thoughtscope.problems.pairs`), **one** runner call over
+the batch's targets and sources (each once, plus a row per extra pair of a target), as
+one padded batch, under:
 
-1. **Baseline**, states recorded: every problem's answer, and its hidden states at every
-   site and position (the sources' are what gets patched).
-2. **Conditions**: the empty condition, one condition per (site, position set) whose
-   edits replace each target row's state with its source's recorded state (rows that are
-   no pair's target get their own state back), and per site a *self-patch* of every
-   position with each row's own state. Every row teacher-forces the target's expected
-   answer (``gold``) and the source's (``source``): the change of the gold log-probability
-   and of the log-probability difference between the two answers.
+* the **empty** condition: every problem's baseline (the targets' and the sources'
+  baseline answers come from these rows);
+* one condition per (site, position set) whose edit gives each target row, at that site
+  and step, the activation its source's empty row holds *in the same forward pass*
+  (:meth:`~thoughtscope.engine.edits.EditContext.reference`; rows that are no pair's
+  target get their own problem's);
+* per site, a **self-patch** of every thought: each row given its own problem's empty-row
+  activation.
 
-Because both calls pad the same questions to the same width, a state recorded in call 1
-is bit-identical to the one call 2 computes, so the self-patch reproduces the empty
-condition exactly; every run checks this on every row and records the counts in the
-manifest (``checks``). Patching every position from a source with the target's
-question is the identity for the same reason.
+Every row teacher-forces the target's expected answer (``gold``) and the source's
+(``source``): the change of the gold log-probability and of the log-probability
+difference between the two answers.
+
+A self-patched row copies, at each step, exactly the value its empty row computes in the
+same batch, from identical inputs, so it stays identical to it; patching every thought
+from a source with the same question is the identity for the same reason. Every run
+checks the self-patch on every row (answer ids and teacher-forced log-probabilities, bit
+for bit) and records the counts in the manifest (``checks``). Nothing is recorded: no
+second pass, no states on the CPU.
 
 Rows go to ``RUN/results.jsonl`` (:class:`~thoughtscope.results.patching.PatchRow`), one
 per (pair, site, positions), batch by batch, through the shared run store
@@ -34,8 +39,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +48,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from thoughtscope.analyses.interventions.activations import position_index, site_index
 from thoughtscope.analyses.interventions.schedules import ScheduleSpec, parse_schedules
 from thoughtscope.analyses.sharded import ShardedWork, run_in_shards
 from thoughtscope.engine.distributed import SINGLE, Ranks
@@ -338,9 +342,10 @@ def plan_patching(
             "logit_diff": "log p(target's expected answer) - log p(source's expected "
             "answer), both teacher-forced; the change is patched minus unpatched",
         },
-        "method": "source states recorded in a baseline pass over the same padded batch "
-        "as the patched pass; a patch at block:L replaces block L's output at that step, so "
-        "later thoughts see it",
+        "method": "one forward pass per batch of pairs: a patch gives the target row, at "
+        "that site and step, the state its source's empty-condition row holds in the same "
+        "pass; a patch at block:L replaces block L's output at that step, so later thoughts "
+        "see it",
         "checks": {"self_patch_rows": 0, "self_patch_identical": 0},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -348,29 +353,43 @@ def plan_patching(
 
 
 # ------------------------------------------------------------------------------ running
-def patch_edit(states: Tensor, sources: Tensor, site: Site, position: Position) -> Edit:
-    """An edit giving each row the recorded state of ``sources[row's problem]``.
+@dataclass(frozen=True)
+class PatchFromReference:
+    """An edit giving each row the state its source problem's reference row holds at the
+    same site and step of the same forward pass (:meth:`EditContext.reference`: the
+    source's row under the empty condition).
 
-    ``states``: ``(problems, N+2, layers+1, d)`` recorded in the baseline pass;
-    ``sources``: ``(problems,)`` index of the problem whose state each problem gets.
+    Two such edits are equal when their sources are, so conditions that patch the same
+    sources at a position share rows up to there (forking). Where a source stopped
+    thinking before the step (a family with a stopping rule), the row keeps its own state.
+
+    Attributes:
+        sources: ``sources[p]`` the runner problem whose state problem ``p`` gets
+            (``sources[p] == p``: the row gets its own problem's unedited state).
     """
-    p_index, s_index = position_index(position), site_index(site)
 
-    def edit(hidden: Tensor, context: EditContext) -> Tensor:
-        chosen = sources[context.problems.cpu()]
-        return states[chosen, p_index, s_index].to(hidden)
+    sources: tuple[int, ...]
 
-    return edit
+    def __call__(self, hidden: Tensor, context: EditContext) -> Tensor:
+        index = torch.tensor(self.sources, device=context.problems.device)
+        sources = index[context.problems]
+        patched = context.reference(sources).to(hidden)
+        # A source that stopped thinking before this step (soft thinking) has no state
+        # here: the row keeps its own.
+        reached = context.reference_reached(sources).to(hidden.device)
+        return torch.where(reached[:, None], patched, hidden)
 
 
-def _unchanged() -> Edit:
-    """An edit that changes nothing (a new object each call, so conditions fork as the
-    patches they stand in for do)."""
+def patch_edit(sources: Sequence[int] | Tensor) -> Edit:
+    """The edit patching each problem ``p`` with the state of problem ``sources[p]``,
+    read in flight from the source's reference row (see :class:`PatchFromReference`).
 
-    def edit(hidden: Tensor, context: EditContext) -> Tensor:
-        return hidden
-
-    return edit
+    The rows that are read must run in the same runner batch, with a condition without
+    edits (the engine raises :class:`~thoughtscope.engine.edits.MissingReferenceError`
+    otherwise).
+    """
+    values = sources.tolist() if isinstance(sources, Tensor) else list(sources)
+    return PatchFromReference(tuple(int(v) for v in values))
 
 
 def _difference(a: Generation, b: Generation) -> float:
@@ -428,8 +447,8 @@ class _Patching:
     ) -> list[PatchRow]:
         """The rows of a batch of pairs (those not in ``skip``)."""
         config = self.plan.config
-        # The questions of both calls: each problem once, then a row per extra pair of a
-        # target already listed. Duplicates do not change the padded width.
+        # The questions of the runner call: each problem once, then a row per extra pair
+        # of a target already listed.
         problems: list[Problem] = []
         index: dict[str, int] = {}
         for pair in pairs:
@@ -446,7 +465,15 @@ class _Patching:
                 problems.append(pair.target)
             taken.add(row)
             row_of_pair.append(row)
-        source_of = torch.arange(len(problems))
+        # Ballast: a copy of the longest question, last in the runner's batch (which it
+        # orders by question length, stably), its rows discarded. On a CPU, elementwise
+        # kernels compute the last few elements of a tensor on a scalar path that rounds
+        # differently from the vector path; with the ballast last, no row compared here
+        # ever holds them, so a row's results do not depend on where it sits.
+        longest = max(problems, key=lambda p: len(p.question))
+        n_rows = len(problems)
+        problems.append(longest)
+        source_of = list(range(len(problems)))
         source_answer = [p.answer for p in problems]
         for pair, row in zip(pairs, row_of_pair, strict=True):
             source_of[row] = index[pair.source.id]
@@ -456,38 +483,22 @@ class _Patching:
         other = [self.model.answer_ids(a) for a in source_answer]
 
         targets = {"gold": gold, "source": other}
-        own = torch.arange(len(problems))
+        patch = patch_edit(source_of)
+        own = patch_edit(range(len(problems)))
         positions = list(range(self.model.num_thoughts))
-
-        def conditions(patch: Callable[[Tensor, Site, Position], Edit]) -> list[Condition]:
-            """The empty condition, the patches, the self-patches (all positions)."""
-            found = [Condition(EMPTY)]
-            for spec in self.plan.patches:
-                edits = {(spec.site, p): patch(source_of, spec.site, p) for p in spec.positions}
-                found.append(Condition(spec.name, edits))
-            for site in self.plan.sites:
-                edits = {(site, p): patch(own, site, p) for p in positions}
-                found.append(Condition(f"self@{site}", edits))
-            return found
-
-        # Pass 1 has the shape of pass 2 at every step (the same conditions fork at the
-        # same positions, with edits that change nothing): matrix kernels may round
-        # differently for a different number of rows, so only equal shapes make a
-        # recorded state bit-identical to the one pass 2 computes.
-        recording = conditions(lambda sources, site, position: _unchanged())
+        # The empty condition first: its rows are the reference rows the patches read,
+        # in this same forward pass; then the patches and, per site, a self-patch of every
+        # thought (each row given its own problem's unedited state).
+        conditions = [Condition(EMPTY)]
+        for spec in self.plan.patches:
+            conditions.append(Condition(spec.name, {(spec.site, p): patch for p in spec.positions}))
+        for site in self.plan.sites:
+            conditions.append(Condition(f"self@{site}", {(site, p): own for p in positions}))
         options = RunOptions(
-            max_new_tokens=config.max_new_tokens, batch_size=len(questions) * len(recording)
+            max_new_tokens=config.max_new_tokens, batch_size=len(questions) * len(conditions)
         )
-        base = self.runner.run(
-            questions, recording, replace(options, record_hidden=True), targets=targets
-        )
-        base_gen = [row[0] for row in base]
-        states = torch.stack([g.hidden for g in base_gen if g.hidden is not None])
-        del base
-        patched = conditions(
-            lambda sources, site, position: patch_edit(states, sources, site, position)
-        )
-        results = self.runner.run(questions, patched, options, targets=targets)
+        results = self.runner.run(questions, conditions, options, targets=targets)[:n_rows]
+        problems = problems[:n_rows]
         n_patch = len(self.plan.patches)
         for problem, generations in zip(problems, results, strict=True):
             for check in generations[1 + n_patch :]:
@@ -501,8 +512,8 @@ class _Patching:
                     self.self_differing.append(f"{problem.id} ({check.condition})")
         out: list[PatchRow] = []
         for pair, r in zip(pairs, row_of_pair, strict=True):
-            target_base = base_gen[index[pair.target.id]]
-            source_base = base_gen[index[pair.source.id]]
+            target_base = results[index[pair.target.id]][0]
+            source_base = results[index[pair.source.id]][0]
             t_pred = extract_number(target_base.text)
             s_pred = extract_number(source_base.text)
             distinguishable = _changed(s_pred, t_pred)

@@ -232,6 +232,9 @@ def demo_command(
             from thoughtscope.cli.probe import demo_held
 
             demo_held(codi, run_dir, progress=progress)
+            from thoughtscope.cli.causal_demo import demo_causal  # patch, effects, steer
+
+            demo_causal(codi, run_dir, progress=progress)
         report = _report(run_dir)
         if report is not None:
             typer.echo(f"report: {report} (open it in a browser)")

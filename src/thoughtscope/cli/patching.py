@@ -53,8 +53,8 @@ def patch_command(
         int,
         typer.Option(
             "--batch-size",
-            help="Pairs per batch (the recording pass keeps every row's states on the CPU: "
-            "memory grows with pairs x patches).",
+            help="Pairs per batch: one forward pass holds the batch's targets and sources "
+            "x (patches + sites + 1) rows (memory grows with it).",
         ),
     ] = 32,
     max_new_tokens: Annotated[

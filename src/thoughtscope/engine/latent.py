@@ -265,6 +265,13 @@ class Branches:
         makes the same ones; the context names the first)."""
         plan: EditPlan = {}
         device = rows.problems.device
+        # The reference rows: the branch of the first condition without edits.
+        reference = next(
+            (b for b, m in enumerate(self.members) if any(not self.conditions[c].edits for c in m)),
+            None,
+        )
+        ref_rows = None if reference is None else self.rows_of(reference, device)
+        ref_problems = None if ref_rows is None else rows.problems[ref_rows]
         for b, branch in enumerate(self.members):
             condition = self.conditions[branch[0]]
             edits = edits_at(condition, position)
@@ -272,7 +279,14 @@ class Branches:
                 continue
             members = self.rows_of(b, device)
             for site, edit in edits.items():
-                context = EditContext(site, position, rows.problems[members], condition.name)
+                context = EditContext(
+                    site,
+                    position,
+                    rows.problems[members],
+                    condition.name,
+                    reference_problems=ref_problems,
+                    reference_rows=ref_rows,
+                )
                 plan.setdefault((site, position), []).append((edit, members, context))
         return plan
 
@@ -296,8 +310,10 @@ class BlockHooks:
             hidden = output[0] if isinstance(output, tuple) else output
             edits = self.plan.get(layer)
             if edits:
-                last = hidden[:, -1, :].clone()
+                unedited = hidden[:, -1, :]  # what reference-reading edits see
+                last = unedited.clone()
                 for edit, rows, context in edits:
+                    context = replace(context, activations=unedited)
                     last[rows] = edit(last[rows], context).to(last.dtype)
                 hidden = torch.cat([hidden[:, :-1, :], last[:, None, :]], dim=1)
             if self.recorder is not None:
@@ -477,7 +493,9 @@ def think(
             if stops is not None and position != BOT:
                 plan = _reached(plan, stops.active)
             if position != BOT:
+                unedited = inputs[:, -1]  # what reference-reading edits see
                 for edit, members, context in plan.get((LATENT, position), []):
+                    context = replace(context, activations=unedited)
                     inputs = inputs.clone()
                     inputs[members, -1] = edit(inputs[members, -1], context).to(inputs.dtype)
                 thoughts.append(inputs[:, -1])
@@ -526,10 +544,14 @@ def think(
 
 
 def _reached(plan: EditPlan, active: Tensor) -> EditPlan:
-    """The planned edits restricted to rows still thinking (``active`` ``(rows,)``)."""
+    """The planned edits restricted to rows still thinking (``active`` ``(rows,)``); each
+    context says which reference rows still think."""
     kept: EditPlan = {}
     for key, planned in plan.items():
         for edit, members, context in planned:
+            if context.reference_rows is not None:
+                reached = active[context.reference_rows]
+                context = replace(context, reference_active=reached)
             keep = active[members]
             if bool(keep.all()):
                 kept.setdefault(key, []).append((edit, members, context))

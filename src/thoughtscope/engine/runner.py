@@ -89,6 +89,9 @@ class RunOptions:
         batch_size: Rows (problem × condition) per forward pass; ``"auto"`` (or ``None``)
             chooses it to fit memory (:mod:`thoughtscope.engine.batching`).
         record_hidden: Return every layer's hidden state at every latent position.
+        record_layers: With ``record_hidden``, keep only these entries of the layer axis
+            of ``Generation.hidden`` (0: the input embedding, ``L + 1``: block ``L``'s
+            output), in this order; ``None``: all. Only they are copied to the CPU.
         record_answer_logits: Return the logits along the generated answer.
         record_target_logits: Return the logits along the teacher-forced target.
         kl_reference: Name of a condition of the same run: every row then gets
@@ -108,6 +111,7 @@ class RunOptions:
     max_new_tokens: int = 64
     batch_size: BatchSize = AUTO
     record_hidden: bool = False
+    record_layers: tuple[int, ...] | None = None
     record_answer_logits: bool = False
     record_target_logits: bool = False
     kl_reference: str | None = None
@@ -362,6 +366,10 @@ class Runner:
             first_logits, closing_states = latent.close(
                 model, rows, hooks=self._hooks if record else None
             )
+            if options.record_layers is not None and hidden is not None:
+                keep = list(options.record_layers)
+                hidden = hidden[:, :, keep]
+                closing_states = None if closing_states is None else closing_states[:, keep]
             # The reference condition's row of each problem, when it is in this group.
             own = _reference_rows(group, options.kl_reference, n_problems, device)
             forced: dict[str, latent.Forced] = {}

@@ -17,10 +17,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
-from thoughtscope.report.figures import STYLE, save_figure
+from thoughtscope.report.figures import DPI, STYLE, save_figure
 from thoughtscope.report.html import FigureBlock, Section, figure_html, page, paragraph
 
 __all__ = [
+    "CAUSAL_DIR",
+    "causal_section",
     "effects_figure",
     "is_causal_run",
     "patching_figure",
@@ -29,6 +31,9 @@ __all__ = [
 ]
 
 FIGURES_DIR = "figures"
+CAUSAL_DIR = "causal"
+"""A run folder's subfolder for causal runs made on its data (the demo's): its report
+shows each one's figure and links its report."""
 
 
 def _positions_label(positions: list[int]) -> str:
@@ -293,3 +298,45 @@ def write_causal_report(run_dir: str | Path, *, n_boot: int | None = None) -> Pa
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def causal_section(run_dir: str | Path) -> str | None:
+    """The HTML of a report section showing the causal runs in ``RUN/causal/*`` (each
+    one's figure, embedded, and a link to its own report), or ``None`` when there are
+    none. Runs whose figure is not drawn yet are listed without it."""
+    import base64
+    from html import escape
+
+    folder = Path(run_dir) / CAUSAL_DIR
+    if not folder.is_dir():
+        return None
+    order = list(_KINDS)
+    runs = []
+    for sub in sorted(folder.iterdir()):
+        if is_causal_run(sub):
+            fmt = json.loads((sub / "manifest.json").read_text(encoding="utf-8"))["format"]
+            runs.append((order.index(fmt), sub, _KINDS[fmt]))
+    if not runs:
+        return None
+    parts = [
+        paragraph(
+            "How the thoughts cause, on the same data: counterfactual patching, "
+            "thought-to-thought effects and steering runs kept in this folder's "
+            f"{CAUSAL_DIR}/ subfolder. Each has its own report, rows and manifest."
+        )
+    ]
+    for _, sub, (file_name, title, _draw, caption) in sorted(runs, key=lambda r: r[0]):
+        link = f"{CAUSAL_DIR}/{sub.name}/report.html"
+        parts.append(f"<h3>{escape(title)}</h3><p><a href='{escape(link)}'>{escape(link)}</a></p>")
+        png = sub / FIGURES_DIR / f"{file_name.removesuffix('_summary.json')}.png"
+        if png.is_file():
+            data = png.read_bytes()
+            width = round(int.from_bytes(data[16:20], "big") * 96 / DPI)
+            encoded = base64.b64encode(data).decode("ascii")
+            shown = f"{CAUSAL_DIR}/{sub.name}/{FIGURES_DIR}/{png.name}"
+            parts.append(
+                f'<figure><img src="data:image/png;base64,{encoded}" width="{width}" '
+                f'alt="{escape(title)}"><figcaption>{escape(caption)} <span class="muted">'
+                f"File: <code>{escape(shown)}</code>.</span></figcaption></figure>"
+            )
+    return "".join(parts)

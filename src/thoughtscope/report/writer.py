@@ -25,6 +25,7 @@ from typing import Any
 
 from thoughtscope.files import write_text
 from thoughtscope.report import html
+from thoughtscope.report.causal import causal_section
 from thoughtscope.report.examples import choose_examples
 from thoughtscope.report.figures import (
     bars_figure,
@@ -439,6 +440,9 @@ def write_report(
     )
     if held is not None:
         sections.insert(-2, Section("probes", "What the thoughts hold", held))
+    caused = causal_section(Path(run_dir)) if Path(run_dir).is_dir() else None
+    if caused is not None:
+        sections.insert(-2, Section("causal", "How the thoughts cause", caused))
     try:
         version = metadata.version("thoughtscope")
     except metadata.PackageNotFoundError:

@@ -111,7 +111,7 @@ read_patch_rows = PATCH_ROWS.read
 @dataclass(frozen=True)
 class SelfPatchCheck(StoredRow):
     """The self-patch check of one batch of pairs: every problem of the batch patched at
-    every thought position of each site with its own recorded state.
+    every thought position of each site with its own problem's empty-row state.
 
     Attributes:
         batch: The batch's pair ids, joined (its id in ``checks.jsonl``).
@@ -141,12 +141,13 @@ SELF_PATCH_CHECKS = RowKind.of(SelfPatchCheck, "self-patch check")
 
 SELF_PATCH_RULE = (
     "per batch and site, every row patched at every thought position with its own "
-    "recorded state; identical = same answer ids and teacher-forced log-probabilities "
-    "as the empty condition, bit for bit; same_answer = same answer ids; summed over every "
-    "batch of every rank (checks.jsonl). Matrix kernels may round a row differently by its "
-    "place in the batch, so a last-bit difference (max_logprob_difference) can occur on "
-    "large runs; a different answer would mean the patch did not put back the model's own "
-    "state"
+    "problem's empty-row state of the same forward pass; identical = same answer ids and "
+    "teacher-forced log-probabilities as the empty condition, bit for bit; same_answer = "
+    "same answer ids; summed over every batch of every rank (checks.jsonl). Expected: "
+    "identical on every row on one CPU thread (the default); with several CPU threads an "
+    "elementwise kernel may split the batch mid-row and round a row's last bits "
+    "differently (max_logprob_difference); a different answer would mean the patch did "
+    "not put back the model's own state"
 )
 
 
