@@ -4,6 +4,7 @@ run folder gets probes.jsonl / lens.jsonl with the documented fields."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from thoughtscope.analyses.probes import (
     HIDDEN_DIR,
+    OUTCOMES_FILE,
     ProbeConfig,
     ProbeInputError,
     control_labels,
@@ -170,6 +172,42 @@ def test_probe_run_writes_probes_and_lens_with_the_documented_fields(
     # Resume: the cached batches are reused, not recomputed.
     again = run_probes(tiny_model, config, tmp_path, progress=False)
     assert again.n_batches_skipped == 3
+
+
+def test_fits_resume_after_a_kill_and_do_not_depend_on_the_number_of_workers(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    config = ProbeConfig(
+        data="synthetic:test:seed=14:n=30",
+        sites="block:1",
+        targets="final_answer,step_count",
+        folds=2,
+        min_problems=10,
+        batch_size=16,
+        n_boot=0,
+    )
+    whole = tmp_path / "whole"
+    first = run_probes(tiny_model, config, whole, progress=False)
+    assert first.n_fitted == first.n_cells == 16
+    expected = (whole / OUTCOMES_FILE).read_text()
+
+    # A kill after three cells, the fourth line cut short: only the rest is fitted, by
+    # two worker processes, and the file is the same byte for byte.
+    killed = tmp_path / "killed"
+    run_probes(tiny_model, config, killed, progress=False)
+    lines = expected.splitlines(keepends=True)
+    (killed / (OUTCOMES_FILE + ".partial")).write_text("".join(lines[:3]) + lines[3][:40])
+    (killed / OUTCOMES_FILE).unlink()
+    resumed = run_probes(tiny_model, config, killed, progress=False, jobs=2)
+    assert (resumed.n_cells, resumed.n_fitted) == (16, 13)
+    assert (killed / OUTCOMES_FILE).read_text() == expected
+    assert not (killed / (OUTCOMES_FILE + ".partial")).exists()
+
+    # A repeat fits nothing; other fit settings fit every cell again.
+    assert run_probes(tiny_model, config, whole, progress=False).n_fitted == 0
+    other = run_probes(tiny_model, replace(config, tol=1e-2), whole, progress=False)
+    assert other.n_fitted == 16
+    assert (whole / OUTCOMES_FILE).read_text() != expected
 
 
 def test_other_data_in_the_same_folder_is_refused(tiny_model: CodiModel, tmp_path: Path) -> None:

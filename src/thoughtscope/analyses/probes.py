@@ -76,7 +76,7 @@ from thoughtscope.engine.batching import AUTO, auto_batch_size
 from thoughtscope.engine.lens import readable_token
 from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, EOT, LATENT, Site, parse_sites, position_name
-from thoughtscope.files import save_tensors
+from thoughtscope.files import save_tensors, write_text
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.ground_truth import GroundTruth, ground_truths
@@ -183,6 +183,7 @@ class ProbeRunResult:
     n_left_out: int
     n_batches_skipped: int
     n_cells: int
+    n_fitted: int
     seconds_states: float
     seconds_probes: float
 
@@ -656,6 +657,11 @@ def _cells(plan: ProbePlan) -> Iterator[tuple[Site, int, int, int]]:
             yield site, position, _slot(position, n_thoughts), layer
 
 
+def _outcome_key(line: str) -> tuple[str, str, str]:
+    record = json.loads(line)
+    return record["target"], record["site"], record["position"]
+
+
 def _bits(values: Sequence[int] | NDArray[Any]) -> str:
     return "".join("1" if v else "0" for v in values)
 
@@ -703,6 +709,70 @@ def _write_lens_outcomes(plan: ProbePlan, run_dir: Path) -> None:
     os.replace(tmp, run_dir / LENS_OUTCOMES_FILE)
 
 
+def _fit_fingerprint(config: ProbeConfig) -> str:
+    """The settings an out-of-fold outcome depends on besides the states and the ids: an
+    outcome recorded under another fingerprint is fitted again."""
+    keys = ("folds", "max_classes", "c", "tol", "seed")
+    settings = {k: getattr(config, k) for k in keys} | {"format": 1, "max_iter": MAX_ITER}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _recorded_outcomes(paths: Sequence[Path], fit: str) -> dict[tuple[str, str, str], str]:
+    """The outcome lines already fitted under ``fit``, by (target, site, position), from
+    the complete file of an earlier call and the partial file of a killed one (whose last
+    line may be cut short: ignored)."""
+    done: dict[tuple[str, str, str], str] = {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+            if isinstance(record, dict) and record.get("fit") == fit:
+                done[(record["target"], record["site"], record["position"])] = line
+    return done
+
+
+def _fit_record(
+    key: tuple[str, str, str],
+    ids: list[str],
+    x: NDArray[Any],
+    y: NDArray[np.float64],
+    types: list[tuple[str, ...]],
+    config: ProbeConfig,
+    fit: str,
+) -> str:
+    """One cell's outcome line (runs in a worker process when ``jobs`` > 1)."""
+    target, site, position = key
+    outcome = fit_cell(
+        x,
+        y,
+        types=types,
+        folds=config.folds,
+        max_classes=config.max_classes,
+        c=config.c,
+        tol=config.tol,
+        seed=config.seed,
+        target=target,
+    )
+    record = {
+        "target": target,
+        "site": site,
+        "position": position,
+        "kind": outcome.kind,
+        "classes": outcome.classes,
+        "ids": ids,
+        "correct": _bits(outcome.correct),
+        "control": _bits(outcome.control),
+        "majority": _bits(outcome.majority),
+        "unconverged": outcome.unconverged,
+        "fit": fit,
+    }
+    return json.dumps(record)
+
+
 def run_probes(
     model: ThoughtModel,
     config: ProbeConfig,
@@ -710,14 +780,25 @@ def run_probes(
     *,
     model_spec: str = "",
     progress: bool = True,
+    jobs: int = 1,
 ) -> ProbeRunResult:
     """Records (or resumes) the state cache and writes every cell's out-of-fold outcomes
-    to ``RUN/probe_outcomes.jsonl`` (rewritten each call; cheap next to the states).
-    Statistics: :func:`thoughtscope.statistics.probes.write_probe_statistics`.
+    to ``RUN/probe_outcomes.jsonl``. Statistics:
+    :func:`thoughtscope.statistics.probes.write_probe_statistics`.
+
+    Fits resume too: each cell's outcome is appended to ``probe_outcomes.jsonl.partial``
+    as it is fitted, and a later call (after a kill, or a repeat) fits only the cells
+    not yet recorded under the same fit settings (``folds``, ``max_classes``, ``c``,
+    ``tol``, ``seed``). ``jobs`` worker processes fit cells at once (each fit is
+    single-threaded and deterministic, so the outcomes do not depend on ``jobs``).
 
     Raises:
         ProbeInputError: Bad configuration, or ``run_dir`` holds other probe states.
     """
+    from joblib import Parallel, delayed
+
+    if jobs < 1:
+        raise ProbeInputError("--jobs", f"--jobs {jobs}: give at least 1 worker process")
     run_dir = Path(run_dir)
     plan = plan_probes(model, config, model_spec=model_spec)
     _write_manifest(run_dir, plan.manifest)
@@ -728,10 +809,16 @@ def run_probes(
     truths = plan.truths
     surfaces = {p.id: surface_type(p.question) for p in plan.problems}
     cells = list(_cells(plan))
-    tmp = run_dir / (OUTCOMES_FILE + ".tmp")
-    n_cells = 0
+    fit = _fit_fingerprint(config)
+    final = run_dir / OUTCOMES_FILE
+    partial = run_dir / (OUTCOMES_FILE + ".partial")
+    done = _recorded_outcomes([final, partial], fit)
+    order: list[tuple[str, str, str]] = []
+    fitted = 0
     bar = tqdm(total=len(cells), disable=not progress, desc="probes", unit="cell")
-    with tmp.open("w", encoding="utf-8") as handle:
+
+    def work() -> Iterator[Any]:
+        """The fits still to do, cell by cell (states read one layer at a time)."""
         for site, position, slot, layer in cells:
             ids, states = read_states(run_dir, slot, layer)
             for target in plan.targets:
@@ -742,42 +829,36 @@ def run_probes(
                 ]
                 if len(keep) < max(config.min_problems, config.folds):
                     continue
+                key = (target, str(site), position_name(position))
+                order.append(key)
+                if key in done:
+                    continue
                 y = np.array([truths[ids[i]].value(target) for i in keep], dtype=np.float64)
-                outcome = fit_cell(
-                    states[keep],
-                    y,
-                    types=[surfaces[ids[i]] for i in keep],
-                    folds=config.folds,
-                    max_classes=config.max_classes,
-                    c=config.c,
-                    tol=config.tol,
-                    seed=config.seed,
-                    target=target,
-                )
-                record = {
-                    "target": target,
-                    "site": str(site),
-                    "position": position_name(position),
-                    "kind": outcome.kind,
-                    "classes": outcome.classes,
-                    "ids": [ids[i] for i in keep],
-                    "correct": _bits(outcome.correct),
-                    "control": _bits(outcome.control),
-                    "majority": _bits(outcome.majority),
-                    "unconverged": outcome.unconverged,
-                }
-                handle.write(json.dumps(record) + "\n")
-                n_cells += 1
+                kept_ids = [ids[i] for i in keep]
+                types = [surfaces[i] for i in kept_ids]
+                yield delayed(_fit_record)(key, kept_ids, states[keep], y, types, config, fit)
             bar.update(1)
+
+    # The partial file starts as the lines kept (atomically: lines of other fit
+    # settings, or cut short, are dropped), then grows by one line per fitted cell.
+    write_text(partial, "".join(line + "\n" for line in done.values()))
+    with partial.open("a", encoding="utf-8") as handle:
+        for line in Parallel(n_jobs=jobs, return_as="generator")(work()):
+            handle.write(line + "\n")
+            handle.flush()
+            done[_outcome_key(line)] = line
+            fitted += 1
     bar.close()
-    os.replace(tmp, run_dir / OUTCOMES_FILE)
+    write_text(final, "".join(done[key] + "\n" for key in order))
+    partial.unlink()
     _write_lens_outcomes(plan, run_dir)
     return ProbeRunResult(
         run_dir=run_dir,
         n_problems=len(plan.problems),
         n_left_out=len(plan.manifest["left_out"]),
         n_batches_skipped=skipped,
-        n_cells=n_cells,
+        n_cells=len(order),
+        n_fitted=fitted,
         seconds_states=states_seconds,
         seconds_probes=time.perf_counter() - started,
     )

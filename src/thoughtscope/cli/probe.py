@@ -55,6 +55,14 @@ def probe_command(
         int, typer.Option("--lens-top-k", help="Tokens searched for a numeral by the lens.")
     ] = 20,
     threads: ThreadsOpt = DEFAULT_THREADS,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            help="Worker processes fitting probe cells at once (same results for any "
+            "number; one core each).",
+        ),
+    ] = 1,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
         True
     ),
@@ -82,7 +90,7 @@ def probe_command(
     )
     loaded = choice.load()
     try:
-        result = run_probes(loaded, config, out, model_spec=model, progress=progress)
+        result = run_probes(loaded, config, out, model_spec=model, progress=progress, jobs=jobs)
     except ProbeInputError as error:
         fail(str(error))
     probes = write_probe_statistics(out, n_boot=n_boot, seed=seed)
