@@ -14,11 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from thoughtscope.report.figures import FigureFile, save_figure
 from thoughtscope.report.html import (
@@ -69,7 +67,7 @@ def _heatmap(
     grid = np.full((len(sites), len(positions)), np.nan)
     for r in rows:
         grid[sites.index(r["site"]), positions.index(r["position"])] = 100 * r[value]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(positions), 1.0 + 0.32 * len(sites)))
+    fig, ax = _figure(1.0 + 0.55 * len(positions), 1.0 + 0.32 * len(sites))
     image = ax.imshow(
         grid,
         aspect="auto",
@@ -97,6 +95,13 @@ def _heatmap(
     return fig
 
 
+def _figure(width: float, height: float) -> tuple[Figure, Any]:
+    """A one-axes figure on its own Agg canvas (no pyplot registry, so nothing to close)."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
+
+
 def single_latent_importance(summary: Summary) -> dict[str, float]:
     """Position → importance of zeroing that one thought at the latent site (share of
     baseline-correct problems whose answer changes), where the run has it."""
@@ -115,7 +120,7 @@ def single_latent_importance(summary: Summary) -> dict[str, float]:
 def _matrix_figure(
     grid: np.ndarray, rows: list[str], cols: list[str], title: str, label: str
 ) -> Any:
-    fig, ax = plt.subplots(figsize=(1.4 + 0.55 * len(cols), 1.0 + 0.22 * len(rows)))
+    fig, ax = _figure(1.4 + 0.55 * len(cols), 1.0 + 0.22 * len(rows))
     image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows, fontsize=6 if len(rows) > 24 else 8)
