@@ -4,24 +4,29 @@ command writes dose-response curves."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from thoughtscope.analyses.patching import PatchInputError
+from thoughtscope.analyses.probes import probe_direction
 from thoughtscope.analyses.steering import (
     SteerConfig,
+    group_directions,
     read_steer_rows,
     run_steering,
     steer_edit,
 )
 from thoughtscope.cli import app
 from thoughtscope.engine.edits import EditContext
-from thoughtscope.engine.sites import LATENT
+from thoughtscope.engine.sites import LATENT, block
 from thoughtscope.files import save_tensors
 from thoughtscope.model import CodiModel
+from thoughtscope.problems.sources import load_problems
 
 DATA = "synthetic:test:seed=13:n=6"
 
@@ -65,6 +70,38 @@ def test_mean_difference_needs_both_groups(tiny_model: CodiModel, tmp_path: Path
         run_steering(tiny_model, config, tmp_path)
 
 
+def test_a_probe_direction_finds_a_planted_direction_among_larger_noise() -> None:
+    rng = np.random.default_rng(0)
+    planted = np.zeros(16)
+    planted[3] = 1.0
+    labels = rng.random(2000) < 0.4
+    # The groups differ by 1.5 along the planted axis; another axis has 10x the noise.
+    x = rng.normal(size=(2000, 16)) + 1.5 * labels[:, None] * planted
+    x[:, 7] *= 10
+    unit = probe_direction(x, labels)
+    assert np.linalg.norm(unit) == pytest.approx(1.0)
+    assert unit @ planted > 0.9
+    with pytest.raises(ValueError, match="both groups"):
+        probe_direction(x, np.ones(2000, bool))
+
+
+def test_probe_directions_point_as_the_groups_differ(tiny_model: CodiModel) -> None:
+    problems = load_problems("synthetic:test:seed=13:n=40").problems
+    values = {p.id: float(p.answer) for p in problems}
+    target = Counter(values.values()).most_common(1)[0][0]
+    keys = [(LATENT, 2), (block(1), 0)]
+    mean = group_directions(tiny_model, problems, values, target, keys, batch_size=16)
+    probe = group_directions(
+        tiny_model, problems, values, target, keys, method="probe", batch_size=16
+    )
+    assert set(probe) == set(mean) == {"latent@2", "block:1@0"}
+    for key, vector in probe.items():
+        # Along the probe's own direction, with the groups' difference along it as length.
+        assert vector.shape == (tiny_model.d_model,)
+        assert 0 < float(vector @ mean[key]) <= float(mean[key] @ mean[key]) + 1e-4
+        assert not torch.allclose(vector, mean[key])
+
+
 def test_the_steer_command_writes_dose_response_curves(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -78,3 +115,10 @@ def test_the_steer_command_writes_dose_response_curves(
     assert [p["alpha"] for p in curve["points"]] == [0.0, 1.0, 4.0]
     assert (out / "directions.safetensors").is_file()
     assert (out / "figures" / "steering.png").stat().st_size > 0
+
+    probed = tmp_path / "probed"
+    args = [*args[:-1], str(probed), "--direction", "probe", "--sites", "block:1"]
+    result = CliRunner().invoke(app, [*args, "--max-new-tokens", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((probed / "manifest.json").read_text())
+    assert manifest["direction"] == "probe" and "logistic probe" in manifest["direction_rule"]

@@ -96,6 +96,7 @@ __all__ = [
     "fit_cell",
     "number_tokens",
     "plan_probes",
+    "probe_direction",
     "readable_token",
     "run_probes",
     "surface_type",
@@ -614,6 +615,36 @@ def _fit_cell(
         majority,
         unconverged,
     )
+
+
+def probe_direction(
+    x: NDArray[Any], labels: NDArray[Any], *, c: float = 1.0, tol: float = 1e-4
+) -> NDArray[np.float64]:
+    """The unit vector ``(d,)`` in state space along which a linear probe tells
+    ``labels`` ``(n,)`` (True/False) apart in ``x`` ``(n, d)``: a logistic regression on
+    standardised states, whose weights ``w`` act on ``(x - mean) / scale``, so its
+    decision grows fastest along ``w / scale`` in the states themselves.
+
+    Raises:
+        ValueError: ``labels`` has one class only.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    labels = np.asarray(labels, dtype=bool)
+    if labels.all() or not labels.any():
+        raise ValueError("a probe direction needs problems of both groups")
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scaler = StandardScaler().fit(x)
+        model = LogisticRegression(C=c, tol=tol, max_iter=MAX_ITER)
+        model.fit(scaler.transform(x), labels)
+    weights = np.asarray(model.coef_[0], dtype=np.float64) / scaler.scale_
+    return weights / np.linalg.norm(weights)
 
 
 def _fit_predict(

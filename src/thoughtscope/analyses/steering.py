@@ -5,7 +5,9 @@ sites and positions, and trace the answers' dose-response over ``α``.
 
 * ``mean-diff``: the difference of means of the baseline states of two groups of
   problems: those whose value (the answer, or step ``K``'s result with
-  ``--group step:K``) equals the target value, minus the others; or
+  ``--group step:K``) equals the target value, minus the others;
+* ``probe``: the direction of a linear probe (logistic regression) telling the same two
+  groups apart, scaled to the groups' mean difference along it; or
 * a file (``.safetensors``) holding ``direction`` (one vector for every site and
   position) and/or ``<site>@<position>`` vectors (``block:2@3``, ``latent@0``), the layout
   a probe can write; unnamed sites and positions use ``direction``.
@@ -32,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
@@ -45,6 +48,7 @@ from thoughtscope.analyses.patching import (
     fingerprint_model,
     fingerprint_problems,
 )
+from thoughtscope.analyses.probes import probe_direction
 from thoughtscope.analyses.sharded import ShardedWork, run_in_shards
 from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.edits import Edit, EditContext
@@ -66,7 +70,7 @@ __all__ = [
     "SteerConfig",
     "SteerResult",
     "SteerRow",
-    "mean_difference",
+    "group_directions",
     "read_steer_rows",
     "run_steering",
     "steer_edit",
@@ -84,8 +88,9 @@ class SteerConfig:
     Attributes:
         data: Problems to steer.
         target_value: The value steered towards (hits are counted against it).
-        direction: ``mean-diff`` or a ``.safetensors`` file (see the module docstring).
-        group: What ``mean-diff`` groups by: ``answer`` or ``step:K``.
+        direction: ``mean-diff``, ``probe`` or a ``.safetensors`` file (see the module
+            docstring).
+        group: What ``mean-diff`` and ``probe`` group by: ``answer`` or ``step:K``.
         reference: Problems the means are taken over (default: ``data``).
         sites: ``latent``, ``block:L``, … joined with ``+``.
         positions: Position schedules (``single``, ``all``, ``{0,2}``).
@@ -148,25 +153,47 @@ def _key(site: Site, position: Position) -> str:
     return f"{site}@{position_name(position)}"
 
 
-def mean_difference(
+DIRECTION_RULES = {
+    "mean-diff": "mean baseline state of the reference problems whose value equals "
+    "target_value minus the mean of the others, per site and position",
+    "probe": "unit weight vector of a logistic probe (standardised states, C = 1) telling "
+    "the two groups of mean-diff apart, per site and position, times the difference of "
+    "the group means along it",
+}
+"""How each computed ``--direction`` is made (recorded in the manifest)."""
+
+
+def group_directions(
     model: ThoughtModel,
     problems: Sequence[Problem],
     value_of: dict[str, float | None],
     target: float,
     keys: Sequence[tuple[Site, Position]],
     *,
+    method: str = "mean-diff",
     batch_size: int = 32,
 ) -> dict[str, Tensor]:
-    """``mean(states | value == target) - mean(states | value != target)`` per site and
-    position (``"<site>@<position>"`` → ``(d,)``), over the problems with a value.
+    """One direction per site and position (``"<site>@<position>"`` → ``(d,)``) that
+    separates the problems whose value equals ``target`` from the others (problems
+    without a value are left out), from their baseline states:
+
+    * ``mean-diff``: ``mean(states | value == target) - mean(states | value != target)``;
+    * ``probe``: the unit direction ``u`` of a linear probe telling the two groups apart
+      (:func:`thoughtscope.analyses.probes.probe_direction`), scaled to the difference
+      of the group means along it, ``u · (u · mean-diff)``: the probe's direction, with
+      the length by which the groups differ along it, so ``α`` means the same for both.
 
     Raises:
         ValueError: One of the groups is empty.
     """
+    if method not in DIRECTION_RULES:
+        raise ValueError(f"unknown direction method {method!r}")
     runner = Runner(model)
     sums: dict[bool, Tensor | None] = {True: None, False: None}
     counts = {True: 0, False: 0}
+    kept: dict[bool, list[Tensor]] = {True: [], False: []}  # the probe's inputs only
     usable = [p for p in problems if value_of.get(p.id) is not None]
+    slots = [(position_index(position), site_index(site)) for site, position in keys]
     for start in range(0, len(usable), batch_size):
         chunk = usable[start : start + batch_size]
         options = RunOptions(max_new_tokens=1, batch_size=batch_size, record_hidden=True)
@@ -176,22 +203,31 @@ def mean_difference(
             assert hidden is not None
             value = value_of[problem.id]
             member = value is not None and is_correct(value, target)
+            # Only the asked sites and positions: (keys, d).
+            state = torch.stack([hidden[i, j] for i, j in slots]).double()
             total = sums[member]
-            sums[member] = hidden.double() if total is None else total + hidden.double()
+            sums[member] = state if total is None else total + state
             counts[member] += 1
-    if not counts[True] or not counts[False]:
+            if method == "probe":
+                kept[member].append(state)
+    inside, outside = sums[True], sums[False]
+    if inside is None or outside is None:
         raise ValueError(
-            f"--direction mean-diff: {counts[True]} reference problems have the value "
+            f"--direction {method}: {counts[True]} reference problems have the value "
             f"{target:g} and {counts[False]} do not; both groups need at least one (choose "
             "another --target-value or --group, or more --reference problems)"
         )
-    inside, outside = sums[True], sums[False]
-    assert inside is not None and outside is not None
-    difference = (inside / counts[True] - outside / counts[False]).float()
-    return {
-        _key(site, position): difference[position_index(position), site_index(site)].clone()
-        for site, position in keys
-    }
+    difference = inside / counts[True] - outside / counts[False]  # (keys, d)
+    out: dict[str, Tensor] = {}
+    for k, (site, position) in enumerate(keys):
+        vector = difference[k]
+        if method == "probe":
+            x = torch.stack([s[k] for s in kept[True] + kept[False]]).numpy()
+            labels = np.r_[np.ones(counts[True], bool), np.zeros(counts[False], bool)]
+            unit = torch.from_numpy(probe_direction(x, labels))
+            vector = unit * (unit @ vector)
+        out[_key(site, position)] = vector.float().clone()
+    return out
 
 
 def _value_reader(group: str) -> Any:
@@ -288,7 +324,7 @@ def run_steering(
     keys = list(dict.fromkeys((site, p) for site in sites for s in sets for p in s))
     value = _value_reader(config.group)
     path = run_dir / DIRECTIONS_FILE
-    if config.direction == "mean-diff":
+    if config.direction in DIRECTION_RULES:
         directions = None
         if path.is_file():
             directions = _file_directions(path, keys)
@@ -296,7 +332,8 @@ def run_steering(
         directions = _file_directions(Path(config.direction), keys)
     else:
         raise PatchInputError(
-            "--direction", f"--direction {config.direction!r}: use mean-diff or a .safetensors file"
+            "--direction",
+            f"--direction {config.direction!r}: use mean-diff, probe or a .safetensors file",
         )
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -308,6 +345,7 @@ def run_steering(
         "alphas": alphas,
         "target_value": config.target_value,
         "direction": config.direction,
+        "direction_rule": DIRECTION_RULES.get(config.direction, "read from the file"),
         "group": config.group,
         "reference": {
             "spec": config.reference or config.data,
@@ -350,12 +388,13 @@ def run_steering(
         if not found:
             try:
                 found.update(
-                    mean_difference(
+                    group_directions(
                         model,
                         reference,
                         {p.id: value(p) for p in reference},
                         config.target_value,
                         keys,
+                        method=config.direction,
                         batch_size=config.batch_size,
                     )
                 )

@@ -28,12 +28,13 @@ def steer_command(
         typer.Option(
             "--direction",
             help="mean-diff (states of problems whose --group value equals --target-value "
-            "minus the others') or a .safetensors file with 'direction' and/or "
-            "'<site>@<position>' vectors (e.g. written by a probe).",
+            "minus the others'), probe (a linear probe's direction telling those two groups "
+            "apart, scaled to their mean difference along it) or a .safetensors file with "
+            "'direction' and/or '<site>@<position>' vectors.",
         ),
     ] = "mean-diff",
     group: Annotated[
-        str, typer.Option("--group", help="What mean-diff groups by: answer or step:K.")
+        str, typer.Option("--group", help="What mean-diff and probe group by: answer or step:K.")
     ] = "answer",
     reference: Annotated[
         str | None,
