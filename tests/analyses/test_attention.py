@@ -20,6 +20,7 @@ from tests.model.test_soft_thinking import QUESTIONS as SOFT_QUESTIONS
 from tests.model.test_soft_thinking import tiny_soft_thinker
 from thoughtscope.analyses.attention import (
     ATTENTION_FILE,
+    BATCH_DIR,
     attention_modules,
     eager_attention,
     lay_out,
@@ -182,3 +183,27 @@ def test_run_writes_masses_manifest_and_statistics(tiny_model: CodiModel, tmp_pa
     row = rows[0]
     assert {"layer", "head", "query", "source", "n", "mean", "ci"} <= set(row)
     assert {r["source"] for r in rows} >= {"question", "bot", "thought:0", "eot", "answer"}
+
+
+def test_a_killed_run_resumes_from_its_batches_and_other_data_is_refused(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    data = "synthetic:test:seed=1:n=10"
+    whole = run_attention(tiny_model, data, tmp_path / "whole", batch_size=4)
+    assert whole.n_batches_reused == 0
+    with safe_open(str(tmp_path / "whole" / ATTENTION_FILE), framework="pt") as handle:
+        expected = handle.get_tensor("mass")
+
+    # A run killed after its first two batches: the third is computed, the two reused.
+    killed = tmp_path / "killed"
+    run_attention(tiny_model, data, killed, batch_size=4)
+    (killed / ATTENTION_FILE).unlink()
+    (killed / BATCH_DIR / "batch-00002.safetensors").unlink()
+    resumed = run_attention(tiny_model, data, killed, batch_size=4)
+    assert resumed.n_batches_reused == 2
+    with safe_open(str(killed / ATTENTION_FILE), framework="pt") as handle:
+        got = handle.get_tensor("mass")
+    assert torch.equal(torch.nan_to_num(got, nan=-1.0), torch.nan_to_num(expected, nan=-1.0))
+
+    with pytest.raises(ValueError, match=r"--out .* holds attention batches of another run"):
+        run_attention(tiny_model, "synthetic:test:seed=2:n=10", killed, batch_size=4)

@@ -35,7 +35,6 @@ intervals.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,12 +42,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
+from thoughtscope.analyses.patching import fingerprint_model
 from thoughtscope.engine import backend
 from thoughtscope.engine.latent import forward
 from thoughtscope.engine.runner import BASELINE, Generation, Runner, RunOptions
-from thoughtscope.files import save_tensors
+from thoughtscope.files import save_tensors, write_json
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.sources import load_problems
@@ -69,6 +71,7 @@ __all__ = [
 ]
 
 ATTENTION_FILE = "attention.safetensors"
+BATCH_DIR = "attention-batches"
 FORMAT = "thoughtscope-attention"
 
 
@@ -261,19 +264,45 @@ class AttentionResult:
     n_problems: int
     queries: list[str]
     sources: list[str]
+    n_batches_reused: int = 0
+
+
+IDENTITY_KEYS = ("data", "limit", "batch_size", "answer_tokens", "model_fingerprint")
+"""Settings of the ``attention`` manifest section that must match to reuse its batches."""
 
 
 def _write_manifest(run_dir: Path, section: dict[str, Any]) -> None:
     """Stores the settings as the ``attention`` section of ``RUN/manifest.json`` (a folder
-    that holds another analysis keeps its manifest; a new one is created)."""
+    that holds another analysis keeps its manifest; a new one is created).
+
+    Raises:
+        ValueError: (``--out``) the folder holds attention batches of another run.
+    """
     path = run_dir / MANIFEST_FILE
     manifest: dict[str, Any] = {"format": FORMAT, "format_version": 1}
     if path.is_file():
         manifest = json.loads(path.read_text(encoding="utf-8"))
+        old = manifest.get("attention")
+        if isinstance(old, dict) and (run_dir / BATCH_DIR).is_dir():
+            differ = [k for k in IDENTITY_KEYS if old.get(k) != section.get(k)]
+            if differ:
+                raise ValueError(
+                    f"--out {run_dir} holds attention batches of another run "
+                    f"({', '.join(differ)} differ); repeat its options or choose another --out"
+                )
     manifest["attention"] = section
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, manifest)
+
+
+def _cached_batch(path: Path, ids: list[str]) -> Tensor | None:
+    """The masses of a batch written by an earlier call, if ``path`` holds exactly the
+    problems ``ids`` (else ``None``: computed again)."""
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as handle:
+        if json.loads((handle.metadata() or {}).get("ids", "[]")) != ids:
+            return None
+        return handle.get_tensor("mass")
 
 
 def run_attention(
@@ -285,12 +314,16 @@ def run_attention(
     batch_size: int = 64,
     answer_tokens: int = 3,
     model_spec: str = "",
+    progress: bool = False,
 ) -> AttentionResult:
     """Records the attention masses of the baseline run on ``data`` into
-    ``RUN/attention.safetensors`` (problems in batches of ``batch_size``).
+    ``RUN/attention.safetensors``. Problems run in batches of ``batch_size``; each
+    batch is kept in ``RUN/attention-batches/`` as it finishes, so a call after a kill
+    (same options) computes only the batches not there yet.
 
     Raises:
-        ValueError: (``--data``) no problems; the message names the option.
+        ValueError: (``--data``) no problems; (``--out``) the folder holds attention
+            batches of another run. The message names the option.
     """
     try:
         problems = load_problems(data).problems
@@ -299,32 +332,17 @@ def run_attention(
     problems = problems[:limit] if limit else problems
     if not problems:
         raise ValueError(f"--data {data}: no problems in it; give a source with problems")
-    parts = []
-    for start in range(0, len(problems), batch_size):
-        batch = problems[start : start + batch_size]
-        parts.append(
-            record_attention(model, [p.question for p in batch], answer_tokens=answer_tokens)
-        )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    queries = query_names(model.num_thoughts, answer_tokens)
-    sources = source_names(model.num_thoughts)
-    path = save_tensors(
-        {"mass": torch.cat(parts).contiguous()},
-        run_dir / ATTENTION_FILE,
-        metadata={
-            "ids": json.dumps([p.id for p in problems]),
-            "queries": json.dumps(queries),
-            "sources": json.dumps(sources),
-        },
-    )
     _write_manifest(
         run_dir,
         {
             "data": data,
             "limit": limit,
-            "n_problems": len(problems),
+            "batch_size": batch_size,
             "answer_tokens": answer_tokens,
+            "model_fingerprint": fingerprint_model(model),
+            "n_problems": len(problems),
             "model": {
                 "spec": model_spec,
                 "name": model.name,
@@ -337,4 +355,31 @@ def run_attention(
             "bot, thought:k, eot, answer (sum 1); NaN where a row lacks the query or source",
         },
     )
-    return AttentionResult(path, len(problems), queries, sources)
+    folder = run_dir / BATCH_DIR
+    parts = []
+    reused = 0
+    starts = range(0, len(problems), batch_size)
+    for number, start in enumerate(tqdm(starts, disable=not progress, desc="attention")):
+        batch = problems[start : start + batch_size]
+        ids = [p.id for p in batch]
+        path = folder / f"batch-{number:05d}.safetensors"
+        mass = _cached_batch(path, ids)
+        if mass is None:
+            mass = record_attention(model, [p.question for p in batch], answer_tokens=answer_tokens)
+            folder.mkdir(exist_ok=True)
+            save_tensors({"mass": mass.contiguous()}, path, metadata={"ids": json.dumps(ids)})
+        else:
+            reused += 1
+        parts.append(mass)
+    queries = query_names(model.num_thoughts, answer_tokens)
+    sources = source_names(model.num_thoughts)
+    path = save_tensors(
+        {"mass": torch.cat(parts).contiguous()},
+        run_dir / ATTENTION_FILE,
+        metadata={
+            "ids": json.dumps([p.id for p in problems]),
+            "queries": json.dumps(queries),
+            "sources": json.dumps(sources),
+        },
+    )
+    return AttentionResult(path, len(problems), queries, sources, reused)

@@ -227,7 +227,8 @@ class PatchResult:
 
 def fingerprint_model(model: ThoughtModel) -> str:
     """SHA-256 of the family's settings and every weight."""
-    hasher = hashlib.sha256(json.dumps(model.family.to_dict(), sort_keys=True).encode())
+    settings = json.dumps(model.family.to_dict(), sort_keys=True, default=str)
+    hasher = hashlib.sha256(settings.encode())
     for name, tensor in sorted(model.state_dict().items()):
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         hasher.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())

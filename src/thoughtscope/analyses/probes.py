@@ -72,6 +72,7 @@ from safetensors import safe_open
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from thoughtscope.analyses.patching import fingerprint_model
 from thoughtscope.engine.batching import AUTO, auto_batch_size
 from thoughtscope.engine.lens import readable_token
 from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
@@ -234,16 +235,6 @@ def number_tokens(tokenizer: Any, vocab_size: int) -> tuple[list[int], list[floa
 
 
 # ---------------------------------------------------------------------------- planning
-def _fingerprint(model: ThoughtModel) -> str:
-    settings = json.dumps(model.family.to_dict(), sort_keys=True, default=str)
-    hasher = hashlib.sha256(settings.encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        hasher.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
-        hasher.update(memoryview(flat.view(torch.uint8).numpy()))
-    return hasher.hexdigest()
-
-
 def plan_probes(model: ThoughtModel, config: ProbeConfig, *, model_spec: str = "") -> ProbePlan:
     """Validates the configuration, reads the problems and their ground truth.
 
@@ -294,7 +285,7 @@ def plan_probes(model: ThoughtModel, config: ProbeConfig, *, model_spec: str = "
             "d_model": model.d_model,
             "num_thoughts": model.num_thoughts,
         },
-        "model_fingerprint": _fingerprint(model),
+        "model_fingerprint": fingerprint_model(model),
         "data_fingerprint": hashlib.sha256(text.encode()).hexdigest(),
         "data": config.data,
         "limit": config.limit,

@@ -29,6 +29,9 @@ def attention_command(
     ] = 3,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 1000,
     threads: ThreadsOpt = DEFAULT_THREADS,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
+        True
+    ),
 ) -> None:
     """Attention of each thought step and answer token on the question, <bot> and each
     thought, per layer and head (baseline run, eager attention); writes
@@ -49,6 +52,7 @@ def attention_command(
             batch_size=batch_size,
             answer_tokens=answer_tokens,
             model_spec=model,
+            progress=progress,
         )
     except ValueError as error:
         fail(str(error))
@@ -57,7 +61,8 @@ def attention_command(
     thoughts = [
         r for r in rows if r["source"].startswith("thought:") and r["query"] != r["source"][8:]
     ]
-    typer.echo(f"{result.n_problems} problems; attention masses: {result.path}")
+    reused = f" ({result.n_batches_reused} batches reused)" if result.n_batches_reused else ""
+    typer.echo(f"{result.n_problems} problems{reused}; attention masses: {result.path}")
     for row in sorted(thoughts, key=lambda r: -r["mean"])[:5]:
         typer.echo(
             f"  layer {row['layer']} head {row['head']}: {row['query']} reads "
