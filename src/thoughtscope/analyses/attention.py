@@ -48,12 +48,15 @@ from tqdm.auto import tqdm
 
 from thoughtscope.analyses.patching import fingerprint_model
 from thoughtscope.engine import backend
+from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.latent import forward
 from thoughtscope.engine.runner import BASELINE, Generation, Runner, RunOptions
 from thoughtscope.files import save_tensors, write_json
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.errors import ProblemDataError
+from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.sources import load_problems
+from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.store import MANIFEST_FILE
 
 __all__ = [
@@ -315,16 +318,20 @@ def run_attention(
     answer_tokens: int = 3,
     model_spec: str = "",
     progress: bool = False,
+    ranks: Ranks | None = None,
 ) -> AttentionResult:
     """Records the attention masses of the baseline run on ``data`` into
     ``RUN/attention.safetensors``. Problems run in batches of ``batch_size``; each
     batch is kept in ``RUN/attention-batches/`` as it finishes, so a call after a kill
-    (same options) computes only the batches not there yet.
+    (same options) computes only the batches not there yet. Under ``torchrun`` each rank
+    computes every ``world_size``-th batch and rank 0 merges; rank 0 locks the folder.
 
     Raises:
         ValueError: (``--data``) no problems; (``--out``) the folder holds attention
             batches of another run. The message names the option.
+        OutputLockedError: Another run writes this folder.
     """
+    ranks = ranks or SINGLE
     try:
         problems = load_problems(data).problems
     except ProblemDataError as error:
@@ -333,53 +340,97 @@ def run_attention(
     if not problems:
         raise ValueError(f"--data {data}: no problems in it; give a source with problems")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_manifest(
-        run_dir,
-        {
-            "data": data,
-            "limit": limit,
-            "batch_size": batch_size,
-            "answer_tokens": answer_tokens,
-            "model_fingerprint": fingerprint_model(model),
-            "n_problems": len(problems),
-            "model": {
-                "spec": model_spec,
-                "name": model.name,
-                "family": type(model.family).__name__,
-                "num_layers": model.num_layers,
-                "num_thoughts": model.num_thoughts,
-            },
-            "reading": "baseline run through the engine, then one teacher-forced replay of "
-            "each row's own inputs with eager attention; masses per query over question, "
-            "bot, thought:k, eot, answer (sum 1); NaN where a row lacks the query or source",
+    section = {
+        "data": data,
+        "limit": limit,
+        "batch_size": batch_size,
+        "answer_tokens": answer_tokens,
+        "model_fingerprint": fingerprint_model(model),
+        "n_problems": len(problems),
+        "model": {
+            "spec": model_spec,
+            "name": model.name,
+            "family": type(model.family).__name__,
+            "num_layers": model.num_layers,
+            "num_thoughts": model.num_thoughts,
         },
-    )
+        "reading": "baseline run through the engine, then one teacher-forced replay of "
+        "each row's own inputs with eager attention; masses per query over question, "
+        "bot, thought:k, eot, answer (sum 1); NaN where a row lacks the query or source",
+    }
+    locks: list[OutputLock] = []
+
+    def prepare() -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if ranks.is_main:
+            locks.append(OutputLock(run_dir / ATTENTION_FILE, purpose="attention").acquire())
+            _write_manifest(run_dir, section)
+
+    try:
+        ranks.together(prepare)
+        return _run_attention_locked(
+            model, problems, run_dir, batch_size, answer_tokens, progress, ranks
+        )
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run_attention_locked(
+    model: ThoughtModel,
+    problems: Sequence[Problem],
+    run_dir: Path,
+    batch_size: int,
+    answer_tokens: int,
+    progress: bool,
+    ranks: Ranks,
+) -> AttentionResult:
     folder = run_dir / BATCH_DIR
-    parts = []
     reused = 0
-    starts = range(0, len(problems), batch_size)
-    for number, start in enumerate(tqdm(starts, disable=not progress, desc="attention")):
-        batch = problems[start : start + batch_size]
-        ids = [p.id for p in batch]
-        path = folder / f"batch-{number:05d}.safetensors"
-        mass = _cached_batch(path, ids)
-        if mass is None:
+    starts = list(enumerate(range(0, len(problems), batch_size)))
+
+    def batch_of(number: int, start: int) -> tuple[Path, list[str]]:
+        ids = [p.id for p in problems[start : start + batch_size]]
+        return folder / f"batch-{number:05d}.safetensors", ids
+
+    def compute() -> None:
+        nonlocal reused
+        mine = ranks.share(starts)
+        for number, start in tqdm(mine, disable=not progress, desc="attention"):
+            path, ids = batch_of(number, start)
+            if _cached_batch(path, ids) is not None:
+                reused += 1
+                continue
+            batch = problems[start : start + batch_size]
             mass = record_attention(model, [p.question for p in batch], answer_tokens=answer_tokens)
             folder.mkdir(exist_ok=True)
             save_tensors({"mass": mass.contiguous()}, path, metadata={"ids": json.dumps(ids)})
-        else:
-            reused += 1
-        parts.append(mass)
+
+    ranks.together(compute)
     queries = query_names(model.num_thoughts, answer_tokens)
     sources = source_names(model.num_thoughts)
-    path = save_tensors(
-        {"mass": torch.cat(parts).contiguous()},
-        run_dir / ATTENTION_FILE,
-        metadata={
-            "ids": json.dumps([p.id for p in problems]),
-            "queries": json.dumps(queries),
-            "sources": json.dumps(sources),
-        },
-    )
+    path = run_dir / ATTENTION_FILE
+
+    def merge() -> None:
+        """Rank 0: every batch (each rank's, after together() waited for them) into one
+        file."""
+        if not ranks.is_main:
+            return
+        parts = []
+        for number, start in starts:
+            mass = _cached_batch(*batch_of(number, start))
+            if mass is None:
+                raise RuntimeError(f"{batch_of(number, start)[0]}: batch missing after the run")
+            parts.append(mass)
+        save_tensors(
+            {"mass": torch.cat(parts).contiguous()},
+            path,
+            metadata={
+                "ids": json.dumps([p.id for p in problems]),
+                "queries": json.dumps(queries),
+                "sources": json.dumps(sources),
+            },
+        )
+
+    ranks.together(merge)
     return AttentionResult(path, len(problems), queries, sources, reused)

@@ -74,6 +74,7 @@ from tqdm.auto import tqdm
 
 from thoughtscope.analyses.patching import fingerprint_model
 from thoughtscope.engine.batching import AUTO, auto_batch_size
+from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.lens import readable_token
 from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, EOT, LATENT, Site, parse_sites, position_name
@@ -83,6 +84,7 @@ from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.ground_truth import GroundTruth, ground_truths
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.sources import load_problems
+from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.store import MANIFEST_FILE
 
 __all__ = [
@@ -407,9 +409,11 @@ def _batch_file(run_dir: Path, index: int) -> Path:
 
 
 def _record_states(
-    model: ThoughtModel, plan: ProbePlan, run_dir: Path, progress: bool
+    model: ThoughtModel, plan: ProbePlan, run_dir: Path, progress: bool, ranks: Ranks = SINGLE
 ) -> tuple[int, int]:
-    """Runs the baseline batch by batch and caches its states; returns (batches, skipped)."""
+    """Runs the baseline batch by batch and caches its states (under ``torchrun``, this
+    rank's share of the batches); returns (batches, skipped). A cached batch is reused
+    only when it holds exactly the batch's problems (another ``--batch-size`` recomputes)."""
     config = plan.config
     if config.batch_size == AUTO:
         longest = max((p.question for p in plan.problems), key=len)
@@ -421,16 +425,20 @@ def _record_states(
     rows = max(1, rows)
     batches = [plan.problems[i : i + rows] for i in range(0, len(plan.problems), rows)]
     (run_dir / HIDDEN_DIR).mkdir(parents=True, exist_ok=True)
+    if ranks.is_main:  # files of a run with fewer, larger batches
+        for path in _cache_files(run_dir)[len(batches) :]:
+            path.unlink()
     runner = Runner(model)
     ids, values = number_tokens(model.tokenizer, model.vocab_size)
     id_tensor = torch.tensor(ids, dtype=torch.long)
     value_tensor = torch.tensor(values, dtype=torch.float32)
     n_thoughts = model.num_thoughts
     skipped = 0
-    bar = tqdm(total=len(batches), disable=not progress, desc="states", unit="batch")
-    for index, batch in enumerate(batches):
+    mine = ranks.share(list(enumerate(batches)))
+    bar = tqdm(total=len(mine), disable=not progress, desc="states", unit="batch")
+    for index, batch in mine:
         path = _batch_file(run_dir, index)
-        if path.is_file():
+        if _cached_ids(path) == [p.id for p in batch]:
             skipped += 1
             bar.update(1)
             continue
@@ -438,16 +446,23 @@ def _record_states(
         results = runner.run([p.question for p in batch], [BASELINE], options)
         hidden = torch.stack([_padded(row[0].hidden, n_thoughts) for row in results])  # type: ignore[arg-type]
         number, top1 = _lens_numbers(model, hidden, id_tensor, value_tensor, config.lens_top_k)
-        tmp = path.with_suffix(".tmp")
         save_tensors(
             {"hidden": hidden.float().contiguous(), "lens_number": number, "lens_top1": top1},
-            tmp,
+            path,
             metadata={"ids": json.dumps([p.id for p in batch])},
         )
-        os.replace(tmp, path)
         bar.update(1)
     bar.close()
     return len(batches), skipped
+
+
+def _cached_ids(path: Path) -> list[str] | None:
+    """The problem ids of a cached batch (``None``: no such file)."""
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as handle:
+        ids: list[str] = json.loads((handle.metadata() or {}).get("ids", "[]"))
+        return ids
 
 
 def _cache_files(run_dir: Path) -> list[Path]:
@@ -734,7 +749,7 @@ def _write_lens_outcomes(plan: ProbePlan, run_dir: Path) -> None:
 def _fit_fingerprint(config: ProbeConfig) -> str:
     """The settings an out-of-fold outcome depends on besides the states and the ids: an
     outcome recorded under another fingerprint is fitted again."""
-    keys = ("folds", "max_classes", "c", "tol", "seed")
+    keys = ("folds", "max_classes", "c", "tol", "seed", "min_problems")
     settings = {k: getattr(config, k) for k in keys} | {"format": 1, "max_iter": MAX_ITER}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -803,6 +818,7 @@ def run_probes(
     model_spec: str = "",
     progress: bool = True,
     jobs: int = 1,
+    ranks: Ranks | None = None,
 ) -> ProbeRunResult:
     """Records (or resumes) the state cache and writes every cell's out-of-fold outcomes
     to ``RUN/probe_outcomes.jsonl``. Statistics:
@@ -811,21 +827,59 @@ def run_probes(
     Fits resume too: each cell's outcome is appended to ``probe_outcomes.jsonl.partial``
     as it is fitted, and a later call (after a kill, or a repeat) fits only the cells
     not yet recorded under the same fit settings (``folds``, ``max_classes``, ``c``,
-    ``tol``, ``seed``). ``jobs`` worker processes fit cells at once (each fit is
-    single-threaded and deterministic, so the outcomes do not depend on ``jobs``).
+    ``tol``, ``seed``, ``min_problems``). ``jobs`` worker processes fit cells at once
+    (each fit is single-threaded and deterministic, so the outcomes do not depend on
+    ``jobs``). Under ``torchrun`` each rank records every ``world_size``-th batch of
+    states and fits every ``world_size``-th cell (its own partial file,
+    ``.partial-<rank>``); rank 0 then merges; done cells are known by name, so a resume
+    may use another number of ranks. One launch at a time: rank 0 locks the folder.
 
     Raises:
         ProbeInputError: Bad configuration, or ``run_dir`` holds other probe states.
+        OutputLockedError: Another run writes this folder.
     """
     from joblib import Parallel, delayed
 
+    ranks = ranks or SINGLE
     if jobs < 1:
         raise ProbeInputError("--jobs", f"--jobs {jobs}: give at least 1 worker process")
     run_dir = Path(run_dir)
     plan = plan_probes(model, config, model_spec=model_spec)
-    _write_manifest(run_dir, plan.manifest)
+    final = run_dir / OUTCOMES_FILE
+    locks: list[OutputLock] = []
+
+    def prepare() -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if ranks.is_main:
+            locks.append(OutputLock(final, purpose="probes").acquire())
+            _write_manifest(run_dir, plan.manifest)
+
+    try:
+        ranks.together(prepare)
+        return _run_probes_locked(model, plan, run_dir, progress, jobs, ranks, Parallel, delayed)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _partial_file(run_dir: Path, rank: int) -> Path:
+    suffix = ".partial" if rank == 0 else f".partial-{rank}"
+    return run_dir / (OUTCOMES_FILE + suffix)
+
+
+def _run_probes_locked(
+    model: ThoughtModel,
+    plan: ProbePlan,
+    run_dir: Path,
+    progress: bool,
+    jobs: int,
+    ranks: Ranks,
+    parallel: Any,
+    delayed: Any,
+) -> ProbeRunResult:
+    config = plan.config
     started = time.perf_counter()
-    _, skipped = _record_states(model, plan, run_dir, progress)
+    _, skipped = ranks.together(lambda: _record_states(model, plan, run_dir, progress, ranks))
     states_seconds = time.perf_counter() - started
     started = time.perf_counter()
     truths = plan.truths
@@ -833,17 +887,22 @@ def run_probes(
     cells = list(_cells(plan))
     fit = _fit_fingerprint(config)
     final = run_dir / OUTCOMES_FILE
-    partial = run_dir / (OUTCOMES_FILE + ".partial")
-    done = _recorded_outcomes([final, partial], fit)
-    order: list[tuple[str, str, str]] = []
+    partials = sorted(run_dir.glob(OUTCOMES_FILE + ".partial*"))
+    done = _recorded_outcomes([final, *partials], fit)
+    own = _partial_file(run_dir, ranks.rank)
+    kept = _recorded_outcomes([own], fit)
     fitted = 0
-    bar = tqdm(total=len(cells), disable=not progress, desc="probes", unit="cell")
+    mine = ranks.share(cells)
+    bar = tqdm(total=len(mine), disable=not progress, desc="probes", unit="cell")
 
     def work() -> Iterator[Any]:
-        """The fits still to do, cell by cell (states read one layer at a time)."""
-        for site, position, slot, layer in cells:
+        """This rank's fits still to do, cell by cell (states read one layer at a time)."""
+        for site, position, slot, layer in mine:
             ids, states = read_states(run_dir, slot, layer)
             for target in plan.targets:
+                key = (target, str(site), position_name(position))
+                if key in done:
+                    continue
                 keep = [
                     i
                     for i, pid in enumerate(ids)
@@ -851,35 +910,54 @@ def run_probes(
                 ]
                 if len(keep) < max(config.min_problems, config.folds):
                     continue
-                key = (target, str(site), position_name(position))
-                order.append(key)
-                if key in done:
-                    continue
                 y = np.array([truths[ids[i]].value(target) for i in keep], dtype=np.float64)
                 kept_ids = [ids[i] for i in keep]
                 types = [surfaces[i] for i in kept_ids]
                 yield delayed(_fit_record)(key, kept_ids, states[keep], y, types, config, fit)
             bar.update(1)
 
-    # The partial file starts as the lines kept (atomically: lines of other fit
-    # settings, or cut short, are dropped), then grows by one line per fitted cell.
-    write_text(partial, "".join(line + "\n" for line in done.values()))
-    with partial.open("a", encoding="utf-8") as handle:
-        for line in Parallel(n_jobs=jobs, return_as="generator")(work()):
-            handle.write(line + "\n")
-            handle.flush()
-            done[_outcome_key(line)] = line
-            fitted += 1
+    def fit_mine() -> None:
+        nonlocal fitted
+        # This rank's partial file starts as its own lines kept (atomically: lines of
+        # other fit settings, or cut short, are dropped), then grows by one line per cell.
+        write_text(own, "".join(line + "\n" for line in kept.values()))
+        with own.open("a", encoding="utf-8") as handle:
+            for line in parallel(n_jobs=jobs, return_as="generator")(work()):
+                handle.write(line + "\n")
+                handle.flush()
+                fitted += 1
+
+    ranks.together(fit_mine)
     bar.close()
-    write_text(final, "".join(done[key] + "\n" for key in order))
-    partial.unlink()
-    _write_lens_outcomes(plan, run_dir)
+    n_cells = 0
+
+    def merge() -> None:
+        """Rank 0: every rank's cells into the one file, in cell order (together()
+        above waited for every rank's fits)."""
+        nonlocal n_cells
+        if not ranks.is_main:
+            return
+        partials = sorted(run_dir.glob(OUTCOMES_FILE + ".partial*"))
+        done = _recorded_outcomes([final, *partials], fit)
+        order = [
+            (target, str(site), position_name(position))
+            for site, position, _, _ in cells
+            for target in plan.targets
+        ]
+        lines = [done[key] for key in order if key in done]
+        n_cells = len(lines)
+        write_text(final, "".join(line + "\n" for line in lines))
+        for path in partials:
+            path.unlink()
+        _write_lens_outcomes(plan, run_dir)
+
+    ranks.together(merge)  # the others return once the merged files exist
     return ProbeRunResult(
         run_dir=run_dir,
         n_problems=len(plan.problems),
         n_left_out=len(plan.manifest["left_out"]),
         n_batches_skipped=skipped,
-        n_cells=len(order),
+        n_cells=n_cells,
         n_fitted=fitted,
         seconds_states=states_seconds,
         seconds_probes=time.perf_counter() - started,

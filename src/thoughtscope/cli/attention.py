@@ -10,9 +10,11 @@ import typer
 
 from thoughtscope.analyses.attention import run_attention
 from thoughtscope.cli.app import app, fail
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, start_ranks
 from thoughtscope.cli.options import ModelChoice, ModelOpt, check_output, model_options
 from thoughtscope.cli.probe import write_run_report
+from thoughtscope.engine.distributed import RankFailedError
+from thoughtscope.results.store import ResultStoreError
 
 
 @app.command("attention")
@@ -38,12 +40,12 @@ def attention_command(
     OUT/attention.safetensors and OUT/attention.jsonl (means with 95% intervals)."""
     from thoughtscope.statistics.attention import write_attention_statistics
 
-    set_threads(threads)
     check_output(out, "--out", folder=True)
     if batch_size < 1 or answer_tokens < 0 or (limit is not None and limit < 1):
         fail("--batch-size and --limit must be 1 or more, --answer-tokens 0 or more")
-    loaded = choice.load()
+    ranks, choice = start_ranks(choice, threads)
     try:
+        loaded = choice.load()
         result = run_attention(
             loaded,
             data,
@@ -53,9 +55,15 @@ def attention_command(
             answer_tokens=answer_tokens,
             model_spec=model,
             progress=progress,
+            ranks=ranks,
         )
-    except ValueError as error:
+    except (ValueError, ResultStoreError, RankFailedError) as error:
         fail(str(error))
+    finally:
+        ranks.stop()
+    if ranks.is_sharded and not ranks.is_main:
+        typer.echo(f"rank {ranks.rank} of {ranks.world_size}: done; rank 0 writes the statistics")
+        return
     path = write_attention_statistics(out, n_boot=n_boot)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     thoughts = [

@@ -10,7 +10,7 @@ import typer
 
 from thoughtscope.analyses.probes import ProbeConfig, ProbeInputError, run_probes
 from thoughtscope.cli.app import app, fail
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, set_threads
+from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, start_ranks
 from thoughtscope.cli.options import (
     ModelChoice,
     ModelOpt,
@@ -18,6 +18,8 @@ from thoughtscope.cli.options import (
     model_options,
     parse_batch_size,
 )
+from thoughtscope.engine.distributed import RankFailedError
+from thoughtscope.results.store import ResultStoreError
 
 
 @app.command("probe")
@@ -71,7 +73,6 @@ def probe_command(
     lens at every site and position; writes OUT/probes.jsonl and OUT/lens.jsonl."""
     from thoughtscope.statistics.probes import write_lens_statistics, write_probe_statistics
 
-    set_threads(threads)
     check_output(out, "--out", folder=True)
     config = ProbeConfig(
         data=data,
@@ -88,11 +89,24 @@ def probe_command(
         n_boot=n_boot,
         lens_top_k=lens_top_k,
     )
-    loaded = choice.load()
+    ranks, choice = start_ranks(choice, threads)
     try:
-        result = run_probes(loaded, config, out, model_spec=model, progress=progress, jobs=jobs)
+        loaded = choice.load()
+        result = run_probes(
+            loaded, config, out, model_spec=model, progress=progress, jobs=jobs, ranks=ranks
+        )
     except ProbeInputError as error:
         fail(str(error))
+    except (ResultStoreError, RankFailedError) as error:
+        fail(str(error))
+    finally:
+        ranks.stop()
+    if ranks.is_sharded and not ranks.is_main:
+        typer.echo(
+            f"rank {ranks.rank} of {ranks.world_size}: {result.n_fitted} probe cells fitted "
+            f"in {result.seconds_probes:.1f} s; rank 0 writes the statistics and the report"
+        )
+        return
     probes = write_probe_statistics(out, n_boot=n_boot, seed=seed)
     lens = write_lens_statistics(out, n_boot=n_boot, seed=seed)
     resumed = (
