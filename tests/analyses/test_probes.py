@@ -18,12 +18,14 @@ from thoughtscope.analyses.probes import (
     control_labels,
     fit_cell,
     number_tokens,
+    read_states,
     readable_token,
     run_probes,
     surface_type,
     target_names,
 )
 from thoughtscope.model import CodiModel, byte_level_tokenizer
+from thoughtscope.results.lock import OutputLock, OutputLockedError
 from thoughtscope.statistics.probes import write_lens_statistics, write_probe_statistics
 
 
@@ -208,6 +210,29 @@ def test_fits_resume_after_a_kill_and_do_not_depend_on_the_number_of_workers(
     other = run_probes(tiny_model, replace(config, tol=1e-2), whole, progress=False)
     assert other.n_fitted == 16
     assert (whole / OUTCOMES_FILE).read_text() != expected
+
+
+def test_another_batch_size_recomputes_states_and_a_second_writer_is_refused(
+    tiny_model: CodiModel, tmp_path: Path
+) -> None:
+    config = ProbeConfig(
+        data="synthetic:test:seed=14:n=20",
+        sites="block:0",
+        targets="step_count",
+        folds=2,
+        min_problems=10,
+        batch_size=6,
+        n_boot=0,
+    )
+    run_probes(tiny_model, config, tmp_path, progress=False)
+    assert len(list((tmp_path / HIDDEN_DIR).glob("*.safetensors"))) == 4
+    larger = run_probes(tiny_model, replace(config, batch_size=8), tmp_path, progress=False)
+    assert larger.n_batches_skipped == 0  # no batch of 8 was cached
+    ids, states = read_states(tmp_path, 0, 1)
+    assert len(ids) == len(set(ids)) == 20 and states.shape[0] == 20
+
+    with OutputLock(tmp_path / OUTCOMES_FILE), pytest.raises(OutputLockedError):
+        run_probes(tiny_model, config, tmp_path, progress=False)
 
 
 def test_other_data_in_the_same_folder_is_refused(tiny_model: CodiModel, tmp_path: Path) -> None:

@@ -100,6 +100,7 @@ __all__ = [
     "number_tokens",
     "plan_probes",
     "probe_direction",
+    "read_states",
     "readable_token",
     "run_probes",
     "surface_type",
