@@ -12,9 +12,10 @@ units. :func:`run_in_shards` then
    (rank 0 first: it writes a new run's manifest; then the others);
 3. reads which row ids are done, from ``results.jsonl`` and every shard of any earlier
    launch (of any number of ranks);
-4. cuts the units left into batches of ``batch_size`` (the same batches on every rank and
-   in a one-process run), and computes every ``world_size``-th batch on this rank into
-   its own shard (``results.rankRofW.jsonl``), dropping rows already done;
+4. cuts the units into batches of ``batch_size`` (the same batches on every rank, in a
+   one-process run and in a resumed one), leaves out the units already done (and the
+   batches left empty), and computes every ``world_size``-th batch on this rank into its
+   own shard (``results.rankRofW.jsonl``), dropping rows already done;
 5. waits for every rank; rank 0 merges the shards into ``results.jsonl`` in unit order.
 """
 
@@ -115,12 +116,15 @@ def run_in_shards(
         manifest = ranks.main_first(settle)
         done = output.done
         wanted = [list(work.row_ids(u)) for u in work.units]
-        todo = [
-            u for u, ids in zip(work.units, wanted, strict=True) if any(i not in done for i in ids)
-        ]
+        todo = [any(i not in done for i in ids) for ids in wanted]
         n_skipped = sum(i in done for ids in wanted for i in ids)
+        # Batches are cut from every unit, as an uninterrupted run cuts them, and then
+        # lose their finished units: a resumed run computes every batch it did not finish
+        # with the same neighbours as the uninterrupted run.
         size = work.batch_size
-        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+        cut = [range(i, min(i + size, len(work.units))) for i in range(0, len(work.units), size)]
+        batches = [[work.units[j] for j in part if todo[j]] for part in cut]
+        batches = [batch for batch in batches if batch]
         if batches and work.prepare is not None:
             ranks.main_first(work.prepare)
         mine = ranks.share(batches)
