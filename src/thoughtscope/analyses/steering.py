@@ -193,10 +193,16 @@ def group_directions(
     counts = {True: 0, False: 0}
     kept: dict[bool, list[Tensor]] = {True: [], False: []}  # the probe's inputs only
     usable = [p for p in problems if value_of.get(p.id) is not None]
-    slots = [(position_index(position), site_index(site)) for site, position in keys]
+    layers = sorted({site_index(site) for site, _ in keys})  # only these leave the device
+    slots = [(position_index(position), layers.index(site_index(site))) for site, position in keys]
     for start in range(0, len(usable), batch_size):
         chunk = usable[start : start + batch_size]
-        options = RunOptions(max_new_tokens=1, batch_size=batch_size, record_hidden=True)
+        options = RunOptions(
+            max_new_tokens=1,
+            batch_size=batch_size,
+            record_hidden=True,
+            record_layers=tuple(layers),
+        )
         results = runner.run([p.question for p in chunk], [BASELINE], options)
         for problem, row in zip(chunk, results, strict=True):
             hidden = row[0].hidden
