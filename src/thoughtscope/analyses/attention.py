@@ -34,6 +34,7 @@ intervals.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from thoughtscope.analyses.patching import fingerprint_model
+from thoughtscope.analyses.sharded import locked_by_main
 from thoughtscope.engine import backend
 from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.latent import forward
@@ -56,7 +58,6 @@ from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.store import MANIFEST_FILE
 
 __all__ = [
@@ -358,22 +359,11 @@ def run_attention(
         "each row's own inputs with eager attention; masses per query over question, "
         "bot, thought:k, eot, answer (sum 1); NaN where a row lacks the query or source",
     }
-    locks: list[OutputLock] = []
-
-    def prepare() -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if ranks.is_main:
-            locks.append(OutputLock(run_dir / ATTENTION_FILE, purpose="attention").acquire())
-            _write_manifest(run_dir, section)
-
-    try:
-        ranks.together(prepare)
+    prepare = functools.partial(_write_manifest, run_dir, section)
+    with locked_by_main(run_dir / ATTENTION_FILE, ranks, "attention", prepare):
         return _run_attention_locked(
             model, problems, run_dir, batch_size, answer_tokens, progress, ranks
         )
-    finally:
-        for lock in locks:
-            lock.release()
 
 
 def _run_attention_locked(

@@ -56,7 +56,7 @@ from thoughtscope.analyses.patching import (
     fingerprint_model,
     fingerprint_problems,
 )
-from thoughtscope.analyses.sharded import ShardedWork, run_in_shards
+from thoughtscope.analyses.sharded import RowsRun, ShardedWork, run_in_shards
 from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
 from thoughtscope.model.thought_model import ThoughtModel
@@ -105,15 +105,8 @@ class EffectsConfig:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class EffectsResult:
-    """What :func:`run_effects` did: rows written, rows already there, seconds."""
-
-    run_dir: Path
-    n_problems: int
-    n_rows: int
-    n_skipped: int
-    seconds: float
+EffectsResult = RowsRun
+"""What :func:`run_effects` did (:class:`~thoughtscope.analyses.sharded.RowsRun`)."""
 
 
 def thought_effects(

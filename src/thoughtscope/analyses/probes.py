@@ -55,6 +55,7 @@ predicted for every held-out problem.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -73,6 +74,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from thoughtscope.analyses.patching import fingerprint_model
+from thoughtscope.analyses.sharded import locked_by_main
 from thoughtscope.engine.batching import AUTO, auto_batch_size
 from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.lens import readable_token
@@ -84,7 +86,6 @@ from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.ground_truth import GroundTruth, ground_truths
 from thoughtscope.problems.problem import Problem
 from thoughtscope.problems.sources import load_problems
-from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.store import MANIFEST_FILE
 
 __all__ = [
@@ -839,28 +840,14 @@ def run_probes(
         ProbeInputError: Bad configuration, or ``run_dir`` holds other probe states.
         OutputLockedError: Another run writes this folder.
     """
-    from joblib import Parallel, delayed
-
     ranks = ranks or SINGLE
     if jobs < 1:
         raise ProbeInputError("--jobs", f"--jobs {jobs}: give at least 1 worker process")
     run_dir = Path(run_dir)
     plan = plan_probes(model, config, model_spec=model_spec)
-    final = run_dir / OUTCOMES_FILE
-    locks: list[OutputLock] = []
-
-    def prepare() -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if ranks.is_main:
-            locks.append(OutputLock(final, purpose="probes").acquire())
-            _write_manifest(run_dir, plan.manifest)
-
-    try:
-        ranks.together(prepare)
-        return _run_probes_locked(model, plan, run_dir, progress, jobs, ranks, Parallel, delayed)
-    finally:
-        for lock in locks:
-            lock.release()
+    prepare = functools.partial(_write_manifest, run_dir, plan.manifest)
+    with locked_by_main(run_dir / OUTCOMES_FILE, ranks, "probes", prepare):
+        return _run_probes_locked(model, plan, run_dir, progress, jobs, ranks)
 
 
 def _partial_file(run_dir: Path, rank: int) -> Path:
@@ -875,9 +862,9 @@ def _run_probes_locked(
     progress: bool,
     jobs: int,
     ranks: Ranks,
-    parallel: Any,
-    delayed: Any,
 ) -> ProbeRunResult:
+    from joblib import Parallel, delayed
+
     config = plan.config
     started = time.perf_counter()
     _, skipped = ranks.together(lambda: _record_states(model, plan, run_dir, progress, ranks))
@@ -923,7 +910,7 @@ def _run_probes_locked(
         # other fit settings, or cut short, are dropped), then grows by one line per cell.
         write_text(own, "".join(line + "\n" for line in kept.values()))
         with own.open("a", encoding="utf-8") as handle:
-            for line in parallel(n_jobs=jobs, return_as="generator")(work()):
+            for line in Parallel(n_jobs=jobs, return_as="generator")(work()):
                 handle.write(line + "\n")
                 handle.flush()
                 fitted += 1

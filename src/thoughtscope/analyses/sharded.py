@@ -21,7 +21,8 @@ units. :func:`run_in_shards` then
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -29,10 +30,11 @@ from typing import Any, Generic, TypeVar
 from tqdm.auto import tqdm
 
 from thoughtscope.engine.distributed import SINGLE, Ranks
+from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.shards import RowKind, RunFolderError, check_manifest
 from thoughtscope.results.store import RESULTS_FILE
 
-__all__ = ["ShardedWork", "WorkDone", "run_in_shards"]
+__all__ = ["RowsRun", "ShardedWork", "WorkDone", "locked_by_main", "run_in_shards"]
 
 Row = TypeVar("Row")
 Unit = TypeVar("Unit")
@@ -53,6 +55,18 @@ class WorkDone:
     n_written: int
     n_skipped: int
     n_units: int
+
+
+@dataclass(frozen=True)
+class RowsRun:
+    """What a per-problem run of rows (effects, steering) did on this rank: its problems,
+    the rows written, the rows already there (resume) and the wall time."""
+
+    run_dir: Path
+    n_problems: int
+    n_rows: int
+    n_skipped: int
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,30 @@ class ShardedWork(Generic[Unit, Row]):
     after_batch: Callable[[list[Unit]], object] | None = None
     desc: str = "running"
     unit: str = "unit"
+
+
+@contextmanager
+def locked_by_main(
+    output: Path, ranks: Ranks, purpose: str, prepare: Callable[[], None]
+) -> Iterator[None]:
+    """For an analysis whose ranks share one folder of batch caches (probes, attention):
+    rank 0 locks ``output`` (a second run writing the folder is refused) and runs
+    ``prepare`` (its manifest) before any rank goes on; a failure there stops every rank.
+    The lock is released when the ``with`` block ends, however it ends."""
+    locks: list[OutputLock] = []
+
+    def start() -> None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if ranks.is_main:
+            locks.append(OutputLock(output, purpose=purpose).acquire())
+            prepare()
+
+    try:
+        ranks.together(start)
+        yield
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def run_in_shards(

@@ -49,7 +49,7 @@ from thoughtscope.analyses.patching import (
     fingerprint_problems,
 )
 from thoughtscope.analyses.probes import probe_direction
-from thoughtscope.analyses.sharded import ShardedWork, run_in_shards
+from thoughtscope.analyses.sharded import RowsRun, ShardedWork, run_in_shards
 from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.edits import Edit, EditContext
 from thoughtscope.engine.runner import BASELINE, Condition, Runner, RunOptions
@@ -123,15 +123,8 @@ class SteerConfig:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class SteerResult:
-    """What :func:`run_steering` did."""
-
-    run_dir: Path
-    n_problems: int
-    n_rows: int
-    n_skipped: int
-    seconds: float
+SteerResult = RowsRun
+"""What :func:`run_steering` did (:class:`~thoughtscope.analyses.sharded.RowsRun`)."""
 
 
 def steer_edit(vector: Tensor, mode: Mode, alpha: float) -> Edit:

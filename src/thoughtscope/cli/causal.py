@@ -55,6 +55,13 @@ def tell(ranks: Ranks, line: str) -> bool:
     return ranks.is_main
 
 
+def rows_line(n_rows: int, n_skipped: int, of: str, seconds: float) -> str:
+    """``"<n> rows written[, <k> already done] (<of>) in <s> s"``: what a causal command
+    did on this rank."""
+    resumed = f", {n_skipped} already done" if n_skipped else ""
+    return f"{n_rows} rows written{resumed} ({of}) in {seconds:.1f} s"
+
+
 def summarise(out: Path, *, n_boot: int | None = None, report: bool = True) -> None:
     """Writes a patching, effects or steering run's statistics (and its report), printing
     the tables and the paths; ``thoughtscope stats RUN`` and the commands themselves."""

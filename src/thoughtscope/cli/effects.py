@@ -9,7 +9,7 @@ import typer
 
 from thoughtscope.analyses.effects import EffectsConfig, run_effects
 from thoughtscope.cli.app import app
-from thoughtscope.cli.causal import run_into, summarise, tell
+from thoughtscope.cli.causal import rows_line, run_into, summarise, tell
 from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt
 from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
 
@@ -68,7 +68,6 @@ def effects_command(
             loaded, config, out, model_spec=model, progress=progress, ranks=ranks
         ),
     )
-    resumed = f", {result.n_skipped} already done" if result.n_skipped else ""
-    line = f"{result.n_rows} rows written{resumed} ({result.n_problems} problems)"
-    if tell(ranks, f"{line} in {result.seconds:.1f} s"):
+    of = f"{result.n_problems} problems"
+    if tell(ranks, rows_line(result.n_rows, result.n_skipped, of, result.seconds)):
         summarise(out)

@@ -9,7 +9,7 @@ import typer
 
 from thoughtscope.analyses.patching import PatchConfig, run_patching
 from thoughtscope.cli.app import app
-from thoughtscope.cli.causal import run_into, summarise, tell
+from thoughtscope.cli.causal import rows_line, run_into, summarise, tell
 from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt
 from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
 from thoughtscope.results.store import read_manifest
@@ -89,10 +89,7 @@ def patch_command(
             loaded, config, out, model_spec=model, progress=progress, ranks=ranks
         ),
     )
-    resumed = f", {result.n_skipped} already done" if result.n_skipped else ""
-    line = (
-        f"{result.n_rows} rows written{resumed} ({result.n_pairs} pairs) in {result.seconds:.1f} s"
-    )
+    line = rows_line(result.n_rows, result.n_skipped, f"{result.n_pairs} pairs", result.seconds)
     if not tell(ranks, line):
         return
     # The check of the whole run: every batch of every rank (and of earlier launches).
