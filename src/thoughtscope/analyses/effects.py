@@ -54,7 +54,6 @@ from thoughtscope.analyses.patching import (
     PatchInputError,
     check_shared_options,
     fingerprint_model,
-    fingerprint_problems,
 )
 from thoughtscope.analyses.sharded import RowsRun, ShardedWork, run_in_shards
 from thoughtscope.engine.distributed import SINGLE, Ranks
@@ -62,7 +61,7 @@ from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, 
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
-from thoughtscope.problems.problem import Problem
+from thoughtscope.problems.problem import Problem, fingerprint_problems
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
 from thoughtscope.results.effects import EFFECT_ROWS, EffectRow

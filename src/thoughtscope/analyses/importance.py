@@ -23,7 +23,6 @@ says ``selection: "baseline-correct"``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -56,10 +55,10 @@ from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.lens import decode_states
 from thoughtscope.engine.runner import BASELINE, Condition, Generation, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, LATENT, parse_sites
-from thoughtscope.model.thought_model import ThoughtModel
+from thoughtscope.model.thought_model import ThoughtModel, weights_fingerprint
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
-from thoughtscope.problems.problem import Problem
+from thoughtscope.problems.problem import Problem, fingerprint_problems
 from thoughtscope.problems.sampling import Sample, sample_stratified
 from thoughtscope.problems.scoring import (
     DEFAULT_REL_TOLERANCE,
@@ -96,7 +95,6 @@ __all__ = [
     "RunPlan",
     "SweepResult",
     "append_thoughts",
-    "data_fingerprint",
     "lens_reading",
     "model_fingerprint",
     "plan_run",
@@ -334,20 +332,8 @@ def _resources_of(ablations: Iterable[str]) -> list[str]:
 
 # ------------------------------------------------------------------------ fingerprints
 def model_fingerprint(model: ThoughtModel) -> str:
-    """SHA-256 of the model's weights (names, dtypes, shapes, bytes) and family settings."""
-    settings = {"family": model.family.name, **model.family.to_dict()}
-    hasher = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        hasher.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
-        hasher.update(memoryview(flat.view(torch.uint8).numpy()))
-    return hasher.hexdigest()
-
-
-def data_fingerprint(problems: Sequence[Problem]) -> str:
-    """SHA-256 of the problems (every field, in order)."""
-    text = json.dumps([p.to_dict() for p in problems], sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """SHA-256 of the model's weights and family (name and settings)."""
+    return weights_fingerprint(model, {"family": model.family.name, **model.family.to_dict()})
 
 
 def _versions() -> dict[str, str]:
@@ -503,7 +489,7 @@ def plan_run(model: ThoughtModel, config: ImportanceConfig, *, model_spec: str =
             "spec": config.data,
             "source": loaded.source,
             "layout": loaded.layout,
-            "fingerprint": data_fingerprint(loaded.problems),
+            "fingerprint": fingerprint_problems(loaded.problems),
             "n_loaded": len(loaded.problems),
             "n_problems": len(problems),
             "sampling": sample.report.to_dict(),

@@ -36,8 +36,6 @@ over every batch of every rank is the manifest's ``checks``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -54,11 +52,11 @@ from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.edits import Edit, EditContext
 from thoughtscope.engine.runner import Condition, Generation, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, LATENT, Position, Site, parse_sites, position_name
-from thoughtscope.model.thought_model import ThoughtModel
+from thoughtscope.model.thought_model import ThoughtModel, weights_fingerprint
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.pairs import Pair, PairSet, make_pairs
-from thoughtscope.problems.problem import Problem
+from thoughtscope.problems.problem import Problem, fingerprint_problems
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
 from thoughtscope.results.patching import (
@@ -79,7 +77,6 @@ __all__ = [
     "PatchPlan",
     "PatchResult",
     "fingerprint_model",
-    "fingerprint_problems",
     "patch_edit",
     "plan_patching",
     "run_patching",
@@ -227,18 +224,7 @@ class PatchResult:
 
 def fingerprint_model(model: ThoughtModel) -> str:
     """SHA-256 of the family's settings and every weight."""
-    settings = json.dumps(model.family.to_dict(), sort_keys=True, default=str)
-    hasher = hashlib.sha256(settings.encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        hasher.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
-        hasher.update(memoryview(flat.view(torch.uint8).numpy()))
-    return hasher.hexdigest()
-
-
-def fingerprint_problems(problems: Sequence[Problem]) -> str:
-    text = json.dumps([p.to_dict() for p in problems], sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return weights_fingerprint(model, model.family.to_dict())
 
 
 # ---------------------------------------------------------------------------- planning

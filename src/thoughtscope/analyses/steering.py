@@ -46,7 +46,6 @@ from thoughtscope.analyses.patching import (
     PatchInputError,
     check_shared_options,
     fingerprint_model,
-    fingerprint_problems,
 )
 from thoughtscope.analyses.probes import probe_direction
 from thoughtscope.analyses.sharded import RowsRun, ShardedWork, run_in_shards
@@ -59,7 +58,7 @@ from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.pairs import step_values
-from thoughtscope.problems.problem import Problem
+from thoughtscope.problems.problem import Problem, fingerprint_problems
 from thoughtscope.problems.scoring import extract_number, is_correct
 from thoughtscope.problems.sources import load_problems
 from thoughtscope.results.shards import row_id

@@ -19,7 +19,7 @@ import typer
 from tqdm.auto import tqdm
 
 from thoughtscope.analyses.answers import answer_problems
-from thoughtscope.analyses.importance import data_fingerprint, model_fingerprint
+from thoughtscope.analyses.importance import model_fingerprint
 from thoughtscope.analyses.thoughts import Mixture, ThoughtDump, extract_thoughts
 from thoughtscope.cli.app import UsageError, app, fail, streaming_to
 from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt, start_ranks
@@ -40,6 +40,7 @@ from thoughtscope.cli.options import (
 from thoughtscope.engine.distributed import RankFailedError
 from thoughtscope.files import write_json
 from thoughtscope.problems import Problem
+from thoughtscope.problems.problem import fingerprint_problems
 from thoughtscope.results.lock import OutputLock
 from thoughtscope.results.shards import ShardedOutput, merge_shards, shard_path
 from thoughtscope.results.store import ResultStoreError, json_rows
@@ -157,7 +158,7 @@ def answer_command(
         manifest = {
             "format": ANSWERS_FORMAT,
             "model": {"spec": model, "fingerprint": model_fingerprint(codi)},
-            "data": {"spec": data, "limit": limit, "fingerprint": data_fingerprint(problems)},
+            "data": {"spec": data, "limit": limit, "fingerprint": fingerprint_problems(problems)},
             "max_new_tokens": max_new_tokens,
         }
         rows = json_rows(out, what="answer row")

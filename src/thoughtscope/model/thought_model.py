@@ -9,6 +9,7 @@ unembedding, width, depth, device, dtype, context length. What is particular to 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -294,3 +295,15 @@ def _untied_state(lm: nn.Module) -> dict[str, Tensor]:
     """The state dict without the second copy of tied weights (safetensors refuses them)."""
     tied = _tied_names(lm)
     return {k: v for k, v in lm.state_dict().items() if k not in tied}
+
+
+def weights_fingerprint(model: ThoughtModel, settings: dict[str, Any]) -> str:
+    """SHA-256 of ``settings`` (as sorted JSON) and every weight of ``model`` (names,
+    dtypes, shapes, bytes): what a run folder's manifest records to refuse a resume with
+    another model."""
+    hasher = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        hasher.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
+        hasher.update(memoryview(flat.view(torch.uint8).numpy()))
+    return hasher.hexdigest()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -48,3 +51,10 @@ class Problem:
             solution=data.get("solution"),
             source=str(data.get("source", "")),
         )
+
+
+def fingerprint_problems(problems: Sequence[Problem]) -> str:
+    """SHA-256 of the problems (every field, in order): what a run folder's manifest
+    records to refuse a resume on other data."""
+    text = json.dumps([p.to_dict() for p in problems], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
