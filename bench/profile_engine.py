@@ -20,12 +20,17 @@ lists the most expensive operators. Usage::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+
+if __package__ in (None, ""):  # run as `python bench/profile_engine.py`: the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.throughput import (
     build_model,
@@ -121,6 +126,36 @@ def split_by_part(run: Callable[[], Any], model: Any, repeats: int) -> dict[str,
     return dict(clock.own)
 
 
+def view_versus_packed(
+    rows: int, filled: int, reserved: int, *, heads: int, head_dim: int, repeats: int = 20
+) -> tuple[float, float]:
+    """CPU milliseconds of one single-token attention (scores, softmax, weighted values)
+    over keys and values ``(rows, heads, filled, head dim)``: as a view of the filled
+    part of storage reserved ``reserved`` positions wide (rows not packed), and over
+    the whole packed storage (what the engine's cache hands attention). Between calls a
+    64 MiB buffer is touched, so the cache is read from memory as in a run."""
+    storage = torch.randn(2, rows, heads, reserved, head_dim)
+    query = torch.randn(rows, heads, 1, head_dim)
+    flush = torch.ones(16 * 2**20)
+
+    def attend(keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(torch.matmul(query, keys.transpose(2, 3)), dim=-1)
+        return torch.matmul(weights, values)
+
+    def timed(width: int) -> float:
+        keys, values = storage[0, :, :, :width], storage[1, :, :, :width]
+        attend(keys, values)
+        total = 0.0
+        for _ in range(repeats):
+            flush.add_(1.0)
+            started = time.process_time()
+            attend(keys, values)
+            total += time.process_time() - started
+        return 1e3 * total / repeats
+
+    return timed(filled), timed(reserved)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="toy")
@@ -184,6 +219,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"attention reads {counts['kv_bytes'] / 1e9:.2f} GB of keys and values; at this "
         f"machine's single-thread read rate ({bandwidth / 1e9:.1f} GB/s, summing 256 MiB) "
         f"that takes at least {counts['kv_bytes'] / bandwidth:.3f} s"
+    )
+    # The largest single-token step: attention over a view of the filled part, or over
+    # the whole reserved width (packed), as the engine's cache now hands it over.
+    widest = max(counts["steps"], key=lambda step: step[0] * step[2])
+    config = model.base_lm.config
+    heads = int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    head_dim = model.d_model // int(config.num_attention_heads)
+    as_view, packed = view_versus_packed(*widest[:3], heads=heads, head_dim=head_dim)
+    print(
+        f"one single-token attention at the run's largest step ({widest[0]} rows, "
+        f"{widest[1]} filled of {widest[2]} reserved positions, one layer): over a view "
+        f"of the filled part {as_view:.2f} ms, over the packed reserved width "
+        f"{packed:.2f} ms (CPU time, cache read from memory)"
     )
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         run()

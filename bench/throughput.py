@@ -258,11 +258,12 @@ def run_engine(
 
 
 @contextmanager
-def counting_forward(model: CodiModel) -> Iterator[dict[str, int]]:
+def counting_forward(model: CodiModel) -> Iterator[dict[str, Any]]:
     """Counts the rows and row × token positions every decoder pass computes (left
     padding included, as ``padding``), the bytes of keys and values attention reads
     (``kv_bytes``), and the floating-point operations the engine must do: of the passes
-    over real tokens and of the LM head.
+    over real tokens and of the LM head; ``steps`` lists the single-token passes as
+    (rows, filled positions, positions attended).
 
     FLOPs per real (unpadded) token: 2 × (weights of every linear layer in the blocks),
     plus attention's two matrix products, 4 × d per block and real position attended
@@ -272,7 +273,10 @@ def counting_forward(model: CodiModel) -> Iterator[dict[str, int]]:
     counted. Norms, activations and softmax are left out (a few percent at most), so the
     count errs low.
     """
-    counts = {"rows": 0, "tokens": 0, "padding": 0, "flops": 0, "kv_bytes": 0}
+    counts: dict[str, Any] = {"rows": 0, "tokens": 0, "padding": 0, "flops": 0, "kv_bytes": 0}
+    # Single-token passes: (rows, filled positions incl. the new one, width attended).
+    steps: list[tuple[int, int, int]] = []
+    counts["steps"] = steps
     block_weights = sum(
         m.weight.numel()
         for block in model.blocks
@@ -303,8 +307,15 @@ def counting_forward(model: CodiModel) -> Iterator[dict[str, int]]:
         counts["padding"] += rows * new - int(real.sum())
         counts["flops"] += 2 * block_weights * int(real.sum())
         counts["flops"] += 4 * d * attended * n_blocks
-        # Keys and values attention reads: every row's cache, padding included.
-        counts["kv_bytes"] += 2 * kv_width * itemsize * n_blocks * rows * int(mask.shape[-1])
+        # Keys and values attention reads: every row's cache, padding included, at the
+        # width the cache has the model's mask built (a reserved cache: all it reserved).
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        width = int(mask.shape[-1])
+        if cache is not None and len(cache.layers) > 0:
+            width = max(width, int(cache.get_mask_sizes(new, 0)[0]))
+        counts["kv_bytes"] += 2 * kv_width * itemsize * n_blocks * rows * width
+        if new == 1:
+            steps.append((rows, int(mask.shape[-1]), width))
 
     def count_head(module: Any, args: Any) -> None:
         hidden = args[0]

@@ -101,10 +101,17 @@ def test_reserved_cache_matches_a_growing_cache_even_past_its_reserve() -> None:
     plain = DynamicCache()
     plain.update(keys[index], values[index], 0)
     for _ in range(4):
+        width, _ = reserved.get_mask_sizes(1, 0)  # asked before the step, as the model does
         k, v = torch.randn(4, 2, 1, 4), torch.randn(4, 2, 1, 4)
         got = reserved.update(k, v, 0)
         want = plain.update(k, v, 0)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        filled = want[0].shape[2]
+        # Attention sees the whole reserved width: the filled positions, then zeros
+        # (which the mask, as wide, hides).
+        assert got[0].shape[2] == got[1].shape[2] == width >= filled
+        assert torch.equal(got[0][:, :, :filled], want[0])
+        assert torch.equal(got[1][:, :, :filled], want[1])
+        assert not got[0][:, :, filled:].any() and not got[1][:, :, filled:].any()
     assert reserved.get_seq_length() == plain.get_seq_length() == 9
     reserved.crop(-2)
     plain.crop(-2)
@@ -113,6 +120,8 @@ def test_reserved_cache_matches_a_growing_cache_even_past_its_reserve() -> None:
     plain.batch_select_indices(keep)
     assert torch.equal(reserved.layers[0].keys, plain.layers[0].keys)
     assert torch.equal(reserved.layers[0].values, plain.layers[0].values)
+    layer = reserved.layers[0]
+    assert not layer._keys[:2, :, 7:].any() and not layer._values[:2, :, 7:].any()
 
 
 def test_reserving_rows_in_place_equals_expanding_a_copy() -> None:

@@ -75,11 +75,21 @@ class ReservedLayer(DynamicLayer):
     """A cache layer that writes new keys and values into storage reserved up front.
 
     The storage ``(row capacity, heads, capacity, head dim)`` has room for more positions
-    and, when asked, more rows than are filled. Each step writes one slice, and ``keys``
-    / ``values`` are views of the filled part (the same numbers as a growing layer, so
-    the same results). Grows by doubling if a step ever needs more than was reserved.
-    Forking appends rows in the spare row room (:meth:`append_rows`) without moving the
-    rows already there; keeping some rows copies the filled positions only.
+    and, when asked, more rows than are filled. Each step writes one slice; ``keys`` /
+    ``values`` are views of the filled part (the same numbers as a growing layer). Grows
+    by doubling if a step ever needs more than was reserved. Forking appends rows in the
+    spare row room (:meth:`append_rows`) without moving the rows already there; keeping
+    some rows copies the filled positions only.
+
+    Attention reads the *whole reserved width*, as with transformers' static cache:
+    :meth:`update` returns the rows' storage at every position, and
+    :meth:`get_mask_sizes` tells the model to build its mask that wide, so the positions
+    not yet filled are masked out. Why: the filled part is a view whose rows are not
+    packed, and torch's CPU batched matmul runs such views about 3× slower than packed
+    tensors (measured: ``docs/benchmarks.md``); the whole storage of the live rows is
+    packed. Every position past the filled length is kept zero (zeroed when storage is
+    made, and when positions are dropped), so a masked position adds exactly nothing and
+    never carries another row's numbers.
     """
 
     def __init__(
@@ -99,6 +109,8 @@ class ReservedLayer(DynamicLayer):
         row_capacity = max(row_capacity, rows)
         self._keys = keys.new_empty((row_capacity, heads, capacity, keys.shape[-1]))
         self._values = values.new_empty((row_capacity, heads, capacity, values.shape[-1]))
+        self._keys[:, :, length:].zero_()  # every position past the filled length is 0
+        self._values[:, :, length:].zero_()
         if index is None:
             self._keys[:rows, :, :length] = keys
             self._values[:rows, :, :length] = values
@@ -115,19 +127,32 @@ class ReservedLayer(DynamicLayer):
         self.keys = self._keys[: self._rows, :, : self._length]
         self.values = self._values[: self._rows, :, : self._length]
 
+    def _width_for(self, new: int) -> int:
+        """The reserved width after a step of ``new`` positions (grown if needed)."""
+        end, capacity = self._length + new, self._keys.shape[2]
+        return capacity if end <= capacity else max(end, 2 * capacity)
+
     def update(
         self, key_states: Tensor, value_states: Tensor, *args: Any, **kwargs: Any
     ) -> tuple[Tensor, Tensor]:
+        """Writes the step's keys and values ``(rows, heads, new, head dim)``; returns
+        the rows' keys and values at every reserved position (past the filled length:
+        zeros, which the mask hides)."""
         end = self._length + key_states.shape[-2]
-        if end > self._keys.shape[2]:
-            grow = max(end, 2 * self._keys.shape[2]) - self._keys.shape[2]
+        grow = self._width_for(key_states.shape[-2]) - self._keys.shape[2]
+        if grow:
             self._keys = torch.nn.functional.pad(self._keys, (0, 0, 0, grow))
             self._values = torch.nn.functional.pad(self._values, (0, 0, 0, grow))
         self._keys[: self._rows, :, self._length : end] = key_states
         self._values[: self._rows, :, self._length : end] = value_states
         self._length = end
         self._expose()
-        return self.keys, self.values  # type: ignore[return-value]
+        return self._keys[: self._rows], self._values[: self._rows]
+
+    def get_mask_sizes(self, query_length: int, *args: Any) -> tuple[int, int]:
+        """The mask's width for the next step of ``query_length`` positions: the reserved
+        width that step's :meth:`update` returns (transformers asks before the step)."""
+        return self._width_for(query_length), 0
 
     def get_seq_length(self, *args: Any, **kwargs: Any) -> int:
         return self._length
@@ -135,13 +160,18 @@ class ReservedLayer(DynamicLayer):
     def crop(self, tokens_to_remove: int) -> None:
         if tokens_to_remove > 0:
             raise ValueError("crop takes the negative number of tokens to remove")
+        end = self._length
         self._length += tokens_to_remove
+        # Keep every position past the filled length zero (see the class docstring).
+        self._keys[:, :, self._length : end].zero_()
+        self._values[:, :, self._length : end].zero_()
         self._expose()
 
     def _gather(self, storage: Tensor, filled: Tensor, indices: Tensor, rows: int) -> Tensor:
         """New storage with room for ``rows`` rows whose first ``len(indices)`` rows are
         ``filled[indices]`` (the filled positions only are copied)."""
         out = storage.new_empty((rows, *storage.shape[1:]))
+        out[:, :, self._length :].zero_()
         torch.index_select(filled, 0, indices, out=out[: len(indices), :, : self._length])
         return out
 
