@@ -85,11 +85,11 @@ class ReservedLayer(DynamicLayer):
     :meth:`update` returns the rows' storage at every position, and
     :meth:`get_mask_sizes` tells the model to build its mask that wide, so the positions
     not yet filled are masked out. Why: the filled part is a view whose rows are not
-    packed, and torch's CPU batched matmul runs such views about 3× slower than packed
-    tensors (measured: ``docs/benchmarks.md``); the whole storage of the live rows is
-    packed. Every position past the filled length is kept zero (zeroed when storage is
-    made, and when positions are dropped), so a masked position adds exactly nothing and
-    never carries another row's numbers.
+    packed, and torch's CPU batched matmul runs such a view about twice as long as the
+    live rows' whole, packed storage, although that is wider (``bench/profile_engine.py``
+    times both; ``docs/benchmarks.md``). Every position past the filled length is kept
+    zero (zeroed when storage is made, and when positions are dropped), so a masked
+    position adds exactly nothing and never carries another row's numbers.
     """
 
     def __init__(
