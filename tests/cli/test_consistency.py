@@ -52,6 +52,34 @@ def test_a_bad_batch_size_gets_one_message_everywhere(args: list[str]) -> None:
     assert result.stderr.strip() == "Error: --batch-size must be 1 or more, got 0"
 
 
+RUNS = {
+    "answer": ["answer", "--data", "synthetic:n=2", "--out", "a.jsonl"],
+    "thoughts": ["thoughts", "--data", "synthetic:n=2", "--out", "t.safetensors"],
+    "importance": ["importance", "--data", "synthetic:n=2", "--out", "run"],
+    "patch": ["patch", "--data", "synthetic:n=2", "--out", "run"],
+    "effects": ["effects", "--data", "synthetic:n=2", "--out", "run"],
+    "steer": ["steer", "--data", "synthetic:n=2", "--out", "run", "--target-value", "3"],
+    "probe": ["probe", "--data", "synthetic:n=2", "--out", "run"],
+    "attention": ["attention", "--data", "synthetic:n=2", "--out", "run"],
+}
+DECODING = ["answer", "thoughts", "importance", "patch", "effects", "steer"]
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "message"),
+    [(c, "--limit", "Error: --limit must be 1 or more (or left out)") for c in RUNS]
+    + [(c, "--max-new-tokens", "Error: --max-new-tokens must be 1 or more") for c in DECODING],
+)
+def test_a_bad_limit_or_answer_length_gets_one_message_everywhere(
+    command: str, option: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*RUNS[command], option, "0")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == message
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
 @pytest.fixture
 def umask_027() -> Iterator[None]:
     previous = os.umask(0o027)

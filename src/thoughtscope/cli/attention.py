@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from thoughtscope.analyses.attention import run_attention
 from thoughtscope.cli.app import app, fail
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, start_ranks
-from thoughtscope.cli.options import ModelChoice, ModelOpt, check_output, model_options
+from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt, start_ranks
+from thoughtscope.cli.options import (
+    LimitOpt,
+    ModelChoice,
+    ModelOpt,
+    RunFolderOpt,
+    check_output,
+    model_options,
+)
 from thoughtscope.cli.probe import write_run_report
 from thoughtscope.engine.distributed import RankFailedError
 from thoughtscope.results.store import ResultStoreError
@@ -22,18 +28,16 @@ from thoughtscope.results.store import ResultStoreError
 def attention_command(
     choice: ModelChoice,
     data: Annotated[str, typer.Option("--data", help="Problems (any --data source).")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder (created if absent).")],
+    out: RunFolderOpt,
     model: ModelOpt = "toy",
-    limit: Annotated[int | None, typer.Option("--limit", help="First N problems only.")] = None,
+    limit: LimitOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Problems per batch.")] = 64,
     answer_tokens: Annotated[
         int, typer.Option("--answer-tokens", help="Answer tokens whose attention is read.")
     ] = 3,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 1000,
     threads: ThreadsOpt = DEFAULT_THREADS,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
-        True
-    ),
+    progress: ProgressOpt = True,
 ) -> None:
     """Attention of each thought step and answer token on the question, <bot> and each
     thought, per layer and head (baseline run, eager attention); writes
@@ -41,8 +45,10 @@ def attention_command(
     from thoughtscope.statistics.attention import write_attention_statistics
 
     check_output(out, "--out", folder=True)
-    if batch_size < 1 or answer_tokens < 0 or (limit is not None and limit < 1):
-        fail("--batch-size and --limit must be 1 or more, --answer-tokens 0 or more")
+    if batch_size < 1:
+        fail(f"--batch-size must be 1 or more, got {batch_size}")
+    if answer_tokens < 0:
+        fail(f"--answer-tokens must be 0 or more, got {answer_tokens}")
     ranks, choice = start_ranks(choice, threads)
     try:
         loaded = choice.load()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,8 +9,17 @@ import typer
 from thoughtscope.analyses.effects import EffectsConfig, run_effects
 from thoughtscope.cli.app import app
 from thoughtscope.cli.causal import rows_line, run_into, summarise, tell
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt
-from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
+from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt
+from thoughtscope.cli.options import (
+    DataOpt,
+    LimitOpt,
+    MaxNewTokensOpt,
+    ModelChoice,
+    ModelOpt,
+    RunFolderOpt,
+    check_output,
+    model_options,
+)
 
 
 @app.command("effects")
@@ -19,7 +27,7 @@ from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_outpu
 def effects_command(
     choice: ModelChoice,
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
+    out: RunFolderOpt,
     sites: Annotated[
         str,
         typer.Option("--sites", help="latent, block:L, block:L1,L2, block:all, joined with +."),
@@ -32,19 +40,13 @@ def effects_command(
             "(the state of a donor problem).",
         ),
     ] = "zero",
-    limit: Annotated[
-        int | None, typer.Option("--limit", help="Use the first N problems of --data.")
-    ] = None,
+    limit: LimitOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Noise, mean and donor seed.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Problems per batch.")] = 16,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
-    ] = 16,
+    max_new_tokens: MaxNewTokensOpt = 16,
     model: ModelOpt = "toy",
     threads: ThreadsOpt = DEFAULT_THREADS,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
-        True
-    ),
+    progress: ProgressOpt = True,
 ) -> None:
     """Edit each thought i in turn and measure the change of every later thought j
     (cosine distance, relative L2, KL of its logit lens) and of the answer; rows go to

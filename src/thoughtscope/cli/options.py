@@ -108,7 +108,32 @@ DataOpt = Annotated[
 SkipBadOpt = Annotated[
     bool, typer.Option("--skip-bad", help="Skip malformed rows (reported) instead of stopping.")
 ]
-LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use the first N problems.", min=1)]
+
+
+def _at_least_one(option: str, or_left_out: bool = False) -> Callable[[int | None], int | None]:
+    """A callback refusing a value below 1 with one message, the same in every command
+    (and the same as the analyses' own configuration checks)."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and value < 1:
+            message = f"{option} must be 1 or more" + (" (or left out)" if or_left_out else "")
+            raise UsageError(message, param_hint=option)
+        return value
+
+    return check
+
+
+LimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--limit", help="Use the first N problems.", callback=_at_least_one("--limit", True)
+    ),
+]
+"""``--limit`` of every command that takes one."""
+RunFolderOpt = Annotated[
+    Path, typer.Option("--out", help="Run folder (created; resumed if present).")
+]
+"""``--out`` of every analysis that writes a resumable run folder."""
 
 
 def positive_batch_size(value: int | None) -> int | None:
@@ -123,8 +148,14 @@ BatchSizeOpt = Annotated[
 ]
 """``--batch-size`` of every command, with one message for a bad value."""
 MaxNewTokensOpt = Annotated[
-    int, typer.Option("--max-new-tokens", help="Longest answer to decode.", min=1)
+    int,
+    typer.Option(
+        "--max-new-tokens",
+        help="Longest answer to decode.",
+        callback=_at_least_one("--max-new-tokens"),
+    ),
 ]
+"""``--max-new-tokens`` of every command that decodes answers."""
 SkipLongOpt = Annotated[
     bool,
     typer.Option(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,8 +9,17 @@ import typer
 from thoughtscope.analyses.patching import PatchConfig, run_patching
 from thoughtscope.cli.app import app
 from thoughtscope.cli.causal import rows_line, run_into, summarise, tell
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt
-from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
+from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt
+from thoughtscope.cli.options import (
+    DataOpt,
+    LimitOpt,
+    MaxNewTokensOpt,
+    ModelChoice,
+    ModelOpt,
+    RunFolderOpt,
+    check_output,
+    model_options,
+)
 from thoughtscope.results.store import read_manifest
 
 
@@ -20,7 +28,7 @@ from thoughtscope.results.store import read_manifest
 def patch_command(
     choice: ModelChoice,
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
+    out: RunFolderOpt,
     pairs: Annotated[
         str,
         typer.Option(
@@ -42,9 +50,7 @@ def patch_command(
             "sets like {0,2}. Position 0 is the first continuous thought.",
         ),
     ] = "single,all",
-    limit: Annotated[
-        int | None, typer.Option("--limit", help="Use the first N problems of --data.")
-    ] = None,
+    limit: LimitOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the pair rules.")] = 0,
     strata: Annotated[
         str, typer.Option("--strata", help="Difficulty strata by step count.")
@@ -57,14 +63,10 @@ def patch_command(
             "x (patches + sites + 1) rows (memory grows with it).",
         ),
     ] = 32,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
-    ] = 16,
+    max_new_tokens: MaxNewTokensOpt = 16,
     model: ModelOpt = "toy",
     threads: ThreadsOpt = DEFAULT_THREADS,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
-        True
-    ),
+    progress: ProgressOpt = True,
 ) -> None:
     """Patch a source problem's states into a target at chosen sites and positions and
     record whether the answer stays, becomes the source's, or changes otherwise; rows go

@@ -10,10 +10,12 @@ import typer
 
 from thoughtscope.analyses.probes import ProbeConfig, ProbeInputError, run_probes
 from thoughtscope.cli.app import app, fail
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt, start_ranks
+from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt, start_ranks
 from thoughtscope.cli.options import (
+    LimitOpt,
     ModelChoice,
     ModelOpt,
+    RunFolderOpt,
     check_output,
     model_options,
     parse_batch_size,
@@ -27,7 +29,7 @@ from thoughtscope.results.store import ResultStoreError
 def probe_command(
     choice: ModelChoice,
     data: Annotated[str, typer.Option("--data", help="Problems with <<a op b=c>> steps.")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
+    out: RunFolderOpt,
     model: ModelOpt = "toy",
     sites: Annotated[
         str, typer.Option("--sites", help="latent, block:L, block:all, joined with +.")
@@ -49,7 +51,7 @@ def probe_command(
     min_problems: Annotated[
         int, typer.Option("--min-problems", help="Skip cells with fewer problems.")
     ] = 20,
-    limit: Annotated[int | None, typer.Option("--limit", help="First N problems only.")] = None,
+    limit: LimitOpt = None,
     batch_size: Annotated[str, typer.Option("--batch-size", help="Rows, or auto.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Control-task and bootstrap seed.")] = 0,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 1000,
@@ -65,9 +67,7 @@ def probe_command(
             "number; one core each).",
         ),
     ] = 1,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
-        True
-    ),
+    progress: ProgressOpt = True,
 ) -> None:
     """Linear probes (final answer, each step's result, step count) and a numeric logit
     lens at every site and position; writes OUT/probes.jsonl and OUT/lens.jsonl."""

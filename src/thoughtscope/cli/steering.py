@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,8 +9,17 @@ import typer
 from thoughtscope.analyses.steering import SteerConfig, run_steering
 from thoughtscope.cli.app import app
 from thoughtscope.cli.causal import rows_line, run_into, summarise, tell
-from thoughtscope.cli.launch import DEFAULT_THREADS, ThreadsOpt
-from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_output, model_options
+from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt
+from thoughtscope.cli.options import (
+    DataOpt,
+    LimitOpt,
+    MaxNewTokensOpt,
+    ModelChoice,
+    ModelOpt,
+    RunFolderOpt,
+    check_output,
+    model_options,
+)
 
 
 @app.command("steer")
@@ -19,7 +27,7 @@ from thoughtscope.cli.options import DataOpt, ModelChoice, ModelOpt, check_outpu
 def steer_command(
     choice: ModelChoice,
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help="Run folder (created; resumed if present).")],
+    out: RunFolderOpt,
     target_value: Annotated[
         float, typer.Option("--target-value", help="The value steered towards (hits count it).")
     ],
@@ -50,17 +58,13 @@ def steer_command(
     alphas: Annotated[
         str, typer.Option("--alphas", help="Comma-separated multiples (0 always runs).")
     ] = "0.5,1,2,4",
-    limit: Annotated[int | None, typer.Option("--limit", help="Use the first N problems.")] = None,
+    limit: LimitOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Problems per batch.")] = 16,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="Longest answer to decode.")
-    ] = 16,
+    max_new_tokens: MaxNewTokensOpt = 16,
     model: ModelOpt = "toy",
     threads: ThreadsOpt = DEFAULT_THREADS,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = (
-        True
-    ),
+    progress: ProgressOpt = True,
 ) -> None:
     """Steer the thoughts: add alpha times a direction (or project it out) at chosen sites
     and positions and trace answer changes and target-value hits over alpha."""
