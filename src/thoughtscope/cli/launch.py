@@ -14,7 +14,7 @@ import typer
 
 from thoughtscope.cli.app import fail
 from thoughtscope.cli.options import ModelChoice
-from thoughtscope.engine.distributed import Ranks
+from thoughtscope.engine.distributed import Ranks, collective_timeout
 
 __all__ = ["DEFAULT_THREADS", "ProgressOpt", "ThreadsOpt", "set_threads", "start_ranks"]
 
@@ -58,6 +58,11 @@ def start_ranks(choice: ModelChoice, threads: int | None) -> tuple[Ranks, ModelC
         ranks = Ranks.from_environment()
     except ValueError as error:
         fail(f"cannot tell this process's rank: {error}")
+    if ranks.is_sharded:
+        try:
+            collective_timeout()  # a bad value stops every rank here, in one line
+        except ValueError as error:
+            fail(str(error))
     device = ranks.device(choice.device)
     if ranks.is_sharded and device.startswith("cuda"):
         import torch

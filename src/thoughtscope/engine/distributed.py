@@ -14,15 +14,45 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
 
-__all__ = ["SINGLE", "RankFailedError", "Ranks"]
+__all__ = ["SINGLE", "TIMEOUT_VARIABLE", "RankFailedError", "Ranks", "collective_timeout"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+TIMEOUT_VARIABLE = "THOUGHTSCOPE_DIST_TIMEOUT_MINUTES"
+DEFAULT_TIMEOUT_MINUTES = 180
+
+
+def collective_timeout() -> timedelta:
+    """How long a rank waits at a collective step for the others: ``$THOUGHTSCOPE_DIST_
+    TIMEOUT_MINUTES``, else 180 minutes.
+
+    Why not torch's defaults (10 minutes for NCCL, 30 for gloo): rank 0 computes what
+    the others then read (the ``mean`` ablation's reference means, ``steer``'s
+    directions) while they wait in a collective step, and on a large model over a large
+    reference set that takes longer, after which the waiting ranks would abort. A rank
+    that crashes does not make the others wait this long: a failed step reaches every
+    rank at once (:meth:`Ranks.together`), and torchrun stops the remaining ranks when
+    one exits with an error."""
+    value = os.environ.get(TIMEOUT_VARIABLE, "")
+    if value == "":
+        return timedelta(minutes=DEFAULT_TIMEOUT_MINUTES)
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise ValueError(
+            f"environment variable {TIMEOUT_VARIABLE}={value!r} must be a number of minutes above 0"
+        )
+    return timedelta(minutes=minutes)
 
 
 class RankFailedError(RuntimeError):
@@ -88,8 +118,9 @@ class Ranks:
         return requested
 
     def start(self, device: str) -> None:
-        """Joins the launch's process group (gloo for CPU, NCCL for CUDA); no-op for one
-        rank or when already started."""
+        """Joins the launch's process group (gloo for CPU, NCCL for CUDA), whose
+        collective steps wait :func:`collective_timeout` for the other ranks; no-op for
+        one rank or when already started."""
         if not self.is_sharded or self._started:
             return
         import torch.distributed as dist
@@ -98,7 +129,12 @@ class Ranks:
             backend = "nccl" if device.startswith("cuda") else "gloo"
             if backend == "nccl":
                 torch.cuda.set_device(torch.device(device))
-            dist.init_process_group(backend=backend, rank=self.rank, world_size=self.world_size)
+            dist.init_process_group(
+                backend=backend,
+                rank=self.rank,
+                world_size=self.world_size,
+                timeout=collective_timeout(),
+            )
         self._started = True
 
     def stop(self) -> None:
