@@ -90,3 +90,18 @@ def test_the_flop_count_is_the_same_batched_or_one_at_a_time() -> None:
     together, alone = counts[0], counts[1:]
     assert together["padding"] > 0 and alone[0]["padding"] == alone[1]["padding"] == 0
     assert together["flops"] == alone[0]["flops"] + alone[1]["flops"]
+
+
+def test_the_naive_reference_can_run_on_the_first_problems_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["--model", "random-toy-size", "--problems", "3", "--max-new-tokens", "4"]
+    speedup, identical = main([*args, "--naive-problems", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    (naive,) = [x for x in out.splitlines() if x.startswith("naive reference:")]
+    assert naive.endswith("[first 1 of the 3 problems]")
+    (engine,) = [x for x in out.splitlines() if x.startswith("engine         :")]
+    assert "[first" not in engine
+    assert identical == 100.0 and speedup > 0
+    with pytest.raises(SystemExit, match="--naive-problems must be 1 to --problems"):
+        main([*args, "--naive-problems", "4"])
