@@ -217,3 +217,36 @@ def test_retiring_around_the_pinned_row_stays_in_the_reserved_storage() -> None:
     select_rows(reserved, order)
     assert reserved.layers[0]._keys is storage  # type: ignore[union-attr]  # in place
     assert torch.equal(reserved.layers[0].keys, prefix.layers[0].keys[order])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("hold", [BASELINE.name, None])
+def test_the_ballast_leaves_soft_thinking_lengths_and_answers_alone(hold: str | None) -> None:
+    from tests.model.test_soft_thinking import tiny_soft_thinker
+
+    model = tiny_soft_thinker()  # rows stop thinking at different steps
+    questions = [p.question for p in load_problems("synthetic:test:seed=13:n=8").problems]
+    conditions = [
+        BASELINE,
+        Condition("latent-1", {(LATENT, 1): lambda h, c: torch.zeros_like(h)}),
+        Condition("block-0", {(block(0), 0): lambda h, c: h * 2}),
+    ]
+
+    def run(ballast: bool) -> list[list[Generation]]:
+        options = RunOptions(
+            max_new_tokens=12,
+            batch_size=len(questions) * len(conditions),
+            record_hidden=True,
+            hold_thoughts=hold,
+            ballast=ballast,
+        )
+        return Runner(model).run(questions, conditions, options)
+
+    without, with_it = run(False), run(True)
+    counts = {len(g.thoughts) for row in without for g in row}
+    assert len(counts) > 1  # ragged thought counts
+    for a_row, b_row in zip(without, with_it, strict=True):
+        for a, b in zip(a_row, b_row, strict=True):
+            assert a.answer_ids == b.answer_ids and a.finished == b.finished
+            assert a.thoughts.shape == b.thoughts.shape
+            assert a.thoughts_capped == b.thoughts_capped
+            assert torch.equal(a.thoughts, b.thoughts)
