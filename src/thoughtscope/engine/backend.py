@@ -291,7 +291,7 @@ def retire_order(done: Tensor, *, pin_last: bool = False) -> Tensor:
 
 
 def _moves(indices: Tensor, rows: int) -> tuple[Tensor, Tensor] | None:
-    """For keeping rows ``indices`` ``(kept,)`` of ``rows`` (no row twice): the places
+    """For keeping rows ``indices`` ``(kept,)`` of ``rows``: the places
     that change and the rows moved there, when few rows move: every moved row comes from
     at or beyond ``kept``, except at most the row that held the last place (as
     :func:`retire_order` with ``pin_last`` moves it); the moved rows are read before any

@@ -108,13 +108,14 @@ class RunOptions:
         ballast: Add to every batch one extra problem, a copy of the batch's longest
             question (its targets: that question's), whose rows are the last row of
             every row tensor at every step (decoding never retires them while another
-            row is alive) and whose results are dropped (never yielded, counted or used
-            as a KL reference). On a CPU, elementwise kernels compute the last few
-            elements of a tensor on a scalar path that rounds differently, so the last
-            row of a batch can differ in its last bit from an identical row elsewhere;
-            with the ballast, no returned row is ever last, and identical rows give
-            identical numbers (what a bit-for-bit comparison within a batch needs). Its
-            rows come on top of ``batch_size``: the batches are cut as without it.
+            row is alive) and whose results are dropped (never yielded, counted by the
+            progress bar, or the KL or edit reference of a returned row). On a CPU,
+            elementwise kernels compute the last few elements of a tensor on a scalar
+            path that rounds differently, so the last row of a batch can differ in its
+            last bit from an identical row elsewhere; with the ballast, no returned row
+            is ever last, and identical rows give identical numbers (what a bit-for-bit
+            comparison within a batch needs). Its rows come on top of ``batch_size``:
+            the batches are cut as without it.
         progress: Show a progress bar.
     """
 
