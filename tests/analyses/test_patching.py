@@ -129,28 +129,24 @@ def test_patching_every_thought_from_the_same_question_is_the_identity(
         assert row.gold_logprob_change == 0.0 and row.logit_diff_change == 0.0
 
 
-def _ballasted(questions: list[str]) -> list[str]:
-    """The questions and, last in the runner's batch, a copy of the longest: on a CPU the
-    last elements of a tensor take a scalar path that rounds differently, and rows that
-    are compared bit for bit must not hold them (the patching analysis does the same)."""
-    return [*questions, max(questions, key=len)]
-
-
 @pytest.mark.parametrize("family", ["codi", "coconut", "soft-thinking"])
 def test_a_patch_changes_only_the_rows_and_positions_it_names(
     family: str, questions: list[str]
 ) -> None:
     model = FAMILY_MODELS[family]()
     runner = Runner(model)
-    asked = _ballasted(questions)
-    sources = list(range(len(asked)))
+    sources = list(range(len(questions)))
     sources[0] = 2  # only problem 0 gets another problem's state
     site, position = block(1), 2
     patch = Condition("patch", {(site, position): patch_edit(sources)})
-    options = RunOptions(max_new_tokens=4, batch_size=len(asked) * 2, record_hidden=True)
-    gold = {"gold": [model.answer_ids(7.0)] * len(asked)}
-    results = runner.run(asked, [Condition("empty"), patch], options, targets=gold)
-    for i, (unpatched, patched) in enumerate(results[:-1]):
+    # The ballast row keeps every compared row off the batch's last row, whose last bits
+    # a CPU may round differently.
+    options = RunOptions(
+        max_new_tokens=4, batch_size=len(questions) * 2, record_hidden=True, ballast=True
+    )
+    gold = {"gold": [model.answer_ids(7.0)] * len(questions)}
+    results = runner.run(questions, [Condition("empty"), patch], options, targets=gold)
+    for i, (unpatched, patched) in enumerate(results):
         assert unpatched.hidden is not None and patched.hidden is not None
         if i != 0:
             assert torch.equal(patched.hidden, unpatched.hidden)
@@ -259,12 +255,12 @@ def test_a_second_run_into_a_locked_patching_folder_is_refused_and_writes_nothin
 
 def test_a_source_that_stopped_thinking_leaves_the_target_its_own_state() -> None:
     model = tiny_soft_thinker()  # problems think for different numbers of steps
-    questions = _ballasted([p.question for p in load_problems(DATA).problems])
+    questions = [p.question for p in load_problems(DATA).problems]
     runner = Runner(model)
-    options = RunOptions(max_new_tokens=2, batch_size=len(questions) * 3)
+    options = RunOptions(max_new_tokens=2, batch_size=len(questions) * 3, ballast=True)
     counts = [len(g[0].thoughts) for g in runner.run(questions, [Condition("empty")], options)]
-    target = max(range(len(counts) - 1), key=lambda i: counts[i])
-    source = min(range(len(counts) - 1), key=lambda i: counts[i])
+    target = max(range(len(counts)), key=lambda i: counts[i])
+    source = min(range(len(counts)), key=lambda i: counts[i])
     k = counts[source]  # the target reached thought k, the source stopped before it
     assert counts[target] > k
     sources = list(range(len(questions)))

@@ -625,6 +625,10 @@ class _Sweep:
             "batch_size": self.rows,
             "record_hidden": record_hidden,
             "hold_thoughts": None if self.config.free_thinking else EMPTY_CONDITION,
+            # Rows are compared within a batch (the empty condition with the baseline and
+            # every condition, KL against the empty row): a ballast row last keeps every
+            # compared row off the last row, whose numbers can differ in the last bit.
+            "ballast": True,
         }
         if kl:
             # The engine computes KL(empty ‖ row) on the device along the baseline answer.

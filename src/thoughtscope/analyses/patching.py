@@ -452,14 +452,6 @@ class _Patching:
                 problems.append(pair.target)
             taken.add(row)
             row_of_pair.append(row)
-        # Ballast: a copy of the longest question, last in the runner's batch (which it
-        # orders by question length, stably), its rows discarded. On a CPU, elementwise
-        # kernels compute the last few elements of a tensor on a scalar path that rounds
-        # differently from the vector path; with the ballast last, no row compared here
-        # ever holds them, so a row's results do not depend on where it sits.
-        longest = max(problems, key=lambda p: len(p.question))
-        n_rows = len(problems)
-        problems.append(longest)
         source_of = list(range(len(problems)))
         source_answer = [p.answer for p in problems]
         for pair, row in zip(pairs, row_of_pair, strict=True):
@@ -481,11 +473,15 @@ class _Patching:
             conditions.append(Condition(spec.name, {(spec.site, p): patch for p in spec.positions}))
         for site in self.plan.sites:
             conditions.append(Condition(f"self@{site}", {(site, p): own for p in positions}))
+        # One batch (the patches read their sources' rows in the same forward pass), with
+        # a ballast row last, so that a row's numbers do not depend on where it sits
+        # (RunOptions.ballast): the self-patch check compares rows bit for bit.
         options = RunOptions(
-            max_new_tokens=config.max_new_tokens, batch_size=len(questions) * len(conditions)
+            max_new_tokens=config.max_new_tokens,
+            batch_size=len(questions) * len(conditions),
+            ballast=True,
         )
-        results = self.runner.run(questions, conditions, options, targets=targets)[:n_rows]
-        problems = problems[:n_rows]
+        results = self.runner.run(questions, conditions, options, targets=targets)
         n_patch = len(self.plan.patches)
         for problem, generations in zip(problems, results, strict=True):
             for check in generations[1 + n_patch :]:

@@ -461,8 +461,13 @@ def _steer_batch(
     strata: Strata,
 ) -> list[SteerRow]:
     """Every steered row of a batch of problems, each against its ``α = 0`` row."""
+    # Each steered row is compared with its problem's alpha = 0 row of this call: a ballast
+    # row last keeps them all off the last row, whose last bits a CPU may round
+    # differently (a zero direction then changes nothing, exactly).
     options = RunOptions(
-        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size * len(conditions)
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size * len(conditions),
+        ballast=True,
     )
     gold = [model.answer_ids(p.answer) for p in batch]
     results = runner.run(

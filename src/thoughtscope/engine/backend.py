@@ -263,11 +263,25 @@ def _keys_values(layer: Any) -> tuple[Tensor, Tensor]:
     return layer.keys, layer.values
 
 
-def retire_order(done: Tensor) -> Tensor:
+def retire_order(done: Tensor, *, pin_last: bool = False) -> Tensor:
     """The rows to keep when the rows ``done`` ``(rows,)`` (bool) retire, in an order
     that lets a reserved cache keep them in place: every kept row among the first
     ``kept`` stays where it is, and the places of finished rows there are filled with
-    the kept rows from beyond (their order changes). Returns ``(kept,)`` indices."""
+    the kept rows from beyond (their order changes). Returns ``(kept,)`` indices.
+
+    With ``pin_last``, the last row is kept whatever ``done`` says and stays the last
+    row (a ballast row: :class:`thoughtscope.engine.runner.RunOptions`): it moves to the
+    new last place, and the row that held that place, if kept, fills the hole the last
+    row would have filled; every other row is placed as without ``pin_last``."""
+    if pin_last:
+        done = done.clone()
+        done[-1] = False
+        order = retire_order(done)
+        last = len(done) - 1
+        if int(order[-1]) != last:
+            hole = int((order == last).nonzero()[0, 0])
+            order[hole], order[-1] = order[-1].clone(), last
+        return order
     alive = ~done
     kept = int(alive.sum())
     order = torch.arange(kept, device=done.device)
@@ -277,16 +291,18 @@ def retire_order(done: Tensor) -> Tensor:
 
 
 def _moves(indices: Tensor, rows: int) -> tuple[Tensor, Tensor] | None:
-    """For keeping rows ``indices`` ``(kept,)`` of ``rows``: the places that change and
-    the rows moved there, when every moved row comes from at or beyond ``kept`` (so the
-    rows can be kept in place without overwriting a row still to be read); else
-    ``None``. One host sync."""
+    """For keeping rows ``indices`` ``(kept,)`` of ``rows``: the places
+    that change and the rows moved there, when few rows move: every moved row comes from
+    at or beyond ``kept``, except at most the row that held the last place (as
+    :func:`retire_order` with ``pin_last`` moves it); the moved rows are read before any
+    is written, so nothing is overwritten before it is read. Else ``None``. One host
+    sync."""
     kept = len(indices)
     if kept > rows:
         return None
     moved = (indices != torch.arange(kept, device=indices.device)).nonzero().flatten()
     source = indices[moved]
-    return (moved, source) if bool((source >= kept).all()) else None
+    return (moved, source) if int((source < kept).sum()) <= 1 else None
 
 
 def select_rows(cache: Cache, keep: Tensor) -> None:

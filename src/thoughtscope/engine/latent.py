@@ -685,6 +685,7 @@ def decode(
     banned: Sequence[int] | None = None,
     keep_logits: bool = False,
     eos_count: int = 1,
+    pin_last: bool = False,
 ) -> Decoded:
     """Greedy decoding; each row stops at its ``eos_count``-th ``<eos>`` or after
     ``max_new_tokens`` tokens, never choosing ``banned`` (default: the family's). A
@@ -694,6 +695,11 @@ def decode(
     ``first_logits`` ``(rows, vocab)`` choose the first token. Tokens stay on the
     device until the end; the one host sync per step is whether a row finished, to
     retire it from the batch.
+
+    With ``pin_last``, the last row (a ballast row, :class:`RunOptions.ballast
+    <thoughtscope.engine.runner.RunOptions>`) stays the last row until no other row is
+    alive: when it finishes, its answer ends there but it keeps decoding, and rows that
+    retire are replaced around it (:func:`backend.retire_order` with ``pin_last``).
     """
     n_rows = len(rows.problems)
     device = first_logits.device
@@ -715,6 +721,8 @@ def decode(
     kept_rows: list[Tensor] = []
     kept_logits: list[Tensor] = []
     alive = torch.arange(n_rows, device=device)  # original row index of each live row
+    # With pin_last: whether the pinned last row has given its answer (it stays on).
+    pinned_done = False
     logits = first_logits
     for step in range(max_new_tokens):
         if keep_logits:
@@ -733,11 +741,18 @@ def decode(
         if seen is not None:
             seen = seen + done.long()
             done = seen >= eos_count
+        if pin_last:
+            # The pinned row's answer ends at its first finish; it retires only last.
+            if not pinned_done and bool(done[-1]):
+                n_tokens[n_rows - 1] = step
+                pinned_done = True
+            done = done.clone()
+            done[-1] = False
         if bool(done.any()):
             n_tokens[alive[done]] = step
             # Finished rows' places are filled from the end: the cache moves few rows.
-            keep = backend.retire_order(done)
-            if len(keep) == 0:
+            keep = backend.retire_order(done, pin_last=pin_last)
+            if len(keep) == int(pin_last):
                 break
             alive = alive[keep]
             rows.select(keep)

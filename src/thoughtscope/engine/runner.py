@@ -105,6 +105,17 @@ class RunOptions:
             length, as arXiv 2602.08783 does); ``None``, or a name not in the run:
             every row stops on its own. Early-exit conditions stop at the earlier of
             the two.
+        ballast: Add to every batch one extra problem, a copy of the batch's longest
+            question (its targets: that question's), whose rows are the last row of
+            every row tensor at every step (decoding never retires them while another
+            row is alive) and whose results are dropped (never yielded, counted by the
+            progress bar, or the KL or edit reference of a returned row). On a CPU,
+            elementwise kernels compute the last few elements of a tensor on a scalar
+            path that rounds differently, so the last row of a batch can differ in its
+            last bit from an identical row elsewhere; with the ballast, no returned row
+            is ever last, and identical rows give identical numbers (what a bit-for-bit
+            comparison within a batch needs). Its rows come on top of ``batch_size``:
+            the batches are cut as without it.
         progress: Show a progress bar.
     """
 
@@ -117,6 +128,7 @@ class RunOptions:
     kl_reference: str | None = None
     fork: bool = True
     hold_thoughts: str | None = BASELINE.name
+    ballast: bool = False
     progress: bool = False
 
 
@@ -297,6 +309,11 @@ class Runner:
     ) -> Iterator[Generation]:
         model = self.model
         record = options.record_hidden
+        real = len(batch)  # problems whose results are returned
+        if options.ballast:
+            # The ballast: the longest question again, last, numbered as that problem
+            # (so its edits and targets are that problem's); its rows are never yielded.
+            batch = [*batch, max(batch, key=lambda i: len(questions[i]))]
         prefix = latent.encode_prompts(model, [model.question_ids(questions[i]) for i in batch])
         device = prefix.mask.device
         numbering = torch.tensor(batch, device=device)  # the caller's problem indices
@@ -396,6 +413,7 @@ class Runner:
                 first_logits,
                 options.max_new_tokens,
                 keep_logits=options.record_answer_logits,
+                pin_last=options.ballast,
             )
             stops = thinking.stops
             n_fed = (
@@ -404,6 +422,8 @@ class Runner:
                 else stops.counts.tolist()
             )
             for r in range(len(decoded.ids)):
+                if r % n_problems >= real:
+                    continue  # the ballast's row
                 row_hidden = None
                 if hidden is not None and closing_states is not None:
                     # The start step, this row's own thoughts, the first closing id.
