@@ -15,15 +15,21 @@ PROBLEMS=${1:-1000}
 export PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}
 
+# Carried wheels first (nothing can be fetched there), then the project from its source,
+# without installing it: the image has its dependencies. A `thoughtscope` command on PATH
+# stands in for the console script that the CLI tests start.
+SITE=/tmp/thoughtscope-site
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" .whl/*.whl || exit 1
+fi
+export PYTHONPATH="$SITE:$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$SITE/bin"
+printf '#!/bin/sh\nexec "%s" -m thoughtscope "$@"\n' "$(command -v "$PYTHON")" >"$SITE/bin/thoughtscope"
+chmod +x "$SITE/bin/thoughtscope"
+export PATH="$SITE/bin:$PATH"
+
 {
-  if compgen -G ".whl/*.whl" >/dev/null; then
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
-  fi
-  # The project itself, without its dependencies (the image has them), so that the
-  # `thoughtscope` command the CLI tests start exists.
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
   "$PYTHON" - <<'PY'
 import torch, transformers
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
