@@ -276,3 +276,25 @@ def test_a_source_that_stopped_thinking_leaves_the_target_its_own_state() -> Non
     rerun = runner.run(questions, [Condition("empty"), only_first], options)
     assert torch.equal(patched.thoughts, rerun[target][1].thoughts)
     assert patched.answer_ids == rerun[target][1].answer_ids
+
+
+def test_a_write_cut_short_leaves_the_summary_and_report_as_they_were(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import thoughtscope.files
+
+    out = tmp_path / "run"
+    args = ["patch", "--model", str(tiny_model_dir), "--data", DATA, "--pairs", "random"]
+    args += ["--sites", "latent", "--out", str(out), "--max-new-tokens", "4", "--no-progress"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = {name: (out / name).read_bytes() for name in ("patching_summary.json", "report.html")}
+
+    def crash(source: object, target: object) -> None:  # the process dies before the rename
+        raise OSError("simulated crash")
+
+    monkeypatch.setattr(thoughtscope.files.os, "replace", crash)
+    # Fewer resamples: a summary that would differ, were it written over the old one.
+    CliRunner().invoke(app, ["report", str(out), "--n-boot", "20"])
+    after = {name: (out / name).read_bytes() for name in before}
+    assert after == before
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]

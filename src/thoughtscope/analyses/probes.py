@@ -58,7 +58,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Hashable, Iterator, Sequence
@@ -80,7 +79,7 @@ from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.lens import readable_token
 from thoughtscope.engine.runner import BASELINE, Runner, RunOptions
 from thoughtscope.engine.sites import BOT, EOT, LATENT, Site, parse_sites, position_name
-from thoughtscope.files import save_tensors, write_text
+from thoughtscope.files import replacing, save_tensors, write_json, write_text
 from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.ground_truth import GroundTruth, ground_truths
@@ -346,9 +345,7 @@ def _write_manifest(run_dir: Path, section: dict[str, Any]) -> None:
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION}
     manifest["probes"] = section
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, manifest)
 
 
 # ------------------------------------------------------------------------------ states
@@ -712,8 +709,10 @@ def _write_lens_outcomes(plan: ProbePlan, run_dir: Path) -> None:
     ids, numbers, top1 = read_lens(run_dir)
     truths = plan.truths
     lens_targets = [t for t in plan.targets if t != "step_count"]
-    tmp = run_dir / (LENS_OUTCOMES_FILE + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with (
+        replacing(run_dir / LENS_OUTCOMES_FILE) as tmp,
+        tmp.open("w", encoding="utf-8") as handle,
+    ):
         for site, position, slot, layer in _cells(plan):
             read = numbers[:, slot, layer]
             present = [i for i in range(len(ids)) if truths[ids[i]].step_count > 0]
@@ -745,7 +744,6 @@ def _write_lens_outcomes(plan: ProbePlan, run_dir: Path) -> None:
                 "targets": hits,
             }
             handle.write(json.dumps(record) + "\n")
-    os.replace(tmp, run_dir / LENS_OUTCOMES_FILE)
 
 
 def _fit_fingerprint(config: ProbeConfig) -> str:

@@ -11,6 +11,7 @@ import typer
 
 from thoughtscope.cli.app import UsageError, app, fail
 from thoughtscope.cli.options import check_output
+from thoughtscope.files import write_text
 from thoughtscope.problems.difficulty import Strata
 from thoughtscope.problems.errors import ProblemDataError
 from thoughtscope.problems.sampling import SampleReport, sample_stratified
@@ -106,9 +107,7 @@ def data_command(
         sys.stdout.writelines(lines)
         return
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as handle:
-            handle.writelines(lines)
+        write_text(out, "".join(lines))
     except OSError as error:
         fail(f"cannot write --out {str(out)!r}: {error.strerror or error}")
     print(f"wrote {len(lines)} problems to {out}", file=summary)

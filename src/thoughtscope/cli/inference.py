@@ -38,7 +38,7 @@ from thoughtscope.cli.options import (
     read_problems,
 )
 from thoughtscope.engine.distributed import RankFailedError
-from thoughtscope.files import write_json
+from thoughtscope.files import replacing, write_json
 from thoughtscope.problems import Problem
 from thoughtscope.problems.problem import fingerprint_problems
 from thoughtscope.results.lock import OutputLock
@@ -300,8 +300,7 @@ def thoughts_command(
 
 def _write_decoded(path: Path, dump: ThoughtDump) -> None:
     """The logit-lens tokens of ``dump`` as JSON lines (one per problem)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
+    with replacing(path) as temporary, temporary.open("w", encoding="utf-8") as handle:
         for i, (problem_id, answer, states) in enumerate(
             zip(dump.ids, dump.answers, dump.decoded, strict=True)
         ):

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from thoughtscope.files import save_tensors
+from thoughtscope.files import save_tensors, write_json
 from thoughtscope.model.architectures import Architecture, architecture_for
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ class ThoughtModel(nn.Module):
             self.family.name: self.family.to_dict(),
             "lm_config": lm.config.to_dict(),
         }
-        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_json(folder / CONFIG_FILE, meta, sort_keys=True)
         tensors = {f"lm.{k}": v for k, v in _untied_state(lm).items()}
         tensors.update(plain.family.saved_weights())
         save_tensors(

@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
+from thoughtscope.files import write_text
 from thoughtscope.report.figures import DPI, STYLE, save_figure
 from thoughtscope.report.html import FigureBlock, Section, figure_html, page, paragraph
 
@@ -289,9 +290,9 @@ def write_causal_report(run_dir: str | Path, *, n_boot: int | None = None) -> Pa
         Section("manifest", "Run manifest", f"<pre>{_escape(manifest_text)}</pre>"),
     ]
     path = run_dir / "report.html"
-    path.write_text(
+    write_text(
+        path,
         page(f"thoughtscope: {title.lower()}", str(run_dir), sections, "made by thoughtscope"),
-        encoding="utf-8",
     )
     return path
 

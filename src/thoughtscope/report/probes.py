@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from thoughtscope.files import write_text
 from thoughtscope.report.figures import FigureFile, save_figure
 from thoughtscope.report.html import (
     FigureBlock,
@@ -341,5 +342,5 @@ def write_held_report(
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.html"
     title = f"thoughtscope report: {run_dir.name}"
-    path.write_text(page(title, subtitle, sections, "made by thoughtscope"), encoding="utf-8")
+    write_text(path, page(title, subtitle, sections, "made by thoughtscope"))
     return path

@@ -10,12 +10,12 @@ left out.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
 
+from thoughtscope.files import replacing
 from thoughtscope.statistics.bootstrap import bootstrap_ratios, group_seed
 
 __all__ = ["ATTENTION_STATS_FILE", "write_attention_statistics"]
@@ -39,8 +39,10 @@ def write_attention_statistics(run_dir: str | Path, *, n_boot: int = 1000, seed:
     stats = bootstrap_ratios(
         np.nan_to_num(flat), present.astype(np.float64), n_boot=n_boot, seed=group_seed(seed, ids)
     )
-    tmp = run_dir / (ATTENTION_STATS_FILE + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
+    with (
+        replacing(run_dir / ATTENTION_STATS_FILE) as tmp,
+        tmp.open("w", encoding="utf-8") as out,
+    ):
         for index in range(flat.shape[1]):
             layer, rest = divmod(index, heads * n_q * n_s)
             head, rest = divmod(rest, n_q * n_s)
@@ -58,5 +60,4 @@ def write_attention_statistics(run_dir: str | Path, *, n_boot: int = 1000, seed:
                 "ci": None if np.isnan(low) else [round(float(low), 5), round(float(high), 5)],
             }
             out.write(json.dumps(row) + "\n")
-    os.replace(tmp, run_dir / ATTENTION_STATS_FILE)
     return run_dir / ATTENTION_STATS_FILE

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from thoughtscope.files import write_json
 from thoughtscope.results.effects import EffectRow, read_effect_rows
 from thoughtscope.statistics.bootstrap import (
     DEFAULT_N_BOOT,
@@ -124,7 +125,7 @@ def write_effects_summary(run_dir: str | Path, *, n_boot: int = DEFAULT_N_BOOT) 
         read_effect_rows(run_dir), seed=int(manifest.get("seed", 0)), n_boot=n_boot
     )
     path = run_dir / EFFECTS_SUMMARY
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(path, summary)
     return path
 
 

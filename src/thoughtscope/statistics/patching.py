@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from thoughtscope.files import write_json
 from thoughtscope.results.patching import PatchRow, read_patch_rows
 from thoughtscope.statistics.bootstrap import DEFAULT_N_BOOT, bootstrap_ratios, group_seed
 
@@ -113,7 +114,7 @@ def write_patching_summary(run_dir: str | Path, *, n_boot: int = DEFAULT_N_BOOT)
         read_patch_rows(run_dir), seed=int(manifest.get("seed", 0)), n_boot=n_boot
     )
     path = run_dir / PATCHING_SUMMARY
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(path, summary)
     return path
 
 

@@ -23,13 +23,13 @@ control and majority columns of a cell resampled together.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from thoughtscope.files import replacing
 from thoughtscope.statistics.bootstrap import bootstrap_ratios, group_seed
 
 __all__ = [
@@ -63,11 +63,9 @@ def _interval(low: float, high: float) -> list[float | None]:
 
 
 def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with replacing(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from thoughtscope.files import write_json
 from thoughtscope.results.steering import read_steer_rows
 from thoughtscope.statistics.bootstrap import DEFAULT_N_BOOT, bootstrap_ratios, group_seed
 
@@ -112,7 +113,7 @@ def write_steering_summary(run_dir: str | Path, *, n_boot: int = DEFAULT_N_BOOT)
         target_value=manifest.get("target_value"),
     )
     path = run_dir / STEERING_SUMMARY
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(path, summary)
     return path
 
 

@@ -36,6 +36,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from thoughtscope.engine import latent
+from thoughtscope.files import write_json
 from thoughtscope.model.families.coconut import CoconutModel
 from thoughtscope.problems.problem import Problem
 from thoughtscope.training.data import IGNORE, steps_text
@@ -286,7 +287,7 @@ def train_coconut(
     if config.threads:
         torch.set_num_threads(config.threads)
     saved = {"family": "coconut", "train": config.to_dict(), "recipe": recipe or {}}
-    (folder / CONFIG_FILE).write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    write_json(folder / CONFIG_FILE, saved, sort_keys=True)
     if problems is None:
         from thoughtscope.problems.synthetic import generate
 

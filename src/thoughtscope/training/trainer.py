@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from thoughtscope.files import replacing
+from thoughtscope.files import replacing, write_json
 from thoughtscope.model.codi import CodiModel
 from thoughtscope.problems.problem import Problem
 from thoughtscope.training.config import TrainConfig
@@ -173,7 +173,7 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     saved = {"train": config.to_dict(), "recipe": recipe or {}}
-    (folder / CONFIG_FILE).write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    write_json(folder / CONFIG_FILE, saved, sort_keys=True)
     pool = list(problems) if problems is not None else training_problems(config)
     examples = [encode_problem(model, p, bare_steps=config.bare_steps) for p in pool]
     order = BatchOrder(examples, config)
