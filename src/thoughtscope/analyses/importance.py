@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from thoughtscope.analyses.inputs import check_prompt_lengths
 from thoughtscope.analyses.interventions import (
@@ -50,6 +49,7 @@ from thoughtscope.analyses.interventions import (
     parse_schedules,
     plan_conditions,
 )
+from thoughtscope.analyses.sharded import ShardedWork, run_in_shards
 from thoughtscope.engine.batching import AUTO, auto_batch_size
 from thoughtscope.engine.distributed import SINGLE, Ranks
 from thoughtscope.engine.lens import decode_states
@@ -78,14 +78,8 @@ from thoughtscope.results.records import (
     ProblemRecord,
     read_thoughts,
 )
-from thoughtscope.results.shards import (
-    RunFolderError,
-    ShardedOutput,
-    record_file,
-    record_id,
-)
-from thoughtscope.results.shards import check_manifest as check_run_manifest
-from thoughtscope.results.store import MANIFEST_FILE, RESULTS_FILE, ResultStore, read_manifest
+from thoughtscope.results.shards import RECORDS
+from thoughtscope.results.store import MANIFEST_FILE, read_manifest
 
 __all__ = [
     "IDENTITY_KEYS",
@@ -531,19 +525,6 @@ def plan_run(model: ThoughtModel, config: ImportanceConfig, *, model_spec: str =
     return RunPlan(config, problems, strata, conditions, manifest)
 
 
-def check_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    """Refuses a folder that holds a different run; writes the manifest for a new one
-    (the rule every analysis shares: :func:`thoughtscope.results.shards.check_manifest`).
-
-    Raises:
-        ImportanceInputError: (``--out``) naming the differing keys.
-    """
-    try:
-        check_run_manifest(run_dir, manifest, IDENTITY_KEYS)
-    except RunFolderError as error:
-        raise ImportanceInputError(error.option, str(error)) from None
-
-
 # ------------------------------------------------------------------------------ sweep
 def _changed(predicted: float | None, baseline: float | None) -> bool:
     if predicted is None or baseline is None:
@@ -565,13 +546,13 @@ def _outcome_of(gen: Generation, expected: float) -> Outcome:
 
 
 def _settle(run_dir: Path, model: ThoughtModel, plan: RunPlan) -> None:
-    """Fixes the run's rows per forward pass in its manifest, then checks or writes it."""
+    """Fixes the run's rows per forward pass in its manifest (before it is checked or
+    written): a resumed automatic run keeps the size it began with."""
     old = read_manifest(run_dir) if (run_dir / MANIFEST_FILE).is_file() else {}
     if plan.config.batch_size == AUTO and isinstance(old.get("batch_rows"), int):
         plan.manifest["batch_rows"] = old["batch_rows"]
     else:
         plan.manifest["batch_rows"] = _batch_rows(model, plan)
-    check_manifest(run_dir, plan.manifest)
 
 
 def _batch_rows(model: ThoughtModel, plan: RunPlan) -> int:
@@ -588,28 +569,34 @@ def _batch_rows(model: ThoughtModel, plan: RunPlan) -> int:
 
 
 class _Sweep:
-    """One run's sweep state: model, plan, store, resources and example thoughts."""
+    """One run's sweep state: model, plan, resources and example thoughts; complete once
+    :meth:`start` has run."""
 
-    def __init__(
-        self, model: ThoughtModel, plan: RunPlan, run_dir: Path, rows: int, done: set[str]
-    ):
+    def __init__(self, model: ThoughtModel, plan: RunPlan, run_dir: Path):
         self.model = model
         self.plan = plan
         self.config = plan.config
-        self.rows = rows
         self.runner = Runner(model)
-        self.store = ResultStore(run_dir)
         self.run_dir = run_dir
+        self.rows = 0
+        self.resources: list[Resource] = []
+        self.examples_left: dict[str, int] = {}
+        self.mismatches = 0
+
+    def start(self, done: set[str]) -> None:
+        """Once the manifest's rows per forward pass are settled and the finished problems
+        (``done``) read: the resources and the example thoughts still to record."""
+        run_dir, plan = self.run_dir, self.plan
+        self.rows = int(plan.manifest["batch_rows"])
         context = ResourceContext(
-            model=model,
+            model=self.model,
             run_dir=run_dir,
             problems=plan.problems,
             seed=self.config.seed,
-            batch_size=rows,
+            batch_size=self.rows,
             mean_reference=self.config.mean_reference,
         )
-        self.resources: list[Resource] = [RESOURCES[name](context) for name in plan.resources]
-        self.mismatches = 0
+        self.resources = [RESOURCES[name](context) for name in plan.resources]
         # Example thoughts: the first problems with conditions of each stratum.
         recorded = [t for t in read_thoughts(run_dir) if t.id in done]
         stratum_of = {p.id: plan.strata.label_for(p.steps) for p in plan.problems}
@@ -810,10 +797,6 @@ def append_thoughts(run_dir: Path, items: Sequence[DecodedThoughts]) -> None:
         os.close(fd)
 
 
-def _batches(problems: list[Problem], per_batch: int) -> list[list[Problem]]:
-    return [problems[i : i + per_batch] for i in range(0, len(problems), per_batch)]
-
-
 def run_importance(
     model: ThoughtModel,
     config: ImportanceConfig,
@@ -840,44 +823,33 @@ def run_importance(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    ranks = ranks or SINGLE
     plan = plan_run(model, config, model_spec=model_spec)
-    with ShardedOutput(run_dir / RESULTS_FILE, ranks, record_file, record_id) as output:
-        # Rank 0 settles the batch size first and the others take the same: every rank
-        # must cut the same batches. A resumed automatic run keeps the size it began with.
-        ranks.main_first(lambda: _settle(run_dir, model, plan))
-        rows = int(plan.manifest["batch_rows"])
-        done = output.done
-        sweep = _Sweep(model, plan, run_dir, rows, done)
-        selected = plan.problems
-        n_skipped = sum(p.id in done for p in selected)
-        rows_per_problem = len(plan.conditions) + 1
-        per_batch = max(1, rows // rows_per_problem)
-        batches = [
-            [p for p in batch if p.id not in done] for batch in _batches(selected, per_batch)
-        ]
-        batches = [b for b in batches if b]
-        written = 0
-        if batches:
-            ranks.main_first(sweep.prepare)  # rank 0 computes shared resources, the others read
-        mine = ranks.share(batches)
-        bar = tqdm(
-            total=n_skipped + sum(len(b) for b in mine),
-            initial=n_skipped,
-            disable=not progress,
-            desc="importance",
-            unit="problem",
-        )
-        for batch in mine:
-            written += output.append(sweep.run_batch(batch))  # this rank's shard
-            bar.update(len(batch))
-        bar.close()
-        output.finish(order=[p.id for p in selected])
+    sweep = _Sweep(model, plan, run_dir)
+    # Rank 0 settles the rows per forward pass first and the others take the same: every
+    # rank must cut the same batches.
+    work = ShardedWork(
+        rows=RECORDS,
+        manifest=plan.manifest,
+        identity=IDENTITY_KEYS,
+        units=plan.problems,
+        row_ids=lambda problem: [problem.id],
+        batch_size=lambda: max(1, sweep.rows // (len(plan.conditions) + 1)),
+        run_batch=sweep.run_batch,
+        input_error=ImportanceInputError,
+        prepare=sweep.prepare,  # rank 0 computes shared resources, the others read them
+        desc="importance",
+        unit="problem",
+        settle=lambda: _settle(run_dir, model, plan),
+        start=sweep.start,
+        check_first=False,
+        bar_from_done=True,
+    )
+    done = run_in_shards(work, run_dir, ranks=ranks or SINGLE, progress=progress)
     return SweepResult(
         run_dir=run_dir,
-        n_problems=len(selected),
-        n_skipped=n_skipped,
-        n_written=written,
+        n_problems=len(plan.problems),
+        n_skipped=done.n_skipped,
+        n_written=done.n_written,
         n_conditions=len(plan.conditions),
         seconds=time.perf_counter() - started,
         baseline_mismatches=sweep.mismatches,

@@ -1,15 +1,17 @@
 """Running an analysis into a run folder, resumably, on one process or on every rank of a
-``torchrun`` launch: what ``patch``, ``effects`` and ``steer`` share.
+``torchrun`` launch: what ``importance``, ``patch``, ``effects`` and ``steer`` share.
 
 An analysis hands over its *units* of work (pairs for patching, problems for effects and
 steering), the ids of the rows each unit yields, and a function computing a batch of
 units. :func:`run_in_shards` then
 
 1. checks the manifest: the folder's own run with the same configuration is resumed,
-   another one refused (:func:`~thoughtscope.results.shards.check_manifest`);
+   another one refused (:func:`~thoughtscope.results.shards.check_manifest`; importance
+   skips this early check and keeps its order: lock, rows, then the check);
 2. locks ``RUN/results.jsonl`` (rank 0) and this rank's shard of it (each rank), so a
    second run into the folder is refused, and checks the manifest again under the lock
-   (rank 0 first: it writes a new run's manifest; then the others);
+   (rank 0 first: it settles what the analysis leaves open, such as importance's
+   automatic batch size, and writes a new run's manifest; then the others);
 3. reads which row ids are done, from ``results.jsonl`` and every shard of any earlier
    launch (of any number of ranks);
 4. cuts the units into batches of ``batch_size`` (the same batches on every rank, in a
@@ -78,13 +80,22 @@ class ShardedWork(Generic[Unit, Row]):
         manifest: The run's manifest; ``identity``: its keys that must match to resume.
         units: The work, in the order the merged file keeps.
         row_ids: The ids of the rows one unit yields.
-        batch_size: Units per batch.
+        batch_size: Units per batch, or a function giving it once ``settle`` has run
+            (importance derives it from the rows per forward pass it settles).
         run_batch: The rows of a batch of units (those already done are dropped after).
         input_error: Builds the analysis's own error from ``(option, message)``.
         prepare: Run once before the first batch, rank 0 first (it may write files the
             other ranks then read: the mean ablation's means, steering directions).
         after_batch: Called with each batch once its rows are written.
         desc, unit: Progress-bar labels.
+        settle: Completes ``manifest`` under the lock, rank 0 first, just before it is
+            checked (importance's automatic batch size: rank 0 measures it, a resumed run
+            keeps the folder's, the other ranks take rank 0's).
+        start: Called on every rank with the ids of the rows already done, before the
+            batches are cut (importance counts the example thoughts still to record).
+        check_first: Refuse a folder holding another run before locking it and reading
+            its rows (step 1); without it the only check is the one under the lock.
+        bar_from_done: The progress bar starts at the units already done, out of all.
     """
 
     rows: RowKind[Row]
@@ -92,13 +103,17 @@ class ShardedWork(Generic[Unit, Row]):
     identity: Sequence[str]
     units: Sequence[Unit]
     row_ids: Callable[[Unit], Sequence[str]]
-    batch_size: int
+    batch_size: int | Callable[[], int]
     run_batch: Callable[[list[Unit]], Iterable[Row]]
     input_error: Callable[[str, str], Exception]
     prepare: Callable[[], None] | None = None
     after_batch: Callable[[list[Unit]], object] | None = None
     desc: str = "running"
     unit: str = "unit"
+    settle: Callable[[], None] | None = None
+    start: Callable[[set[str]], None] | None = None
+    check_first: bool = True
+    bar_from_done: bool = False
 
 
 @contextmanager
@@ -141,25 +156,33 @@ def run_in_shards(
     """
     run_dir = Path(run_dir)
 
-    def settle(write: bool = True) -> dict[str, Any]:
+    def check(write: bool = True) -> dict[str, Any]:
         try:
             return check_manifest(run_dir, work.manifest, work.identity, write=write)
         except RunFolderError as error:
             raise work.input_error(error.option, str(error)) from None
 
+    def settle() -> dict[str, Any]:
+        if work.settle is not None:
+            work.settle()
+        return check()
+
     # A folder holding another run (say, another analysis's rows) is refused before its
     # rows are read as this analysis's; the check that counts is the one under the lock.
-    ranks.together(lambda: settle(write=False))
+    if work.check_first:
+        ranks.together(lambda: check(write=False))
     with work.rows.output(run_dir / RESULTS_FILE, ranks) as output:
         manifest = ranks.main_first(settle)
         done = output.done
+        if work.start is not None:
+            work.start(done)
         wanted = [list(work.row_ids(u)) for u in work.units]
         todo = [any(i not in done for i in ids) for ids in wanted]
         n_skipped = sum(i in done for ids in wanted for i in ids)
         # Batches are cut from every unit, as an uninterrupted run cuts them, and then
         # lose their finished units: a resumed run computes every batch it did not finish
         # with the same neighbours as the uninterrupted run.
-        size = work.batch_size
+        size = work.batch_size() if callable(work.batch_size) else work.batch_size
         cut = [range(i, min(i + size, len(work.units))) for i in range(0, len(work.units), size)]
         batches = [[work.units[j] for j in part if todo[j]] for part in cut]
         batches = [batch for batch in batches if batch]
@@ -167,8 +190,10 @@ def run_in_shards(
             ranks.main_first(work.prepare)
         mine = ranks.share(batches)
         written = 0
+        initial = todo.count(False) if work.bar_from_done else 0
         bar = tqdm(
-            total=sum(len(b) for b in mine),
+            total=initial + sum(len(b) for b in mine),
+            initial=initial,
             disable=not (progress and ranks.is_main),
             desc=work.desc,
             unit=work.unit,

@@ -44,6 +44,7 @@ from thoughtscope.results.store import (
 )
 
 __all__ = [
+    "RECORDS",
     "DuplicateRowsError",
     "RankGroup",
     "RowKind",
@@ -390,6 +391,21 @@ class RowKind(Generic[Row]):
             ResultStoreError: A line other than a file's last is damaged.
         """
         return read_run_rows(Path(run_dir) / file_name, self.open, self.key)
+
+
+@dataclass(frozen=True)
+class _RecordKind(RowKind[ProblemRecord]):
+    """Importance's result records, each file opened as its :class:`ResultStore`."""
+
+    def open(self, path: Path) -> ResultStore:
+        """The :class:`ResultStore` of the file (or shard) at ``path``."""
+        return record_file(path)
+
+
+RECORDS: RowKind[ProblemRecord] = _RecordKind(
+    ProblemRecord.from_dict, ProblemRecord.to_dict, record_id, "result record"
+)
+"""The kind of ``importance``'s rows: one :class:`ProblemRecord` per problem, by its id."""
 
 
 def row_id(*parts: object) -> str:
