@@ -7,45 +7,69 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import typer
 
 from thoughtscope.analyses.patching import PatchInputError
 from thoughtscope.cli.app import fail, streaming_to
 from thoughtscope.cli.launch import start_ranks
-from thoughtscope.cli.options import ModelChoice
+from thoughtscope.cli.options import ModelChoice, check_output
 from thoughtscope.engine.distributed import RankFailedError, Ranks
-from thoughtscope.model.thought_model import ThoughtModel
 from thoughtscope.results.shards import shard_path
 
 RESUME_HINT = "run the same command again to continue (finished rows are kept)"
 
-T = TypeVar("T")
+
+class _RowsResult(Protocol):
+    """What a causal run reports: rows written, rows already there, wall time."""
+
+    @property
+    def n_rows(self) -> int: ...
+    @property
+    def n_skipped(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+
+
+R = TypeVar("R", bound=_RowsResult)
 
 
 def run_into(
     out: Path,
     choice: ModelChoice,
     threads: int | None,
-    run: Callable[[ThoughtModel, Ranks], T],
-) -> tuple[T, Ranks]:
-    """Joins the ``torchrun`` launch if there is one, loads the model on this rank's
-    device and runs an analysis writing ``out/results.jsonl`` (this rank's shard of it);
+    analysis: Callable[..., R],
+    config: object,
+    *,
+    model_spec: str,
+    progress: bool,
+) -> tuple[R, Ranks]:
+    """Checks ``--out``, joins the ``torchrun`` launch if there is one, loads the model
+    on this rank's device and runs ``analysis(model, config, out, model_spec=…,
+    progress=…, ranks=…)``, which writes ``out/results.jsonl`` (this rank's shard of it);
     an interruption says how to resume, a bad configuration stops with one line naming
     its option."""
+    check_output(out, "--out", folder=True)
     ranks, choice = start_ranks(choice, threads)
     try:
         model = choice.load()
         shard = shard_path(out / "results.jsonl", ranks.rank, ranks.world_size)
         streaming_to(shard, resume=RESUME_HINT)
-        return run(model, ranks), ranks
+        result = analysis(model, config, out, model_spec=model_spec, progress=progress, ranks=ranks)
+        return result, ranks
     except PatchInputError as error:
         fail(str(error), error.option)
     except RankFailedError as error:
         fail(str(error))
     finally:
         ranks.stop()
+
+
+def tell_rows(ranks: Ranks, result: _RowsResult, of: str) -> bool:
+    """:func:`tell` with the :func:`rows_line` of ``result`` (``of``: what the rows are
+    of, e.g. ``"60 problems"``)."""
+    return tell(ranks, rows_line(result.n_rows, result.n_skipped, of, result.seconds))
 
 
 def tell(ranks: Ranks, line: str) -> bool:

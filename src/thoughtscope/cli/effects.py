@@ -8,7 +8,7 @@ import typer
 
 from thoughtscope.analyses.effects import EffectsConfig, run_effects
 from thoughtscope.cli.app import app
-from thoughtscope.cli.causal import rows_line, run_into, summarise, tell
+from thoughtscope.cli.causal import run_into, summarise, tell_rows
 from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt
 from thoughtscope.cli.options import (
     DataOpt,
@@ -17,7 +17,6 @@ from thoughtscope.cli.options import (
     ModelChoice,
     ModelOpt,
     RunFolderOpt,
-    check_output,
     model_options,
 )
 
@@ -52,7 +51,6 @@ def effects_command(
     (cosine distance, relative L2, KL of its logit lens) and of the answer; rows go to
     OUT/results.jsonl, the graph with intervals to OUT/effects_summary.json and a figure
     to OUT/report.html."""
-    check_output(out, "--out", folder=True)
     config = EffectsConfig(
         data=data,
         sites=sites,
@@ -63,13 +61,7 @@ def effects_command(
         max_new_tokens=max_new_tokens,
     )
     result, ranks = run_into(
-        out,
-        choice,
-        threads,
-        lambda loaded, ranks: run_effects(
-            loaded, config, out, model_spec=model, progress=progress, ranks=ranks
-        ),
+        out, choice, threads, run_effects, config, model_spec=model, progress=progress
     )
-    of = f"{result.n_problems} problems"
-    if tell(ranks, rows_line(result.n_rows, result.n_skipped, of, result.seconds)):
+    if tell_rows(ranks, result, f"{result.n_problems} problems"):
         summarise(out)

@@ -8,7 +8,7 @@ import typer
 
 from thoughtscope.analyses.patching import PatchConfig, run_patching
 from thoughtscope.cli.app import app
-from thoughtscope.cli.causal import rows_line, run_into, summarise, tell
+from thoughtscope.cli.causal import run_into, summarise, tell_rows
 from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt
 from thoughtscope.cli.options import (
     DataOpt,
@@ -17,7 +17,6 @@ from thoughtscope.cli.options import (
     ModelChoice,
     ModelOpt,
     RunFolderOpt,
-    check_output,
     model_options,
 )
 from thoughtscope.results.store import read_manifest
@@ -71,7 +70,6 @@ def patch_command(
     """Patch a source problem's states into a target at chosen sites and positions and
     record whether the answer stays, becomes the source's, or changes otherwise; rows go
     to OUT/results.jsonl, statistics to OUT/patching_summary.json."""
-    check_output(out, "--out", folder=True)
     config = PatchConfig(
         data=data,
         pairs=pairs,
@@ -84,15 +82,9 @@ def patch_command(
         max_new_tokens=max_new_tokens,
     )
     result, ranks = run_into(
-        out,
-        choice,
-        threads,
-        lambda loaded, ranks: run_patching(
-            loaded, config, out, model_spec=model, progress=progress, ranks=ranks
-        ),
+        out, choice, threads, run_patching, config, model_spec=model, progress=progress
     )
-    line = rows_line(result.n_rows, result.n_skipped, f"{result.n_pairs} pairs", result.seconds)
-    if not tell(ranks, line):
+    if not tell_rows(ranks, result, f"{result.n_pairs} pairs"):
         return
     # The check of the whole run: every batch of every rank (and of earlier launches).
     checks = read_manifest(out)["checks"]

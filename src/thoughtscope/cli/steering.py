@@ -8,7 +8,7 @@ import typer
 
 from thoughtscope.analyses.steering import SteerConfig, run_steering
 from thoughtscope.cli.app import app
-from thoughtscope.cli.causal import rows_line, run_into, summarise, tell
+from thoughtscope.cli.causal import run_into, summarise, tell_rows
 from thoughtscope.cli.launch import DEFAULT_THREADS, ProgressOpt, ThreadsOpt
 from thoughtscope.cli.options import (
     DataOpt,
@@ -17,7 +17,6 @@ from thoughtscope.cli.options import (
     ModelChoice,
     ModelOpt,
     RunFolderOpt,
-    check_output,
     model_options,
 )
 
@@ -68,7 +67,6 @@ def steer_command(
 ) -> None:
     """Steer the thoughts: add alpha times a direction (or project it out) at chosen sites
     and positions and trace answer changes and target-value hits over alpha."""
-    check_output(out, "--out", folder=True)
     config = SteerConfig(
         data=data,
         target_value=target_value,
@@ -85,13 +83,7 @@ def steer_command(
         max_new_tokens=max_new_tokens,
     )
     result, ranks = run_into(
-        out,
-        choice,
-        threads,
-        lambda loaded, ranks: run_steering(
-            loaded, config, out, model_spec=model, progress=progress, ranks=ranks
-        ),
+        out, choice, threads, run_steering, config, model_spec=model, progress=progress
     )
-    of = f"{result.n_problems} problems"
-    if tell(ranks, rows_line(result.n_rows, result.n_skipped, of, result.seconds)):
+    if tell_rows(ranks, result, f"{result.n_problems} problems"):
         summarise(out)
